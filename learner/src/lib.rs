@@ -1,0 +1,1 @@
+//! Learner: flow records to baselines.

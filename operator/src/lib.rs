@@ -1,0 +1,1 @@
+//! Operator: webhook and controllers.

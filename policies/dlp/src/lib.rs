@@ -1,0 +1,1 @@
+//! DLP sensors and streaming scanner.

@@ -1,0 +1,1 @@
+//! SecLang engine (see issue: WAF).
