@@ -1,1 +1,25 @@
 //! Learner: flow records to baselines.
+//!
+//! Pure logic lives in [`generalize`], [`learn`], [`merge`], [`diff`] and
+//! [`export`]; file I/O is confined to [`store`] and the snapshot helpers in
+//! [`learn`]; /proc and netlink access to [`process`].
+
+pub mod diff;
+pub mod error;
+pub mod evidence;
+pub mod export;
+pub mod generalize;
+pub mod learn;
+pub mod merge;
+pub mod process;
+pub mod promote;
+pub mod store;
+
+pub use diff::{diff, BaselineDiff, ChangeKind, DiffEntry, RiskHint};
+pub use error::LearnerError;
+pub use learn::{Learner, LearnerConfig};
+pub use merge::merge_baselines;
+pub use store::{Selection, Store};
+
+#[cfg(test)]
+pub(crate) mod testutil;

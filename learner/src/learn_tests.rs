@@ -1,0 +1,284 @@
+use super::*;
+use crate::testutil::{inb, out, RecExt};
+use podwarden_policy::model::Peer;
+
+fn learner() -> Learner {
+    let mut c = LearnerConfig::new("shop/checkout");
+    c.replica = Some("checkout-abc".into());
+    Learner::new(c).unwrap()
+}
+
+fn rule<'a>(doc: &'a PolicyDocument, id: &str) -> &'a Rule {
+    doc.spec
+        .rules
+        .iter()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| {
+            panic!(
+                "no rule {id} in {:?}",
+                doc.spec.rules.iter().map(|r| &r.id).collect::<Vec<_>>()
+            )
+        })
+}
+
+#[test]
+fn ephemeral_ports_and_ips_behind_a_name_collapse() {
+    let mut l = learner();
+    for (i, ip) in ["192.0.2.10", "192.0.2.11", "198.51.100.7"]
+        .iter()
+        .enumerate()
+    {
+        let r = out(&format!("{ip}:443"), 40000 + i as u16, AppProtocol::Tls)
+            .named(&["api.payments.example"])
+            .sni("api.payments.example")
+            .by("/usr/local/bin/checkout")
+            .at(1_700_000_000_000 + i as u64 * 1000);
+        l.ingest(&r);
+    }
+    let doc = l.baseline();
+    assert_eq!(doc.kind, DocumentKind::Baseline);
+    assert_eq!(doc.spec.rules.len(), 1);
+    let r = rule(&doc, "out-tls-api.payments.example-443");
+    assert_eq!(r.peer, Peer::Fqdn("api.payments.example".into()));
+    assert_eq!(r.ports, vec![PortSpec::single(443)]);
+    assert_eq!(r.protocols, vec![AppProtocol::Tls]);
+    assert_eq!(r.processes, vec!["/usr/local/bin/checkout".to_string()]);
+    assert!(
+        r.note.contains("SNI seen: api.payments.example"),
+        "{}",
+        r.note
+    );
+    let ev = r.evidence.as_ref().unwrap();
+    assert_eq!(ev.count, 3);
+    assert_eq!(ev.first_seen, "2023-11-14T22:13:20Z");
+    assert_eq!(ev.last_seen, "2023-11-14T22:13:22Z");
+    assert!(
+        ev.example.contains("by /usr/local/bin/checkout"),
+        "{}",
+        ev.example
+    );
+    assert_eq!(ev.replicas, vec!["checkout-abc".to_string()]);
+    assert_eq!(doc.spec.processes.len(), 1);
+    assert_eq!(doc.spec.processes[0].evidence.as_ref().unwrap().count, 3);
+    let (_, agg) = l.rules().next().unwrap();
+    assert_eq!(agg.recent_ips.len(), 3);
+}
+
+#[test]
+fn unnamed_peers_stay_hosts_and_sni_is_not_trusted() {
+    let mut l = learner();
+    l.ingest(&out("203.0.113.9:443", 40000, AppProtocol::Tls).sni("api.example"));
+    l.ingest(&out("[2001:db8::9]:6379", 40001, AppProtocol::Opaque));
+    let doc = l.baseline();
+    let r = rule(&doc, "out-tls-203.0.113.9-443");
+    assert_eq!(r.peer, Peer::Cidr("203.0.113.9/32".parse().unwrap()));
+    let v6 = doc
+        .spec
+        .rules
+        .iter()
+        .find(|r| r.ports == vec![PortSpec::single(6379)])
+        .unwrap();
+    assert_eq!(v6.peer, Peer::Cidr("2001:db8::9/128".parse().unwrap()));
+    assert!(
+        v6.id.starts_with("out-opaque-2001-db8--9-6379-"),
+        "{}",
+        v6.id
+    );
+}
+
+#[test]
+fn distinct_ports_and_protocols_are_distinct_rules() {
+    let mut l = learner();
+    l.ingest(&out("192.0.2.1:443", 1, AppProtocol::Tls).named(&["a.example"]));
+    l.ingest(&out("192.0.2.1:8443", 2, AppProtocol::Tls).named(&["a.example"]));
+    l.ingest(&out("192.0.2.1:80", 3, AppProtocol::Http).named(&["a.example"]));
+    let ids: Vec<_> = l.baseline().spec.rules.into_iter().map(|r| r.id).collect();
+    assert_eq!(
+        ids,
+        vec![
+            "out-http-a.example-80",
+            "out-tls-a.example-443",
+            "out-tls-a.example-8443"
+        ]
+    );
+}
+
+#[test]
+fn http_paths_are_templated_with_methods_per_template() {
+    let mut l = learner();
+    let base = || {
+        out("192.0.2.1:80", 5, AppProtocol::Http)
+            .named(&["users.example"])
+            .by("/app")
+    };
+    l.ingest(&base());
+    l.ingest(&base().req("GET", Some("users.example:80"), "/users/123"));
+    l.ingest(&base().req("GET", Some("users.example"), "/users/456"));
+    l.ingest(&base().req("get", Some("users.example"), "/healthz"));
+    l.ingest(&base().req(
+        "DELETE",
+        Some("users.example"),
+        "/users/789/sessions/550e8400-e29b-41d4-a716-446655440000",
+    ));
+    let doc = l.baseline();
+    let get = rule(&doc, "out-http-users.example-80-get");
+    let h = get.http.as_ref().unwrap();
+    assert_eq!(h.methods, vec!["GET"]);
+    assert_eq!(h.paths, vec!["/healthz", "/users/{id}"]);
+    assert_eq!(h.hosts, vec!["users.example"]);
+    assert_eq!(get.evidence.as_ref().unwrap().count, 3);
+    let del = rule(&doc, "out-http-users.example-80-delete");
+    assert_eq!(
+        del.http.as_ref().unwrap().paths,
+        vec!["/users/{id}/sessions/{id}"]
+    );
+    assert_eq!(doc.spec.rules.len(), 2);
+}
+
+#[test]
+fn inbound_clients_of_one_subnet_collapse_only_with_enough_replicas() {
+    let mut l = learner();
+    l.ingest(&inb("10.1.2.3:50000", 8080, AppProtocol::Http).req("GET", None, "/api/items/17"));
+    l.ingest(&inb("10.1.2.4:50001", 8080, AppProtocol::Http).req("POST", None, "/api/items"));
+    l.ingest(&inb("10.9.9.9:50002", 8080, AppProtocol::Http).req("GET", None, "/api/items/18"));
+    let doc = l.baseline();
+    let peers: BTreeSet<String> = doc
+        .spec
+        .rules
+        .iter()
+        .map(|r| match &r.peer {
+            Peer::Cidr(c) => c.to_string(),
+            p => panic!("unexpected peer {p:?}"),
+        })
+        .collect();
+    assert_eq!(
+        peers,
+        ["10.1.2.0/24", "10.9.9.9/32"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    let net = doc
+        .spec
+        .rules
+        .iter()
+        .find(|r| r.id == "in-http-10.1.2.0-24-8b3f7c4b-get")
+        .or_else(|| {
+            doc.spec
+                .rules
+                .iter()
+                .find(|r| r.id.starts_with("in-http-10.1.2.0-24") && r.id.ends_with("-get"))
+        });
+    let net = net.unwrap();
+    assert_eq!(net.http.as_ref().unwrap().paths, vec!["/api/items/{id}"]);
+    assert!(net.http.as_ref().unwrap().hosts.is_empty());
+
+    // collapsing off: every client stays a host
+    let mut c = LearnerConfig::new("shop/checkout");
+    c.inbound_min_clients = 0;
+    let mut l = Learner::new(c).unwrap();
+    l.ingest(&inb("10.1.2.3:50000", 8080, AppProtocol::Opaque));
+    l.ingest(&inb("10.1.2.4:50000", 8080, AppProtocol::Opaque));
+    assert!(l
+        .baseline()
+        .spec
+        .rules
+        .iter()
+        .all(|r| matches!(&r.peer, Peer::Cidr(c) if c.prefix_len() == 32)));
+}
+
+#[test]
+fn config_refuses_wide_prefixes() {
+    let mut c = LearnerConfig::new("shop/checkout");
+    c.inbound_v4_prefix = 8;
+    assert!(matches!(
+        Learner::new(c.clone()),
+        Err(LearnerError::Config(_))
+    ));
+    c.inbound_v4_prefix = 24;
+    c.inbound_v6_prefix = 32;
+    assert!(Learner::new(c.clone()).is_err());
+    c.inbound_v6_prefix = 64;
+    c.inbound_min_clients = 1;
+    assert!(Learner::new(c.clone()).is_err());
+    assert!(Learner::new(LearnerConfig::new("no-slash")).is_err());
+}
+
+#[test]
+fn port_zero_is_skipped_not_learned() {
+    let mut l = learner();
+    l.ingest(&out("192.0.2.1:0", 5, AppProtocol::Opaque));
+    assert!(l.is_empty());
+    assert_eq!(l.skipped(), 1);
+}
+
+#[test]
+fn ids_are_stable_and_output_deterministic() {
+    let recs = vec![
+        out("192.0.2.1:443", 1, AppProtocol::Tls).named(&["b.example"]),
+        out("192.0.2.2:5432", 2, AppProtocol::Opaque),
+        inb("10.0.0.9:1", 80, AppProtocol::Http).req("GET", None, "/"),
+    ];
+    let mut a = learner();
+    a.ingest_all(&recs);
+    let mut b = learner();
+    b.ingest_all(recs.iter().rev());
+    assert_eq!(a.baseline(), b.baseline());
+}
+
+#[test]
+fn snapshot_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/learning.json");
+    let mut l = learner();
+    l.ingest(
+        &out("192.0.2.1:443", 1, AppProtocol::Tls)
+            .named(&["a.example"])
+            .by("/bin/app"),
+    );
+    l.save(&path).unwrap();
+    let mut back = Learner::load(&path).unwrap();
+    assert_eq!(back.baseline(), l.baseline());
+    back.ingest(
+        &out("192.0.2.1:443", 2, AppProtocol::Tls)
+            .named(&["a.example"])
+            .by("/bin/app"),
+    );
+    assert_eq!(
+        back.baseline().spec.rules[0]
+            .evidence
+            .as_ref()
+            .unwrap()
+            .count,
+        2
+    );
+    // no temp files left behind
+    let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    std::fs::write(&path, b"{not json").unwrap();
+    assert!(matches!(
+        Learner::load(&path),
+        Err(LearnerError::Json { .. })
+    ));
+}
+
+#[test]
+fn path_cap_drops_without_widening() {
+    let mut c = LearnerConfig::new("a/b");
+    c.max_paths_per_rule = 2;
+    let mut l = Learner::new(c).unwrap();
+    for p in ["/a", "/b", "/c", "/d"] {
+        l.ingest(&out("192.0.2.1:80", 1, AppProtocol::Http).req("GET", None, p));
+    }
+    let doc = l.baseline();
+    assert_eq!(
+        doc.spec.rules[0].http.as_ref().unwrap().paths,
+        vec!["/a", "/b"]
+    );
+    assert!(doc.spec.rules[0]
+        .note
+        .contains("2 requests on further paths not learned"));
+}
