@@ -1,0 +1,259 @@
+//! Lookup structures whose cost does not grow with the number of rules:
+//! per-port tables (hash for single ports, elementary intervals for ranges)
+//! and per-prefix-length hash maps for CIDRs.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+use crate::model::PortSpec;
+
+/// Multiply-rotate hash (the FxHash scheme). Keys come from the policy, so
+/// attacker-chosen lookups cannot degrade the table; speed matters more here
+/// than SipHash's flooding resistance.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            self.add(u64::from_le_bytes(b));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.add(i as u64);
+        self.add((i >> 64) as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// Rule indices (positions in the document).
+pub type RuleIdx = u32;
+
+/// Rules of one peer key, by server port.
+#[derive(Debug, Default, Clone)]
+pub struct PortTable {
+    any: Vec<RuleIdx>,
+    single: FastMap<u16, Vec<RuleIdx>>,
+    ranges: Vec<(PortSpec, RuleIdx)>,
+    // Built by `finish`: elementary intervals over all range bounds.
+    bounds: Vec<u16>,
+    covering: Vec<Vec<RuleIdx>>,
+}
+
+impl PortTable {
+    pub fn insert(&mut self, ports: &[PortSpec], rule: RuleIdx) {
+        if ports.is_empty() {
+            self.any.push(rule);
+        }
+        for p in ports {
+            if p.first == p.last {
+                self.single.entry(p.first).or_default().push(rule);
+            } else {
+                self.ranges.push((*p, rule));
+            }
+        }
+    }
+
+    /// Precomputes range lookups: the range bounds split 0..=65535 into
+    /// intervals, each holding the rules whose ranges cover it.
+    pub fn finish(&mut self) {
+        if self.ranges.is_empty() {
+            return;
+        }
+        let mut bounds: Vec<u16> = Vec::with_capacity(self.ranges.len() * 2 + 1);
+        bounds.push(0);
+        for (p, _) in &self.ranges {
+            bounds.push(p.first);
+            if let Some(after) = p.last.checked_add(1) {
+                bounds.push(after);
+            }
+        }
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut covering = vec![Vec::new(); bounds.len()];
+        for (p, rule) in &self.ranges {
+            let start = bounds.partition_point(|b| *b < p.first);
+            for (i, b) in bounds.iter().enumerate().skip(start) {
+                if *b > p.last {
+                    break;
+                }
+                covering[i].push(*rule);
+            }
+        }
+        for c in &mut covering {
+            c.sort_unstable();
+            c.dedup();
+        }
+        self.bounds = bounds;
+        self.covering = covering;
+    }
+
+    /// Calls `f` with each rule whose ports admit `port` (a rule may be
+    /// reported more than once).
+    #[inline]
+    pub fn for_each(&self, port: u16, f: &mut impl FnMut(RuleIdx)) {
+        self.any.iter().for_each(|r| f(*r));
+        if let Some(v) = self.single.get(&port) {
+            v.iter().for_each(|r| f(*r));
+        }
+        if !self.bounds.is_empty() {
+            let i = self.bounds.partition_point(|b| *b <= port);
+            if let Some(v) = i.checked_sub(1).and_then(|i| self.covering.get(i)) {
+                v.iter().for_each(|r| f(*r));
+            }
+        }
+    }
+}
+
+/// CIDR → rules, one hash map per prefix length present, for one address
+/// family. A lookup probes every length present (at most 33 or 129, usually
+/// a handful), so overlapping prefixes all contribute candidates.
+#[derive(Debug, Default, Clone)]
+pub struct PrefixIndex {
+    /// (prefix length, network bits masked) → rules by port.
+    by_len: Vec<(u8, FastMap<u128, PortTable>)>,
+}
+
+impl PrefixIndex {
+    pub fn table(&mut self, bits: u128, len: u8, width: u8) -> &mut PortTable {
+        let key = mask(bits, len, width);
+        let i = match self.by_len.iter().position(|(l, _)| *l == len) {
+            Some(i) => i,
+            None => {
+                self.by_len.push((len, FastMap::default()));
+                self.by_len.len() - 1
+            }
+        };
+        self.by_len[i].1.entry(key).or_default()
+    }
+
+    pub fn finish(&mut self) {
+        self.by_len.sort_by_key(|(l, _)| std::cmp::Reverse(*l));
+        for (_, m) in &mut self.by_len {
+            m.values_mut().for_each(PortTable::finish);
+        }
+    }
+
+    #[inline]
+    pub fn for_each(&self, bits: u128, width: u8, port: u16, f: &mut impl FnMut(RuleIdx)) {
+        for (len, m) in &self.by_len {
+            if let Some(t) = m.get(&mask(bits, *len, width)) {
+                t.for_each(port, f);
+            }
+        }
+    }
+}
+
+#[inline]
+fn mask(bits: u128, len: u8, width: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        let shift = u32::from(width - len.min(width));
+        (bits >> shift) << shift
+    }
+}
+
+/// An address as (bits, width) for the prefix index. IPv4-mapped IPv6
+/// addresses are judged as the IPv4 address they carry.
+#[inline]
+pub fn ip_key(ip: IpAddr) -> (u128, u8, bool) {
+    match ip {
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 32, true),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => (u128::from(u32::from(v4)), 32, true),
+            None => (u128::from(a), 128, false),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(t: &PortTable, port: u16) -> Vec<RuleIdx> {
+        let mut v = Vec::new();
+        t.for_each(port, &mut |r| v.push(r));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn port_table_ranges_and_singles() {
+        let mut t = PortTable::default();
+        let r = |s: &str| s.parse::<PortSpec>().unwrap();
+        t.insert(&[r("443")], 0);
+        t.insert(&[r("8000-8100")], 1);
+        t.insert(&[r("8050-9000"), r("22")], 2);
+        t.insert(&[], 3);
+        t.insert(&[r("1-65535")], 4);
+        t.finish();
+        assert_eq!(collect(&t, 443), vec![0, 3, 4]);
+        assert_eq!(collect(&t, 7999), vec![3, 4]);
+        assert_eq!(collect(&t, 8000), vec![1, 3, 4]);
+        assert_eq!(collect(&t, 8050), vec![1, 2, 3, 4]);
+        assert_eq!(collect(&t, 8100), vec![1, 2, 3, 4]);
+        assert_eq!(collect(&t, 8101), vec![2, 3, 4]);
+        assert_eq!(collect(&t, 9000), vec![2, 3, 4]);
+        assert_eq!(collect(&t, 9001), vec![3, 4]);
+        assert_eq!(collect(&t, 22), vec![2, 3, 4]);
+        assert_eq!(collect(&t, 65535), vec![3, 4]);
+        assert_eq!(collect(&t, 0), vec![3]);
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(mask(0xC000_0201, 24, 32), 0xC000_0200);
+        assert_eq!(mask(0xC000_0201, 32, 32), 0xC000_0201);
+        assert_eq!(mask(u128::MAX, 0, 128), 0);
+        assert_eq!(mask(u128::MAX, 128, 128), u128::MAX);
+        assert_eq!(mask(u128::MAX, 1, 128), 1u128 << 127);
+    }
+}

@@ -1,0 +1,435 @@
+//! A policy compiled for lookups: the decision hook the data path calls.
+//!
+//! Candidates come from indexes keyed by direction, peer (CIDR per prefix
+//! length, exact FQDN, `*.suffix`, any) and server port; only those few
+//! candidates have their remaining conditions (protocol, process, HTTP host,
+//! method, path) checked. Among all matching rules the first in document
+//! order wins, so the answer never depends on index layout.
+//!
+//! ## What counts as proof of a destination
+//! * An FQDN rule matches an outbound flow only through `flow.peer_names`:
+//!   names the pod's resolver returned for that very IP. SNI and Host are
+//!   claims made by the client and are never used to pick a rule; an HTTP
+//!   `hosts` list only narrows a rule further.
+//! * An outbound HTTP request that names its own destination
+//!   (`http.target`: CONNECT target or absolute-form URI) is allowed only if
+//!   the connection is allowed by some rule AND the target is itself allowed
+//!   as an outbound destination: an IP target must fall in a CIDR (or `any`)
+//!   rule for that port; a name target must match an FQDN rule's pattern
+//!   (the proxy, not the pod, will resolve it, so there is no resolver answer
+//!   to check) and that rule's HTTP `hosts`. For CONNECT the tunnel's content
+//!   is unknown, so a target rule that restricts methods or paths cannot be
+//!   honoured and does not match. An allowed open proxy therefore only
+//!   reaches destinations the policy allows directly. Malformed targets,
+//!   userinfo (`http://a@b/`) and CONNECT without a port are denied.
+//!   Inbound requests' targets are not judged here: if the app acts on them
+//!   its own outbound connection is judged.
+//! * With a non-empty `spec.processes` baseline, a flow from a known
+//!   executable outside it is a violation whatever the destination. Flows
+//!   whose process is unknown are not judged by the baseline (rules that list
+//!   processes still require a known, listed one).
+//! * IPv4-mapped IPv6 peers (`::ffff:192.0.2.1`) are judged as IPv4.
+
+mod explain;
+pub(crate) mod index;
+pub mod names;
+pub mod path;
+pub mod target;
+
+use std::collections::HashSet;
+
+use ipnet::IpNet;
+
+pub use explain::{Explanation, Mismatch, NearMiss, Violation};
+use index::{ip_key, FastMap, PortTable, PrefixIndex, RuleIdx};
+use names::{normalise, parent_suffixes, NamePattern};
+use path::PathPattern;
+use target::{parse_target, TargetHost};
+
+use crate::error::{Diagnostic, Diagnostics, PolicyError};
+use crate::flow::{AppProtocol, Decide, Decision, Direction, Flow, HttpRequestInfo, Mode};
+use crate::load::validate;
+use crate::model::{Feature, Peer, PolicyDocument, PortSpec};
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledHttp {
+    hosts: Vec<NamePattern>,
+    methods: Vec<String>,
+    paths: Vec<PathPattern>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRule {
+    pub(crate) id: String,
+    direction: Direction,
+    peer: Peer,
+    peer_name: Option<NamePattern>,
+    ports: Vec<PortSpec>,
+    /// Bit per [`AppProtocol`]; 0 = any.
+    protocols: u8,
+    processes: Vec<String>,
+    http: Option<CompiledHttp>,
+}
+
+fn proto_bit(p: AppProtocol) -> u8 {
+    match p {
+        AppProtocol::Http => 1,
+        AppProtocol::Http2 => 2,
+        AppProtocol::Tls => 4,
+        AppProtocol::Dns => 8,
+        AppProtocol::Opaque => 16,
+    }
+}
+
+impl CompiledRule {
+    #[inline]
+    fn admits_protocol(&self, p: AppProtocol) -> bool {
+        self.protocols == 0 || self.protocols & proto_bit(p) != 0
+    }
+
+    #[inline]
+    fn admits_process(&self, flow: &Flow) -> bool {
+        self.processes.is_empty()
+            || flow.process.as_ref().is_some_and(|p| self.processes.iter().any(|e| *e == p.exe))
+    }
+
+    #[inline]
+    fn admits_http(&self, req: Option<&HttpRequestInfo>) -> bool {
+        let (Some(h), Some(req)) = (&self.http, req) else {
+            // No HTTP narrowing, or a connection-level decision before any
+            // request: requests are judged one by one later.
+            return true;
+        };
+        h.admits_host(req.host.as_deref()) && h.admits_method(&req.method) && h.admits_path(&req.path)
+    }
+
+    /// Conditions not covered by the indexes.
+    #[inline]
+    fn matches_rest(&self, flow: &Flow) -> bool {
+        self.admits_protocol(flow.protocol) && self.admits_process(flow) && self.admits_http(flow.http.as_ref())
+    }
+}
+
+impl CompiledHttp {
+    fn admits_host(&self, host: Option<&str>) -> bool {
+        if self.hosts.is_empty() {
+            return true;
+        }
+        let Some(host) = host else { return false };
+        let host = strip_port(host);
+        let host = normalise(host);
+        self.hosts.iter().any(|p| p.matches(&host))
+    }
+    fn admits_method(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+    fn admits_path(&self, path: &str) -> bool {
+        self.paths.is_empty() || self.paths.iter().any(|p| p.matches(path))
+    }
+}
+
+/// `host:port` → `host`; `[v6]:port` → `v6`. Host headers should come
+/// without a port, but clients add one.
+fn strip_port(host: &str) -> &str {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct DirIndex {
+    any: PortTable,
+    v4: PrefixIndex,
+    v6: PrefixIndex,
+    fqdn_exact: FastMap<Box<str>, PortTable>,
+    /// `*.example` keyed by `example`.
+    fqdn_suffix: FastMap<Box<str>, PortTable>,
+}
+
+impl DirIndex {
+    fn finish(&mut self) {
+        self.any.finish();
+        self.v4.finish();
+        self.v6.finish();
+        self.fqdn_exact.values_mut().for_each(PortTable::finish);
+        self.fqdn_suffix.values_mut().for_each(PortTable::finish);
+    }
+
+    #[inline]
+    fn for_each_ip(&self, ip: std::net::IpAddr, port: u16, f: &mut impl FnMut(RuleIdx)) {
+        let (bits, width, v4) = ip_key(ip);
+        if v4 {
+            self.v4.for_each(bits, width, port, f);
+        } else {
+            self.v6.for_each(bits, width, port, f);
+        }
+    }
+
+    /// `name` must be normalised.
+    #[inline]
+    fn for_each_name(&self, name: &str, port: u16, f: &mut impl FnMut(RuleIdx)) {
+        if let Some(t) = self.fqdn_exact.get(name) {
+            t.for_each(port, f);
+        }
+        if self.fqdn_suffix.is_empty() {
+            return;
+        }
+        for s in parent_suffixes(name) {
+            if let Some(t) = self.fqdn_suffix.get(s) {
+                t.for_each(port, f);
+            }
+        }
+    }
+}
+
+/// Why a flow was not allowed, or which rule allowed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Allowed(RuleIdx),
+    NoRule,
+    ProcessNotInBaseline,
+    /// The connection is allowed by `outer` but the request's own target is not.
+    TargetDenied { outer: RuleIdx },
+}
+
+/// A policy ready for decisions. Cheap to share behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    mode: Mode,
+    workload: String,
+    version: u64,
+    rules: Vec<CompiledRule>,
+    outbound: DirIndex,
+    inbound: DirIndex,
+    baseline: HashSet<String>,
+}
+
+impl CompiledPolicy {
+    /// Validates and compiles. Errors carry field paths but no lines (the
+    /// document has no source here); use [`crate::load_policy_str`] first to
+    /// get located errors.
+    pub fn compile(doc: &PolicyDocument) -> Result<CompiledPolicy, PolicyError> {
+        let problems = validate(doc);
+        if !problems.is_empty() {
+            return Err(PolicyError::Invalid(Diagnostics(
+                problems
+                    .into_iter()
+                    .map(|p| Diagnostic {
+                        source_name: format!("policy {}", doc.metadata.workload),
+                        line: None,
+                        column: None,
+                        path: p.path,
+                        message: p.message,
+                    })
+                    .collect(),
+            )));
+        }
+        let mut out = CompiledPolicy {
+            mode: doc.spec.mode_of(Feature::Network),
+            workload: doc.metadata.workload.clone(),
+            version: doc.metadata.version,
+            rules: Vec::with_capacity(doc.spec.rules.len()),
+            outbound: DirIndex::default(),
+            inbound: DirIndex::default(),
+            baseline: doc.spec.processes.iter().map(|p| p.exe.clone()).collect(),
+        };
+        for (i, rule) in doc.spec.rules.iter().enumerate() {
+            let idx = RuleIdx::try_from(i).map_err(|_| {
+                PolicyError::Invalid(Diagnostics(vec![Diagnostic {
+                    source_name: format!("policy {}", doc.metadata.workload),
+                    line: None,
+                    column: None,
+                    path: "spec.rules".into(),
+                    message: "too many rules".into(),
+                }]))
+            })?;
+            let dir = match rule.direction {
+                Direction::Outbound => &mut out.outbound,
+                Direction::Inbound => &mut out.inbound,
+            };
+            let table = match &rule.peer {
+                Peer::Any => &mut dir.any,
+                Peer::Cidr(IpNet::V4(n)) => {
+                    dir.v4.table(u128::from(u32::from(n.network())), n.prefix_len(), 32)
+                }
+                Peer::Cidr(IpNet::V6(n)) => {
+                    dir.v6.table(u128::from(n.network()), n.prefix_len(), 128)
+                }
+                Peer::Fqdn(f) => match NamePattern::new(f) {
+                    NamePattern::Exact(e) => dir.fqdn_exact.entry(e.into()).or_default(),
+                    NamePattern::Suffix(s) => dir.fqdn_suffix.entry(s.into()).or_default(),
+                },
+            };
+            table.insert(&rule.ports, idx);
+
+            let mut protocols = rule.protocols.iter().fold(0u8, |m, p| m | proto_bit(*p));
+            let http = rule.http.as_ref().map(|h| {
+                if protocols == 0 {
+                    protocols = proto_bit(AppProtocol::Http) | proto_bit(AppProtocol::Http2);
+                }
+                CompiledHttp {
+                    hosts: h.hosts.iter().map(|p| NamePattern::new(p)).collect(),
+                    methods: h.methods.clone(),
+                    // Validated above, so parsing cannot fail here.
+                    paths: h.paths.iter().filter_map(|p| PathPattern::parse(p).ok()).collect(),
+                }
+            });
+            out.rules.push(CompiledRule {
+                id: rule.id.clone(),
+                direction: rule.direction,
+                peer: rule.peer.clone(),
+                peer_name: match &rule.peer {
+                    Peer::Fqdn(f) => Some(NamePattern::new(f)),
+                    _ => None,
+                },
+                ports: rule.ports.clone(),
+                protocols,
+                processes: rule.processes.clone(),
+                http,
+            });
+        }
+        out.outbound.finish();
+        out.inbound.finish();
+        Ok(out)
+    }
+
+    /// The effective network mode (`spec.features.network` or `spec.mode`).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    pub fn workload(&self) -> &str {
+        &self.workload
+    }
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    fn index(&self, d: Direction) -> &DirIndex {
+        match d {
+            Direction::Outbound => &self.outbound,
+            Direction::Inbound => &self.inbound,
+        }
+    }
+
+    pub(crate) fn verdict(&self, flow: &Flow) -> Verdict {
+        if !self.baseline.is_empty() {
+            if let Some(p) = &flow.process {
+                if !self.baseline.contains(&p.exe) {
+                    return Verdict::ProcessNotInBaseline;
+                }
+            }
+        }
+        let Some(outer) = self.first_match(flow) else {
+            return Verdict::NoRule;
+        };
+        if flow.direction == Direction::Outbound {
+            if let Some(req) = &flow.http {
+                if let Some(target) = &req.target {
+                    if self.target_rule(flow, req, target).is_none() {
+                        return Verdict::TargetDenied { outer };
+                    }
+                }
+            }
+        }
+        Verdict::Allowed(outer)
+    }
+
+    /// The first rule (document order) that allows the flow itself.
+    fn first_match(&self, flow: &Flow) -> Option<RuleIdx> {
+        let idx = self.index(flow.direction);
+        let port = flow.service_port();
+        let mut best: Option<RuleIdx> = None;
+        let mut consider = |r: RuleIdx| {
+            if best.is_some_and(|b| b <= r) {
+                return;
+            }
+            if self.rules[r as usize].matches_rest(flow) {
+                best = Some(r);
+            }
+        };
+        idx.any.for_each(port, &mut consider);
+        idx.for_each_ip(flow.peer_ip(), port, &mut consider);
+        if flow.direction == Direction::Outbound {
+            for name in &flow.peer_names {
+                idx.for_each_name(&normalise(name), port, &mut consider);
+            }
+        }
+        best
+    }
+
+    /// The first outbound rule that allows the request's own target.
+    fn target_rule(&self, flow: &Flow, req: &HttpRequestInfo, target: &str) -> Option<RuleIdx> {
+        let is_connect = req.method.eq_ignore_ascii_case("CONNECT");
+        let (host, port) = parse_target(target, is_connect)?;
+        let idx = &self.outbound;
+        let mut best: Option<RuleIdx> = None;
+        let mut consider = |r: RuleIdx| {
+            if best.is_some_and(|b| b <= r) {
+                return;
+            }
+            if self.rules[r as usize].admits_target(flow, req, &host, is_connect) {
+                best = Some(r);
+            }
+        };
+        idx.any.for_each(port, &mut consider);
+        match &host {
+            TargetHost::Ip(ip) => idx.for_each_ip(*ip, port, &mut consider),
+            TargetHost::Name(n) => idx.for_each_name(n, port, &mut consider),
+        }
+        best
+    }
+
+    fn rule_id(&self, r: RuleIdx) -> &str {
+        &self.rules[r as usize].id
+    }
+}
+
+impl CompiledRule {
+    fn admits_target(
+        &self,
+        flow: &Flow,
+        req: &HttpRequestInfo,
+        host: &TargetHost,
+        is_connect: bool,
+    ) -> bool {
+        if !self.admits_process(flow) {
+            return false;
+        }
+        // A CONNECT tunnel's content is unknown; an absolute-form request is HTTP.
+        if !is_connect && !(self.admits_protocol(AppProtocol::Http) || self.admits_protocol(AppProtocol::Http2)) {
+            return false;
+        }
+        let Some(h) = &self.http else { return true };
+        if !h.hosts.is_empty() {
+            let TargetHost::Name(n) = host else { return false };
+            if !h.hosts.iter().any(|p| p.matches(n)) {
+                return false;
+            }
+        }
+        if is_connect {
+            h.methods.is_empty() && h.paths.is_empty()
+        } else {
+            h.admits_method(&req.method) && h.admits_path(&req.path)
+        }
+    }
+}
+
+impl Decide for CompiledPolicy {
+    fn decide(&self, flow: &Flow) -> Decision {
+        let matched = match self.verdict(flow) {
+            Verdict::Allowed(r) => Some(self.rule_id(r).to_string()),
+            _ => None,
+        };
+        Decision::new(self.mode, matched)
+    }
+}
+
+#[cfg(test)]
+mod tests;
