@@ -172,18 +172,62 @@ pub enum Peer {
 }
 
 // YAML libraries disagree on how externally tagged enums look; this spelling
-// (a bare word or a one-key map) is what people write by hand.
-#[derive(Serialize, Deserialize, JsonSchema)]
+// (a bare word or a one-key map) is what people write by hand. Deserialised
+// by hand so that a bad CIDR says so, instead of serde's untagged
+// "data did not match any variant".
+#[derive(Serialize, JsonSchema)]
 #[serde(untagged)]
 enum PeerRepr {
     /// `any`
-    Word(String),
+    Word(#[schemars(pattern(r"^any$"))] String),
     Cidr {
         cidr: IpNet,
     },
     Fqdn {
         fqdn: String,
     },
+}
+
+impl<'de> Deserialize<'de> for PeerRepr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PeerRepr;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`any`, `{cidr: ...}` or `{fqdn: ...}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PeerRepr, E> {
+                Ok(PeerRepr::Word(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PeerRepr, A::Error> {
+                use serde::de::Error;
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom("empty peer: expected `{cidr: ...}` or `{fqdn: ...}`"));
+                };
+                let value: String = map.next_value()?;
+                let repr = match key.as_str() {
+                    "cidr" => PeerRepr::Cidr {
+                        cidr: value.parse().map_err(|_| {
+                            A::Error::custom(format!(
+                                "invalid cidr {value:?}: expected an address/prefix like 192.0.2.0/24 or 2001:db8::/32"
+                            ))
+                        })?,
+                    },
+                    "fqdn" => PeerRepr::Fqdn { fqdn: value },
+                    other => {
+                        return Err(A::Error::custom(format!(
+                            "unknown peer kind `{other}`: expected `cidr` or `fqdn`"
+                        )))
+                    }
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom("a peer has exactly one of `cidr` or `fqdn`"));
+                }
+                Ok(repr)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl TryFrom<PeerRepr> for Peer {
@@ -229,10 +273,19 @@ pub fn validate_fqdn_pattern(s: &str) -> Result<(), String> {
 
 /// A port or inclusive port range, written `"443"` or `"8000-8100"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
-#[schemars(with = "String")]
+#[schemars(with = "PortSpecSchema")]
 pub struct PortSpec {
     pub first: u16,
     pub last: u16,
+}
+
+/// How a port is written: a number, or a string `"443"` / `"8000-8100"`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // schema only
+enum PortSpecSchema {
+    Number(#[schemars(range(min = 1, max = 65535))] u16),
+    Text(#[schemars(pattern(r"^[0-9]{1,5}(-[0-9]{1,5})?$"))] String),
 }
 
 impl PortSpec {

@@ -50,12 +50,14 @@ fn parse(text: &str, source_name: &str) -> Result<PolicyDocument, PolicyError> {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let inner = e.inner();
-        let mut pos = inner.location().map(|l| (l.line(), l.column()));
-        if pos.is_none() {
-            // Errors raised after a node was read (e.g. by `try_from`) may
-            // come without a mark; the path still finds the node.
-            pos = SourceMap::build(text).locate(&path).map(|p| (p.line, p.column));
-        }
+        // Prefer the node the path names (serde's mark can be the enclosing
+        // mapping), then serde's mark, then the nearest ancestor.
+        let map = SourceMap::build(text);
+        let pos = map
+            .locate_exact(&path)
+            .map(|p| (p.line, p.column))
+            .or_else(|| inner.location().map(|l| (l.line(), l.column())))
+            .or_else(|| map.locate(&path).map(|p| (p.line, p.column)));
         PolicyError::Syntax(Diagnostic {
             source_name: source_name.to_string(),
             line: pos.map(|p| p.0),
@@ -70,8 +72,9 @@ fn parse(text: &str, source_name: &str) -> Result<PolicyDocument, PolicyError> {
 /// separately, so strip them.
 fn bare_message(full: &str, path: &str) -> String {
     let mut m = full;
-    if !path.is_empty() {
-        if let Some(rest) = m.strip_prefix(path).and_then(|r| r.strip_prefix(": ")) {
+    // serde_yaml_ng's own path may be shorter than ours (it stops at enums).
+    if let Some((prefix, rest)) = m.split_once(": ") {
+        if !prefix.is_empty() && !prefix.contains(' ') && path.starts_with(prefix) {
             m = rest;
         }
     }

@@ -111,6 +111,11 @@ impl SourceMap {
         }
     }
 
+    /// The position of exactly `path`, if the text has that node.
+    pub fn locate_exact(&self, path: &str) -> Option<Position> {
+        self.positions.get(path).copied()
+    }
+
     /// The position of `path`, or of its nearest recorded ancestor (a field
     /// that was omitted is reported at its parent).
     pub fn locate(&self, path: &str) -> Option<Position> {
