@@ -1,0 +1,421 @@
+//! Transformation functions (`t:`), byte-exact to ModSecurity's C versions
+//! where CRS depends on the details (full-width `%uFFxx`, `cmdLine`, ...).
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transform {
+    Base64Decode,
+    Base64DecodeExt,
+    Base64Encode,
+    CmdLine,
+    CompressWhitespace,
+    CssDecode,
+    EscapeSeqDecode,
+    HexDecode,
+    HexEncode,
+    HtmlEntityDecode,
+    JsDecode,
+    Length,
+    Lowercase,
+    Md5,
+    NormalizePath,
+    NormalizePathWin,
+    ParityEven7bit,
+    ParityOdd7bit,
+    ParityZero7bit,
+    RemoveComments,
+    RemoveCommentsChar,
+    RemoveNulls,
+    RemoveWhitespace,
+    ReplaceComments,
+    ReplaceNulls,
+    Sha1,
+    SqlHexDecode,
+    Trim,
+    TrimLeft,
+    TrimRight,
+    Uppercase,
+    UrlDecode,
+    UrlDecodeUni,
+    UrlEncode,
+    Utf8ToUnicode,
+}
+
+/// What `t:NAME` denotes: `none` resets the inherited list.
+#[derive(Debug, Clone, Copy)]
+pub enum TransformName {
+    None,
+    T(Transform),
+}
+
+pub fn from_name(name: &str) -> Option<TransformName> {
+    use Transform::*;
+    let t = match name.to_ascii_lowercase().as_str() {
+        "none" => return Some(TransformName::None),
+        "base64decode" => Base64Decode,
+        "base64decodeext" => Base64DecodeExt,
+        "base64encode" => Base64Encode,
+        "cmdline" => CmdLine,
+        "compresswhitespace" => CompressWhitespace,
+        "cssdecode" => CssDecode,
+        "escapeseqdecode" => EscapeSeqDecode,
+        "hexdecode" => HexDecode,
+        "hexencode" => HexEncode,
+        "htmlentitydecode" => HtmlEntityDecode,
+        "jsdecode" => JsDecode,
+        "length" => Length,
+        "lowercase" => Lowercase,
+        "md5" => Md5,
+        "normalisepath" | "normalizepath" => NormalizePath,
+        "normalisepathwin" | "normalizepathwin" => NormalizePathWin,
+        "parityeven7bit" => ParityEven7bit,
+        "parityodd7bit" => ParityOdd7bit,
+        "parityzero7bit" => ParityZero7bit,
+        "removecomments" => RemoveComments,
+        "removecommentschar" => RemoveCommentsChar,
+        "removenulls" => RemoveNulls,
+        "removewhitespace" => RemoveWhitespace,
+        "replacecomments" => ReplaceComments,
+        "replacenulls" => ReplaceNulls,
+        "sha1" => Sha1,
+        "sqlhexdecode" => SqlHexDecode,
+        "trim" => Trim,
+        "trimleft" => TrimLeft,
+        "trimright" => TrimRight,
+        "uppercase" => Uppercase,
+        "urldecode" => UrlDecode,
+        "urldecodeuni" => UrlDecodeUni,
+        "urlencode" => UrlEncode,
+        "utf8tounicode" => Utf8ToUnicode,
+        _ => return None,
+    };
+    Some(TransformName::T(t))
+}
+
+/// Applies a chain of transformations.
+pub fn apply_all<'a>(chain: &[Transform], input: &'a [u8]) -> Cow<'a, [u8]> {
+    let mut cur: Cow<'a, [u8]> = Cow::Borrowed(input);
+    for t in chain {
+        if let Some(v) = apply(*t, &cur) {
+            cur = Cow::Owned(v);
+        }
+    }
+    cur
+}
+
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+fn hexval(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+fn x2c(a: u8, b: u8) -> u8 {
+    (hexval(a).unwrap_or(0) << 4) | hexval(b).unwrap_or(0)
+}
+
+/// Returns `None` when the value is unchanged, saving a copy.
+pub fn apply(t: Transform, s: &[u8]) -> Option<Vec<u8>> {
+    use Transform::*;
+    let out = match t {
+        Lowercase => {
+            if !s.iter().any(|c| c.is_ascii_uppercase()) {
+                return None;
+            }
+            s.to_ascii_lowercase()
+        }
+        Uppercase => s.to_ascii_uppercase(),
+        RemoveNulls => {
+            if !s.contains(&0) {
+                return None;
+            }
+            s.iter().copied().filter(|&c| c != 0).collect()
+        }
+        ReplaceNulls => s.iter().map(|&c| if c == 0 { b' ' } else { c }).collect(),
+        RemoveWhitespace => s.iter().copied().filter(|&c| !is_ws(c) && c != 0xa0).collect(),
+        CompressWhitespace => compress_whitespace(s),
+        Trim => trim_right(trim_left(s)).to_vec(),
+        TrimLeft => trim_left(s).to_vec(),
+        TrimRight => trim_right(s).to_vec(),
+        Length => s.len().to_string().into_bytes(),
+        Sha1 => {
+            use sha1::Digest;
+            sha1::Sha1::digest(s).to_vec()
+        }
+        Md5 => {
+            use md5::Digest;
+            md5::Md5::digest(s).to_vec()
+        }
+        HexEncode => {
+            let mut o = String::with_capacity(s.len() * 2);
+            for c in s {
+                o.push_str(&format!("{c:02x}"));
+            }
+            o.into_bytes()
+        }
+        HexDecode => hex_decode(s),
+        Base64Encode => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(s).into_bytes()
+        }
+        Base64Decode => base64_decode(s, false),
+        Base64DecodeExt => base64_decode(s, true),
+        UrlDecode => url_decode(s, false),
+        UrlDecodeUni => url_decode(s, true),
+        UrlEncode => url_encode(s),
+        HtmlEntityDecode => crate::transform_decode::html_entity_decode(s),
+        JsDecode => crate::transform_decode::js_decode(s),
+        CssDecode => crate::transform_decode::css_decode(s),
+        EscapeSeqDecode => crate::transform_decode::escape_seq_decode(s),
+        Utf8ToUnicode => crate::transform_decode::utf8_to_unicode(s),
+        SqlHexDecode => crate::transform_decode::sql_hex_decode(s),
+        CmdLine => cmd_line(s),
+        NormalizePath => normalize_path(s, false),
+        NormalizePathWin => normalize_path(s, true),
+        ReplaceComments => crate::transform_decode::replace_comments(s),
+        RemoveComments => crate::transform_decode::remove_comments(s),
+        RemoveCommentsChar => crate::transform_decode::remove_comments_char(s),
+        ParityEven7bit => s.iter().map(|&c| parity(c, true)).collect(),
+        ParityOdd7bit => s.iter().map(|&c| parity(c, false)).collect(),
+        ParityZero7bit => s.iter().map(|&c| c & 0x7f).collect(),
+    };
+    if out == s {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+fn parity(c: u8, even: bool) -> u8 {
+    let x = c & 0x7f;
+    let ones = x.count_ones();
+    let set = if even { ones % 2 == 1 } else { ones % 2 == 0 };
+    if set {
+        x | 0x80
+    } else {
+        x
+    }
+}
+
+fn trim_left(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&c| is_ws(c)).count();
+    &s[n..]
+}
+
+fn trim_right(s: &[u8]) -> &[u8] {
+    let n = s.iter().rev().take_while(|&&c| is_ws(c)).count();
+    &s[..s.len() - n]
+}
+
+fn compress_whitespace(s: &[u8]) -> Vec<u8> {
+    let mut o = Vec::with_capacity(s.len());
+    let mut in_ws = false;
+    for &c in s {
+        if is_ws(c) || c == 0xa0 {
+            if !in_ws {
+                o.push(b' ');
+                in_ws = true;
+            }
+        } else {
+            in_ws = false;
+            o.push(c);
+        }
+    }
+    o
+}
+
+fn hex_decode(s: &[u8]) -> Vec<u8> {
+    let mut o = Vec::with_capacity(s.len() / 2);
+    let mut i = 0;
+    while i + 1 < s.len() {
+        o.push(x2c(s[i], s[i + 1]));
+        i += 2;
+    }
+    o
+}
+
+fn base64_decode(s: &[u8], ext: bool) -> Vec<u8> {
+    let is_b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+    let clean: Vec<u8> = if ext {
+        s.iter().copied().filter(|&c| is_b64(c)).collect()
+    } else {
+        s.iter().copied().take_while(|&c| is_b64(c)).collect()
+    };
+    let mut o = Vec::with_capacity(clean.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in clean {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            _ => 63,
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            o.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    o
+}
+
+/// ModSecurity `urlDecode`/`urlDecodeUni`: invalid escapes stay as written;
+/// `%uXXXX` keeps the low byte, mapping full-width ASCII (`%uFF01`..`%uFF5E`) down.
+pub fn url_decode(s: &[u8], uni: bool) -> Vec<u8> {
+    let mut o = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        if c == b'%' {
+            if uni
+                && i + 5 < s.len()
+                && (s[i + 1] == b'u' || s[i + 1] == b'U')
+                && s[i + 2..i + 6].iter().all(|c| c.is_ascii_hexdigit())
+            {
+                let mut b = x2c(s[i + 4], s[i + 5]);
+                if b > 0x00 && b < 0x5f && s[i + 2..i + 4].eq_ignore_ascii_case(b"ff") {
+                    b += 0x20;
+                }
+                o.push(b);
+                i += 6;
+                continue;
+            }
+            if i + 2 < s.len() && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit() {
+                o.push(x2c(s[i + 1], s[i + 2]));
+                i += 3;
+                continue;
+            }
+            o.push(c);
+            i += 1;
+        } else if c == b'+' {
+            o.push(b' ');
+            i += 1;
+        } else {
+            o.push(c);
+            i += 1;
+        }
+    }
+    o
+}
+
+fn url_encode(s: &[u8]) -> Vec<u8> {
+    let mut o = Vec::with_capacity(s.len());
+    for &c in s {
+        if c == b' ' {
+            o.push(b'+');
+        } else if c.is_ascii_alphanumeric() || matches!(c, b'*' | b'-' | b'.' | b'_') {
+            o.push(c);
+        } else {
+            o.extend_from_slice(format!("%{c:02x}").as_bytes());
+        }
+    }
+    o
+}
+
+fn cmd_line(s: &[u8]) -> Vec<u8> {
+    let mut o: Vec<u8> = Vec::with_capacity(s.len());
+    let mut space = false;
+    for &c in s {
+        match c {
+            b'"' | b'\'' | b'\\' | b'^' => {}
+            b' ' | b',' | b';' | b'\t' | b'\r' | b'\n' => {
+                if !space {
+                    o.push(b' ');
+                    space = true;
+                }
+            }
+            b'/' | b'(' => {
+                if space {
+                    o.pop();
+                }
+                space = false;
+                o.push(c);
+            }
+            _ => {
+                o.push(c.to_ascii_lowercase());
+                space = false;
+            }
+        }
+    }
+    o
+}
+
+/// Removes `.`/`..` segments and repeated slashes, as ModSecurity's normalisePath.
+fn normalize_path(s: &[u8], win: bool) -> Vec<u8> {
+    if s.is_empty() {
+        return Vec::new();
+    }
+    let src: Vec<u8> = if win {
+        s.iter().map(|&c| if c == b'\\' { b'/' } else { c }).collect()
+    } else {
+        s.to_vec()
+    };
+    let absolute = src.first() == Some(&b'/');
+    let trailing = src.last() == Some(&b'/')
+        || src.ends_with(b"/.")
+        || src.ends_with(b"/..")
+        || src == b"."
+        || src == b"..";
+    let mut segs: Vec<&[u8]> = Vec::new();
+    for seg in src.split(|&c| c == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                if segs.last().is_some_and(|l| *l != b"..") {
+                    segs.pop();
+                } else if !absolute {
+                    segs.push(seg);
+                }
+            }
+            _ => segs.push(seg),
+        }
+    }
+    let mut o = Vec::with_capacity(src.len());
+    if absolute {
+        o.push(b'/');
+    }
+    o.extend_from_slice(&segs.join(&b'/'));
+    if trailing && !segs.is_empty() {
+        o.push(b'/');
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(t: Transform, s: &str) -> String {
+        String::from_utf8_lossy(&apply_all(&[t], s.as_bytes())).into_owned()
+    }
+
+    #[test]
+    fn url_decode_uni_fullwidth_and_invalid() {
+        assert_eq!(t(Transform::UrlDecodeUni, "%uff1cscript%3E+%zz"), "<script> %zz");
+        assert_eq!(t(Transform::UrlDecode, "a%2"), "a%2");
+    }
+
+    #[test]
+    fn cmd_line_matches_modsecurity() {
+        assert_eq!(t(Transform::CmdLine, "C^at ,\"/etc/pa\\sswd\""), "cat/etc/passwd");
+    }
+
+    #[test]
+    fn normalize_path() {
+        assert_eq!(t(Transform::NormalizePath, "/a/./b/../../../etc//passwd"), "/etc/passwd");
+        assert_eq!(t(Transform::NormalizePathWin, "a\\..\\..\\x"), "../x");
+    }
+
+    #[test]
+    fn base64_and_length() {
+        assert_eq!(t(Transform::Base64Decode, "aGVsbG8=garbage"), "hello");
+        assert_eq!(t(Transform::Length, "hello"), "5");
+        assert_eq!(t(Transform::CompressWhitespace, "a  \t b"), "a b");
+    }
+}
