@@ -1,0 +1,310 @@
+//! The proxy's configuration: one typed struct, defaults in one place
+//! ([`Config::default`]), loaded from an optional YAML file and overridden by
+//! command-line flags, then validated with errors that name the field.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "snake_case")]
+pub struct Config {
+    /// Address the traffic listeners bind; `::` is dual-stack (IPv4 too).
+    pub listen_ip: IpAddr,
+    /// Port the app's redirected outbound TCP arrives on.
+    pub outbound_port: u16,
+    /// Port redirected inbound TCP arrives on.
+    pub inbound_port: u16,
+    /// Admin server (`/healthz`, `/ready`, `/flows`, `/metrics`).
+    pub admin_addr: SocketAddr,
+    /// The UID the proxy runs as; `init` excludes it from redirection.
+    pub proxy_uid: u32,
+    /// How long detection waits for the client's first bytes before treating
+    /// the stream as opaque (server-first protocols such as SMTP or MySQL).
+    pub detect_timeout_ms: u64,
+    /// Upstream connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Workload and pod names, copied into events and logs.
+    pub workload: String,
+    pub pod: String,
+    /// Flow records kept in memory for `/flows`.
+    pub flow_ring_size: usize,
+    /// Capacity of the channel feeding the learner; overflow is counted.
+    pub flow_channel_capacity: usize,
+    /// Idle upstream HTTP/1 connections kept per original destination.
+    pub pool_max_idle_per_dst: usize,
+    /// How long an idle upstream HTTP connection is kept.
+    pub pool_idle_timeout_ms: u64,
+    /// Tokio worker threads for the data path.
+    pub worker_threads: usize,
+    /// Policy file (consumed by the policy engine once wired in).
+    pub policy_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            outbound_port: 15001,
+            inbound_port: 15006,
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 15000)),
+            proxy_uid: 1337,
+            detect_timeout_ms: 300,
+            connect_timeout_ms: 5000,
+            workload: String::new(),
+            pod: String::new(),
+            flow_ring_size: 4096,
+            flow_channel_capacity: 4096,
+            pool_max_idle_per_dst: 32,
+            pool_idle_timeout_ms: 60_000,
+            worker_threads: 2,
+            policy_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("invalid config: {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Parses a YAML document; unknown keys are errors (typos must not pass).
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_yaml(&text, path)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.outbound_port != 0 && self.outbound_port == self.inbound_port {
+            return Err(invalid("inbound_port", "must differ from outbound_port"));
+        }
+        let admin = self.admin_addr.port();
+        if admin != 0 && (admin == self.outbound_port || admin == self.inbound_port) {
+            return Err(invalid(
+                "admin_addr",
+                "port must differ from the traffic listener ports",
+            ));
+        }
+        if !(10..=10_000).contains(&self.detect_timeout_ms) {
+            return Err(invalid("detect_timeout_ms", "must be between 10 and 10000"));
+        }
+        if !(1..=120_000).contains(&self.connect_timeout_ms) {
+            return Err(invalid(
+                "connect_timeout_ms",
+                "must be between 1 and 120000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.flow_ring_size) {
+            return Err(invalid("flow_ring_size", "must be between 1 and 1000000"));
+        }
+        if !(1..=1_000_000).contains(&self.flow_channel_capacity) {
+            return Err(invalid(
+                "flow_channel_capacity",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=64).contains(&self.worker_threads) {
+            return Err(invalid("worker_threads", "must be between 1 and 64"));
+        }
+        if self.pool_max_idle_per_dst > 10_000 {
+            return Err(invalid("pool_max_idle_per_dst", "must be at most 10000"));
+        }
+        Ok(())
+    }
+
+    pub fn detect_timeout(&self) -> Duration {
+        Duration::from_millis(self.detect_timeout_ms)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn pool_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_idle_timeout_ms)
+    }
+}
+
+/// `podwarden-proxy run` flags. Each one overrides the config file.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct RunArgs {
+    /// YAML config file (keys as in the Config struct, snake_case).
+    #[arg(long, short = 'c', env = "PODWARDEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address for the traffic listeners ("::" = dual-stack) [default: ::]
+    #[arg(long)]
+    pub listen_ip: Option<IpAddr>,
+    /// Outbound listener port [default: 15001]
+    #[arg(long)]
+    pub outbound_port: Option<u16>,
+    /// Inbound listener port [default: 15006]
+    #[arg(long)]
+    pub inbound_port: Option<u16>,
+    /// Admin server address [default: 127.0.0.1:15000]
+    #[arg(long)]
+    pub admin_addr: Option<SocketAddr>,
+    /// UID the proxy runs as [default: 1337]
+    #[arg(long)]
+    pub proxy_uid: Option<u32>,
+    /// Protocol detection timeout in milliseconds [default: 300]
+    #[arg(long)]
+    pub detect_timeout_ms: Option<u64>,
+    /// Upstream connect timeout in milliseconds [default: 5000]
+    #[arg(long)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Workload name for events and logs
+    #[arg(long, env = "PODWARDEN_WORKLOAD")]
+    pub workload: Option<String>,
+    /// Pod name for events and logs
+    #[arg(long, env = "POD_NAME")]
+    pub pod: Option<String>,
+    /// Flow records kept for /flows [default: 4096]
+    #[arg(long)]
+    pub flow_ring_size: Option<usize>,
+    /// Data-path worker threads [default: 2]
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
+    /// Policy file (reserved for the policy engine)
+    #[arg(long)]
+    pub policy_file: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Defaults, then the file (if any), then flags; validated.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
+        }
+        over!(
+            listen_ip,
+            outbound_port,
+            inbound_port,
+            admin_addr,
+            proxy_uid,
+            detect_timeout_ms,
+            connect_timeout_ms,
+            workload,
+            pod,
+            flow_ring_size,
+            worker_threads
+        );
+        if let Some(p) = &self.policy_file {
+            c.policy_file = Some(p.clone());
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(
+            (
+                c.outbound_port,
+                c.inbound_port,
+                c.admin_addr.port(),
+                c.proxy_uid
+            ),
+            (15001, 15006, 15000, 1337)
+        );
+    }
+
+    #[test]
+    fn yaml_then_flags() {
+        let dir = std::env::temp_dir().join(format!("pw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.yaml");
+        std::fs::write(
+            &path,
+            "outbound_port: 16001\nworkload: web\nadmin_addr: \"0.0.0.0:9901\"\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            workload: Some("api".into()),
+            ..Default::default()
+        };
+        let c = args.load().unwrap();
+        assert_eq!(c.outbound_port, 16001);
+        assert_eq!(c.workload, "api");
+        assert_eq!(c.admin_addr, "0.0.0.0:9901".parse().unwrap());
+        assert_eq!(c.inbound_port, 15006);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = Config::from_yaml("outbund_port: 1\n", Path::new("x.yaml")).unwrap_err();
+        assert!(e.to_string().contains("outbund_port"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        let c = Config {
+            inbound_port: 15001,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("inbound_port"));
+        let c = Config {
+            detect_timeout_ms: 0,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("detect_timeout_ms"));
+        let c = Config {
+            worker_threads: 0,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("worker_threads"));
+    }
+}
