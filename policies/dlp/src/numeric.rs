@@ -125,10 +125,15 @@ pub(crate) fn on_digits(eng: &Engine, blk: &mut Block<'_>, p: usize) -> usize {
     // Groups glued to letters, `_` or a decimal point belong to another token.
     let mut first = 0;
     let mut last = n;
+    // `x-1234…` / `…1234-x`: part of a hyphenated token (a Slack token, a
+    // UUID); `1.5`: a decimal.
     let left_glued = blk.prev(s).is_some_and(is_word)
-        || (blk.prev(s) == Some(b'.') && s >= 2 && buf[s - 2].is_ascii_digit());
+        || (matches!(blk.prev(s), Some(b'.' | b'-'))
+            && s >= 2
+            && buf[s - 2].is_ascii_alphanumeric());
     let right_glued = blk.byte(e).is_some_and(is_word)
-        || (blk.byte(e) == Some(b'.') && blk.byte(e + 1).is_some_and(|c| c.is_ascii_digit()));
+        || (matches!(blk.byte(e), Some(b'.' | b'-'))
+            && blk.byte(e + 1).is_some_and(|c| c.is_ascii_alphanumeric()));
     if left_glued {
         if n > 1 && buf[groups[0].1] == b'-' {
             return e; // hyphenated identifier (UUID, serial)
@@ -187,7 +192,7 @@ fn window(eng: &Engine, blk: &mut Block<'_>, gs: &[(usize, usize)], region_end: 
             CARD_LAYOUTS.contains(&sizes.as_slice())
         };
         if shaped && validate::card_brand(d).is_some() && validate::luhn(d) {
-            let before = blk.window_before(ws, 32);
+            let before = field_context(blk, ws, 32);
             let id_like =
                 gs.len() == 1 && has_word(before, NOT_CARD_WORDS) && !has_word(before, CARD_WORDS);
             if !id_like {
@@ -205,7 +210,7 @@ fn window(eng: &Engine, blk: &mut Block<'_>, gs: &[(usize, usize)], region_end: 
     }
     if eng.on(Builtin::Ssn) && nd == 9 && validate::ssn(d) {
         let formatted = sizes == [3, 2, 4] && matches!(buf[gs[0].1], b'-' | b' ');
-        let plain = gs.len() == 1 && has_word(blk.window_before(ws, 48), SSN_WORDS);
+        let plain = gs.len() == 1 && has_word(field_context(blk, ws, 48), SSN_WORDS);
         if formatted || plain {
             let masked = mask_digits(&buf[ws..we], 0, 4);
             blk.hit(SensorRef::Builtin(Builtin::Ssn), ws, we, needs, masked);
@@ -213,6 +218,16 @@ fn window(eng: &Engine, blk: &mut Block<'_>, gs: &[(usize, usize)], region_end: 
         }
     }
     false
+}
+
+/// The text before a value back to the previous field separator: the
+/// value's own key, not a neighbour's (`"ssn":"…","routing":"<here>"`).
+fn field_context<'a>(blk: &Block<'a>, at: usize, n: usize) -> &'a [u8] {
+    let w = blk.window_before(at, n);
+    match w.iter().rposition(|&c| matches!(c, b',' | b'&' | b';')) {
+        Some(i) => &w[i + 1..],
+        None => w,
+    }
 }
 
 fn skip_digits(buf: &[u8], mut p: usize) -> usize {
@@ -232,7 +247,7 @@ fn iban_at(blk: &mut Block<'_>, p: usize) -> Option<usize> {
         let c = buf[s - 1];
         if c.is_ascii_uppercase()
             || c.is_ascii_digit()
-            || (c == b' ' && s >= 2 && buf[s - 2] != b' ')
+            || (matches!(c, b' ' | b'+') && s >= 2 && !matches!(buf[s - 2], b' ' | b'+'))
         {
             s -= 1;
         } else {
@@ -241,7 +256,7 @@ fn iban_at(blk: &mut Block<'_>, p: usize) -> Option<usize> {
     }
     let mut q = s;
     while q + 4 <= p + 4 && q + 4 <= buf.len() {
-        let boundary = q == 0 || !buf[q - 1].is_ascii_alphanumeric();
+        let boundary = q == 0 || !buf[q - 1].is_ascii_alphanumeric() && buf[q - 1] != b'+';
         if boundary
             && buf[q].is_ascii_uppercase()
             && buf[q + 1].is_ascii_uppercase()
@@ -265,7 +280,9 @@ fn iban_at(blk: &mut Block<'_>, p: usize) -> Option<usize> {
 /// single spaces. `Err` when more bytes are needed.
 fn read_iban(blk: &mut Block<'_>, q: usize, want: usize) -> Result<Option<usize>, ()> {
     let buf = blk.buf;
-    let grouped = buf.get(q + 4) == Some(&b' ');
+    // Grouped by four with spaces, or with `+` once form-encoded.
+    let sep = buf.get(q + 4).copied().filter(|&c| c == b' ' || c == b'+');
+    let grouped = sep.is_some();
     let mut compact = [0u8; 34];
     let mut n = 0;
     let mut i = q;
@@ -277,7 +294,7 @@ fn read_iban(blk: &mut Block<'_>, q: usize, want: usize) -> Result<Option<usize>
                 Err(())
             };
         };
-        if grouped && n > 0 && n % 4 == 0 && c == b' ' {
+        if grouped && n > 0 && n % 4 == 0 && Some(c) == sep {
             i += 1;
             continue;
         }
