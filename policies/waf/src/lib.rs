@@ -20,6 +20,7 @@ pub mod tx;
 
 pub use error::{LoadError, LoadErrors};
 pub use ruleset::RuleSet;
+pub use tx::{MatchedRule, Outcome, Request, Response, Transaction};
 
 use std::path::Path;
 

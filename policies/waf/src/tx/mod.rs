@@ -1,0 +1,185 @@
+//! A transaction: one request (and optionally its response) evaluated
+//! against a shared [`RuleSet`], phase by phase.
+
+mod collect;
+mod eval;
+mod request;
+
+use crate::model::{BodyProcessor, Disruptive, EngineMode, Target};
+use crate::ruleset::RuleSet;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use request::ReqVars;
+
+/// An HTTP request as received (the request target as written on the wire).
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    pub uri: String,
+    pub protocol: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    pub remote_addr: String,
+    pub remote_port: u16,
+    pub server_port: u16,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    pub status: u16,
+    pub protocol: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// A rule whose whole chain matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRule {
+    pub id: u64,
+    pub phase: u8,
+    /// False for `nolog` rules (they ran but ModSecurity would not log them).
+    pub logged: bool,
+    pub disruptive: Disruptive,
+    pub msg: Option<String>,
+    pub severity: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interruption {
+    pub rule_id: u64,
+    pub status: u16,
+    pub action: Disruptive,
+}
+
+/// The result of evaluating a transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub matched: Vec<MatchedRule>,
+    /// Set only when the engine is `On` and a disruptive rule fired.
+    pub interruption: Option<Interruption>,
+    pub inbound_anomaly_score: i64,
+    pub outbound_anomaly_score: i64,
+}
+
+impl Outcome {
+    /// Ids of logged rules, in match order.
+    pub fn logged_ids(&self) -> Vec<u64> {
+        self.matched.iter().filter(|m| m.logged).map(|m| m.id).collect()
+    }
+    /// Whether a deny/drop rule matched, whatever the engine mode.
+    pub fn would_block(&self) -> bool {
+        self.matched.iter().any(|m| matches!(m.disruptive, Disruptive::Deny | Disruptive::Drop))
+    }
+}
+
+/// Mutable per-transaction state that rules read and write.
+#[derive(Debug, Default)]
+pub(crate) struct TxState {
+    pub tx: BTreeMap<String, Vec<u8>>,
+    pub env: BTreeMap<String, Vec<u8>>,
+    /// IP/GLOBAL/SESSION/USER/RESOURCE: kept per transaction only (no persistence).
+    pub other: BTreeMap<(u8, String), Vec<u8>>,
+    pub matched_var: Vec<u8>,
+    pub matched_var_name: String,
+    pub matched_vars: Vec<(String, Vec<u8>)>,
+    pub removed_ids: Vec<(u64, u64)>,
+    pub removed_tags: Vec<String>,
+    pub removed_targets_by_id: Vec<(Vec<(u64, u64)>, Vec<Target>)>,
+    pub removed_targets_by_tag: Vec<(String, Vec<Target>)>,
+    pub engine: Option<EngineMode>,
+    pub request_body_access: Option<bool>,
+    pub body_processor: Option<BodyProcessor>,
+    pub force_body_var: bool,
+    pub rule_id: u64,
+    pub rule_msg: String,
+    pub rule_severity: Option<u8>,
+}
+
+static TX_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+/// Evaluates one request/response against a rule set.
+pub struct Transaction<'r> {
+    pub(crate) rs: &'r RuleSet,
+    pub(crate) req: ReqVars,
+    pub(crate) st: TxState,
+    pub(crate) outcome: Outcome,
+    /// Phases still to run are skipped once an interruption or `allow` says so.
+    pub(crate) stop_request: bool,
+    pub(crate) stop_all: bool,
+}
+
+impl<'r> Transaction<'r> {
+    pub fn new(rs: &'r RuleSet) -> Self {
+        let n = TX_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut req = ReqVars::default();
+        req.unique_id = format!("pw{n:016x}").into_bytes();
+        Transaction { rs, req, st: TxState::default(), outcome: Outcome::default(), stop_request: false, stop_all: false }
+    }
+
+    pub fn engine(&self) -> EngineMode {
+        self.st.engine.unwrap_or(self.rs.config.engine)
+    }
+
+    /// Runs phases 1 and 2 (headers, then body).
+    pub fn process_request(&mut self, r: &Request) {
+        if self.engine() == EngineMode::Off {
+            return;
+        }
+        self.req.load_request(r, self.rs.config.argument_separator);
+        self.run_phase(1);
+        if self.engine() == EngineMode::Off {
+            return;
+        }
+        if self.st.request_body_access.unwrap_or(self.rs.config.request_body_access) {
+            self.process_body(r);
+        }
+        self.run_phase(2);
+    }
+
+    /// Runs phases 3 and 4 (response headers, then body).
+    pub fn process_response(&mut self, r: &Response) {
+        if self.engine() == EngineMode::Off {
+            return;
+        }
+        let cfg = &self.rs.config;
+        let ct = r
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
+            .unwrap_or_default();
+        let mime = ct.split(';').next().unwrap_or("").trim().to_string();
+        let body_ok = cfg.response_body_access && cfg.response_mime_types.iter().any(|m| *m == mime);
+        let limit = cfg.response_body_limit;
+        self.req.load_response(r, body_ok, limit);
+        self.run_phase(3);
+        self.run_phase(4);
+    }
+
+    /// Runs phase 5 and returns what happened.
+    pub fn finish(mut self) -> Outcome {
+        if self.engine() != EngineMode::Off {
+            // The logging phase always runs, even after an interruption.
+            self.stop_all = false;
+            self.stop_request = false;
+            self.run_phase(5);
+        }
+        let score = |k: &str| self.st.tx.get(k).map(|v| crate::operator::atoi(v)).unwrap_or(0);
+        self.outcome.inbound_anomaly_score = score("blocking_inbound_anomaly_score").max(score("inbound_anomaly_score"));
+        self.outcome.outbound_anomaly_score = score("blocking_outbound_anomaly_score").max(score("outbound_anomaly_score"));
+        self.outcome
+    }
+}
+
+impl RuleSet {
+    /// Evaluates a request (and response, if given) in one call.
+    pub fn evaluate(&self, req: &Request, resp: Option<&Response>) -> Outcome {
+        let mut tx = Transaction::new(self);
+        tx.process_request(req);
+        if let Some(r) = resp {
+            tx.process_response(r);
+        }
+        tx.finish()
+    }
+}

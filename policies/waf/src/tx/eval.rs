@@ -1,0 +1,292 @@
+//! Rule evaluation with ModSecurity's semantics: per-match actions on each
+//! chain link, whole-chain match for logging and disruption, skipAfter.
+
+use super::collect::{collect, excluded, expand, Val};
+use super::{Interruption, MatchedRule, Transaction};
+use crate::model::{AllowScope, Ctl, Disruptive, EngineMode, Item, Link, Rule, RunAction, SetVarOp, Target, VarKind};
+use crate::operator::{atoi, contains_word, find, invalid_url_encoding, ip_match, OpKind};
+use crate::transform;
+use std::borrow::Cow;
+
+impl Transaction<'_> {
+    pub(crate) fn run_phase(&mut self, phase: u8) {
+        if self.stop_all || (phase <= 2 && self.stop_request) {
+            return;
+        }
+        let rs = self.rs;
+        let p = &rs.phases[phase as usize - 1];
+        let mut i = 0;
+        let mut skip = 0u32;
+        while i < p.items.len() {
+            let Item::Rule(rule) = &p.items[i] else {
+                i += 1;
+                continue;
+            };
+            if skip > 0 {
+                skip -= 1;
+                i += 1;
+                continue;
+            }
+            if self.rule_removed(rule) {
+                i += 1;
+                continue;
+            }
+            if !self.eval_rule(rule) {
+                i += 1;
+                continue;
+            }
+            self.outcome.matched.push(MatchedRule {
+                id: rule.id,
+                phase,
+                logged: rule.log,
+                disruptive: rule.disruptive,
+                msg: rule.msg.as_ref().map(|m| String::from_utf8_lossy(&expand(m, &self.req, &self.st)).into_owned()),
+                severity: rule.severity,
+            });
+            if self.engine() == EngineMode::Off {
+                return;
+            }
+            if self.engine() == EngineMode::On {
+                match rule.disruptive {
+                    Disruptive::Deny | Disruptive::Drop | Disruptive::Redirect | Disruptive::Proxy => {
+                        self.outcome.interruption = Some(Interruption { rule_id: rule.id, status: rule.status.unwrap_or(403), action: rule.disruptive });
+                        self.stop_all = true;
+                        return;
+                    }
+                    Disruptive::Allow(scope) => match scope {
+                        AllowScope::Phase => return,
+                        AllowScope::Request => {
+                            self.stop_request = true;
+                            return;
+                        }
+                        AllowScope::All => {
+                            self.stop_all = true;
+                            return;
+                        }
+                    },
+                    Disruptive::Pass | Disruptive::Block => {}
+                }
+            }
+            if let Some(j) = p.jumps[i] {
+                i = j + 1;
+                continue;
+            }
+            skip = rule.skip;
+            i += 1;
+        }
+    }
+
+    fn rule_removed(&self, rule: &Rule) -> bool {
+        self.st.removed_ids.iter().any(|(a, b)| (*a..=*b).contains(&rule.id)) || self.st.removed_tags.iter().any(|t| rule.tags.iter().any(|rt| rt == t))
+    }
+
+    fn eval_rule(&mut self, rule: &Rule) -> bool {
+        self.st.matched_vars.clear();
+        self.st.rule_id = rule.id;
+        self.st.rule_severity = rule.severity;
+        self.st.rule_msg = rule.msg.as_ref().and_then(|m| m.literal()).unwrap_or("").to_string();
+        rule.links.iter().all(|link| self.eval_link(rule, link))
+    }
+
+    fn runtime_exclusions<'a>(&'a self, rule: &Rule, out: &mut Vec<&'a Target>) {
+        for (ranges, ts) in &self.st.removed_targets_by_id {
+            if ranges.iter().any(|(a, b)| (*a..=*b).contains(&rule.id)) {
+                out.extend(ts.iter());
+            }
+        }
+        for (tag, ts) in &self.st.removed_targets_by_tag {
+            if rule.tags.iter().any(|t| t == tag) {
+                out.extend(ts.iter());
+            }
+        }
+    }
+
+    fn eval_link(&mut self, rule: &Rule, link: &Link) -> bool {
+        if link.targets.is_empty() {
+            self.run_actions(link);
+            return true;
+        }
+        let mut values: Vec<Val<'static>> = Vec::new();
+        {
+            let mut excl: Vec<&Target> = link.targets.iter().filter(|t| t.exclude).collect();
+            self.runtime_exclusions(rule, &mut excl);
+            let mut buf = Vec::new();
+            for t in link.targets.iter().filter(|t| !t.exclude) {
+                buf.clear();
+                collect(&self.req, &self.st, t.kind, &t.selector, &mut buf);
+                if t.count {
+                    let n = buf.iter().filter(|v| !excluded(v, &excl)).count();
+                    values.push(Val { kind: t.kind, key: Cow::Borrowed(""), value: Cow::Owned(n.to_string().into_bytes()) });
+                    continue;
+                }
+                for v in buf.drain(..) {
+                    if !excluded(&v, &excl) {
+                        values.push(Val { kind: v.kind, key: Cow::Owned(v.key.into_owned()), value: Cow::Owned(v.value.into_owned()) });
+                    }
+                }
+            }
+        }
+        let mut any = false;
+        for v in &values {
+            let (matched, caps, transformed) = self.check(link, &v.value);
+            if !matched {
+                continue;
+            }
+            any = true;
+            let name = v.full_name();
+            self.st.matched_var = transformed;
+            self.st.matched_var_name = name.clone();
+            self.st.matched_vars.push((name, v.value.to_vec()));
+            if link.capture {
+                if let Some(c) = caps {
+                    for (i, g) in c.into_iter().enumerate() {
+                        self.st.tx.insert(i.to_string(), g);
+                    }
+                }
+            }
+            self.run_actions(link);
+        }
+        any
+    }
+
+    /// Runs the operator on the transformed value (each step with multiMatch).
+    fn check(&self, link: &Link, value: &[u8]) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
+        if link.multi_match {
+            let mut cur: Cow<[u8]> = Cow::Borrowed(value);
+            let (m, c) = self.op(link, &cur);
+            if m {
+                return (true, c, cur.into_owned());
+            }
+            for t in &link.transforms {
+                if let Some(n) = transform::apply(*t, &cur) {
+                    cur = Cow::Owned(n);
+                    let (m, c) = self.op(link, &cur);
+                    if m {
+                        return (true, c, cur.into_owned());
+                    }
+                }
+            }
+            return (false, None, Vec::new());
+        }
+        let v = transform::apply_all(&link.transforms, value);
+        let (m, c) = self.op(link, &v);
+        (m, c, if m { v.into_owned() } else { Vec::new() })
+    }
+
+    fn op(&self, link: &Link, v: &[u8]) -> (bool, Option<Vec<Vec<u8>>>) {
+        let op = &link.operator;
+        let ex = |m| expand(m, &self.req, &self.st);
+        let mut caps = None;
+        let m = match &op.kind {
+            OpKind::Rx(r) => {
+                if link.capture && !op.negated {
+                    caps = r.captures(v);
+                    caps.is_some()
+                } else {
+                    r.is_match(v)
+                }
+            }
+            OpKind::Pm(ac) => match ac.find(v) {
+                Some(m) => {
+                    if link.capture {
+                        caps = Some(vec![v[m.start()..m.end()].to_vec()]);
+                    }
+                    true
+                }
+                None => false,
+            },
+            OpKind::Streq(m) => ex(m) == v,
+            OpKind::Contains(m) => find(v, &ex(m)).is_some(),
+            OpKind::ContainsWord(m) => contains_word(v, &ex(m)),
+            OpKind::BeginsWith(m) => v.starts_with(&ex(m)),
+            OpKind::EndsWith(m) => v.ends_with(&ex(m)),
+            OpKind::Within(m) => find(&ex(m), v).is_some(),
+            OpKind::StrMatch(s) => find(v, s).is_some(),
+            OpKind::Eq(m) => atoi(v) == atoi(&ex(m)),
+            OpKind::Ge(m) => atoi(v) >= atoi(&ex(m)),
+            OpKind::Gt(m) => atoi(v) > atoi(&ex(m)),
+            OpKind::Le(m) => atoi(v) <= atoi(&ex(m)),
+            OpKind::Lt(m) => atoi(v) < atoi(&ex(m)),
+            OpKind::IpMatch(nets) => ip_match(nets, v),
+            OpKind::ValidateByteRange(allowed) => v.iter().any(|&b| !allowed[b as usize]),
+            OpKind::ValidateUrlEncoding => invalid_url_encoding(v),
+            OpKind::ValidateUtf8Encoding => std::str::from_utf8(v).is_err(),
+            OpKind::DetectSqli => {
+                let r = libinjectionrs::detect_sqli(v);
+                if r.is_injection() && link.capture {
+                    caps = Some(vec![r.fingerprint.as_ref().map(|f| f.to_string().into_bytes()).unwrap_or_default()]);
+                }
+                r.is_injection()
+            }
+            OpKind::DetectXss => libinjectionrs::detect_xss(v).is_injection(),
+            OpKind::UnconditionalMatch => true,
+            OpKind::NoMatch => false,
+        };
+        (m != op.negated, caps)
+    }
+
+    fn run_actions(&mut self, link: &Link) {
+        for a in &link.actions {
+            match a {
+                RunAction::SetVar(sv) => {
+                    let key = String::from_utf8_lossy(&expand(&sv.key, &self.req, &self.st)).to_ascii_lowercase();
+                    let val = expand(&sv.value, &self.req, &self.st);
+                    let slot: &mut std::collections::BTreeMap<String, Vec<u8>> = match sv.collection {
+                        VarKind::Tx => &mut self.st.tx,
+                        _ => {
+                            let tag = sv.collection as u8;
+                            let cur = self.st.other.get(&(tag, key.clone())).cloned();
+                            let newv = setvar_value(sv.op, cur.as_deref(), &val);
+                            match newv {
+                                Some(n) => self.st.other.insert((tag, key), n),
+                                None => self.st.other.remove(&(tag, key)),
+                            };
+                            continue;
+                        }
+                    };
+                    let newv = setvar_value(sv.op, slot.get(&key).map(|v| v.as_slice()), &val);
+                    match newv {
+                        Some(n) => slot.insert(key, n),
+                        None => slot.remove(&key),
+                    };
+                }
+                RunAction::SetEnv(k, v) => {
+                    let k = String::from_utf8_lossy(&expand(k, &self.req, &self.st)).into_owned();
+                    let v = expand(v, &self.req, &self.st);
+                    self.st.env.insert(k.to_ascii_lowercase(), v);
+                }
+                RunAction::Ctl(c) => self.ctl(c),
+            }
+        }
+    }
+
+    fn ctl(&mut self, c: &Ctl) {
+        match c {
+            Ctl::RuleRemoveById(r) => self.st.removed_ids.extend(r.iter().copied()),
+            Ctl::RuleRemoveByTag(t) => self.st.removed_tags.push(t.clone()),
+            Ctl::RuleRemoveByMsg(_) | Ctl::RuleRemoveTargetByMsg(..) => {}
+            Ctl::RuleRemoveTargetById(r, t) => self.st.removed_targets_by_id.push((r.clone(), t.clone())),
+            Ctl::RuleRemoveTargetByTag(tag, t) => self.st.removed_targets_by_tag.push((tag.clone(), t.clone())),
+            Ctl::RuleEngine(m) => self.st.engine = Some(*m),
+            Ctl::RequestBodyAccess(b) => self.st.request_body_access = Some(*b),
+            Ctl::RequestBodyProcessor(p) => self.st.body_processor = Some(*p),
+            Ctl::ForceRequestBodyVariable(b) => self.st.force_body_var = *b,
+            Ctl::ResponseBodyAccess(_)
+            | Ctl::AuditEngine
+            | Ctl::AuditLogParts
+            | Ctl::RequestBodyLimit(_)
+            | Ctl::ParseXmlIntoArgs
+            | Ctl::HashEngine
+            | Ctl::Debug => {}
+        }
+    }
+}
+
+fn setvar_value(op: SetVarOp, cur: Option<&[u8]>, val: &[u8]) -> Option<Vec<u8>> {
+    match op {
+        SetVarOp::Set => Some(val.to_vec()),
+        SetVarOp::Delete => None,
+        SetVarOp::Add => Some((cur.map(atoi).unwrap_or(0) + atoi(val)).to_string().into_bytes()),
+        SetVarOp::Sub => Some((cur.map(atoi).unwrap_or(0) - atoi(val)).to_string().into_bytes()),
+    }
+}
