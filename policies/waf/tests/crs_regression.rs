@@ -70,8 +70,17 @@ fn build_request(input: &Value) -> Result<Request, String> {
     }
     let body = s(input, "data").unwrap_or_default().into_bytes();
     let autocomplete = input.get("autocomplete_headers").and_then(Value::as_bool).unwrap_or(true);
-    if autocomplete && !body.is_empty() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
-        headers.push(("Content-Length".into(), body.len().to_string().into_bytes()));
+    let has = |h: &[(String, Vec<u8>)], n: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    if autocomplete {
+        if !body.is_empty() && !has(&headers, "content-length") {
+            headers.push(("Content-Length".into(), body.len().to_string().into_bytes()));
+        }
+        if !body.is_empty() && !has(&headers, "content-type") {
+            headers.push(("Content-Type".into(), b"application/x-www-form-urlencoded".to_vec()));
+        }
+        if !has(&headers, "connection") {
+            headers.push(("Connection".into(), b"close".to_vec()));
+        }
     }
     Ok(Request {
         method: s(input, "method").unwrap_or_else(|| "GET".into()),

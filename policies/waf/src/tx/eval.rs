@@ -134,9 +134,9 @@ impl Transaction<'_> {
             }
             any = true;
             let name = v.full_name();
+            self.st.matched_vars.push((name.clone(), transformed.clone()));
             self.st.matched_var = transformed;
-            self.st.matched_var_name = name.clone();
-            self.st.matched_vars.push((name, v.value.to_vec()));
+            self.st.matched_var_name = name;
             if link.capture {
                 if let Some(c) = caps {
                     for (i, g) in c.into_iter().enumerate() {
