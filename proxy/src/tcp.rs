@@ -60,7 +60,9 @@ async fn relay_inspected(
     let fds = [client.get_ref().as_raw_fd(), upstream.as_raw_fd()];
     let client = Counted::new(client, counts);
     let (cr, cw) = tokio::io::split(client);
-    let (ur, uw) = upstream.into_split();
+    // Not `into_split`: its write half sends FIN on drop, which would turn
+    // a blocking reset into a clean close for the server.
+    let (ur, uw) = tokio::io::split(upstream);
     let up = pump(cr, uw, StreamDir::ClientToServer, chain.clone(), fds);
     let down = pump(ur, cw, StreamDir::ServerToClient, chain, fds);
     tokio::try_join!(up, down)?;
