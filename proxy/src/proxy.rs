@@ -416,3 +416,79 @@ async fn handle_conn(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr,
     }
     record(flow, decision, counts.read(), counts.written());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_client_times_out_to_opaque() {
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let mut buf = BytesMut::new();
+        let t0 = tokio::time::Instant::now();
+        let d = read_detect(&mut server, &mut buf, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!(d, Detected::Opaque);
+        assert!(buf.is_empty());
+        assert_eq!(t0.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn split_request_line_is_reassembled() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        tokio::spawn(async move {
+            client.write_all(b"GE").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            client
+                .write_all(b"T / HTTP/1.1\r\nHost: a\r\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            client.write_all(b"\r\n").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let mut buf = BytesMut::new();
+        let d = read_detect(&mut server, &mut buf, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!(d, Detected::Http1);
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partial_request_line_then_silence_is_opaque_and_kept() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(b"GET /slow").await.unwrap();
+        let mut buf = BytesMut::new();
+        let d = read_detect(&mut server, &mut buf, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!(d, Detected::Opaque);
+        assert_eq!(&buf[..], b"GET /slow"); // replayed to the upstream, never lost
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fragmented_client_hello_is_detected() {
+        let hello = crate::tls::build_client_hello(Some("slow.example"), &[]);
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let h = hello.clone();
+        tokio::spawn(async move {
+            for b in h.chunks(10) {
+                client.write_all(b).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let mut buf = BytesMut::new();
+        match read_detect(&mut server, &mut buf, Duration::from_millis(300))
+            .await
+            .unwrap()
+        {
+            Detected::Tls(h) => assert_eq!(h.sni.as_deref(), Some("slow.example")),
+            d => panic!("{d:?}"),
+        }
+        assert_eq!(&buf[..], &hello[..]);
+    }
+}
