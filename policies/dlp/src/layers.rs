@@ -31,7 +31,7 @@ pub(crate) fn on_b64_run(eng: &Engine, blk: &mut Block<'_>, p: usize, depth: u8)
     if !blk.ready(s, e + 3) {
         return buf.len();
     }
-    tokens::aws_secret(eng, blk, s, e);
+    tokens::aws_secret(eng, blk, s, e, e + 3);
     let mut pe = e;
     while pe < buf.len() && pe - e < 2 && buf[pe] == b'=' {
         pe += 1;
@@ -39,7 +39,7 @@ pub(crate) fn on_b64_run(eng: &Engine, blk: &mut Block<'_>, p: usize, depth: u8)
     if depth < eng.limits.max_depth && plausible_base64(&buf[s..e]) {
         if let Some(decoded) = decode::base64(&buf[s..pe]) {
             let map = OffsetMap::Base64 { start: s, end: pe };
-            decoded_layer(eng, blk, &decoded, &map, s, pe, "base64", depth);
+            decoded_layer(eng, blk, &decoded, &map, (s, pe), e + 3, "base64", depth);
         }
     }
     pe
@@ -77,15 +77,24 @@ fn decoded_layer(
     blk: &mut Block<'_>,
     decoded: &[u8],
     map: &OffsetMap,
-    start: usize,
-    end: usize,
+    (start, end): (usize, usize),
+    needs: usize,
     layer: &'static str,
     depth: u8,
 ) {
     if let Some(kind) = Compression::sniff(decoded) {
-        inflate_and_scan(eng, blk, decoded, kind, start, end, &[layer], depth);
+        inflate_and_scan(
+            eng,
+            blk,
+            decoded,
+            kind,
+            (start, end),
+            needs,
+            &[layer],
+            depth,
+        );
     } else if looks_textual(decoded) {
-        eng.nested(blk, decoded, map, start, end + 1, &[layer], depth);
+        eng.nested(blk, decoded, map, start, needs, &[layer], depth);
     }
 }
 
@@ -96,8 +105,8 @@ fn inflate_and_scan(
     blk: &mut Block<'_>,
     data: &[u8],
     kind: Compression,
-    start: usize,
-    end: usize,
+    (start, end): (usize, usize),
+    needs: usize,
     outer: &[&'static str],
     depth: u8,
 ) {
@@ -111,7 +120,7 @@ fn inflate_and_scan(
             sensor: SensorRef::DecodeLimit,
             start,
             end,
-            needs: end + 1,
+            needs,
             masked,
             layers: layers.clone(),
         });
@@ -291,7 +300,16 @@ pub(crate) fn http_message(eng: &Engine, blk: &mut Block<'_>, anchor: usize, dep
     }
     let outer: &[&'static str] = if chunked { &["chunked"] } else { &[] };
     match coding {
-        Some(kind) => inflate_and_scan(eng, blk, &body, kind, start, body_end, outer, depth),
+        Some(kind) => inflate_and_scan(
+            eng,
+            blk,
+            &body,
+            kind,
+            (start, body_end),
+            body_end + 1,
+            outer,
+            depth,
+        ),
         None => eng.nested(blk, &body, &map, body_start, body_end + 1, outer, depth),
     }
 }

@@ -55,12 +55,22 @@ pub(crate) fn private_key(eng: &Engine, blk: &mut Block<'_>, s: usize, anchor_en
         } else if c == b'\\' && matches!(buf.get(i + 1), Some(b'n' | b'r')) {
             line_start = true;
             i += 2; // JSON- or shell-escaped newline
+        } else if i + 9 >= buf.len() && (b"-----END ".starts_with(&buf[i..]) || buf[i..] == *b"\\")
+        {
+            // An END line or escape cut by the buffer end: decide with more bytes.
+            if !blk.ready(begin, i + 64) {
+                return;
+            }
+            break;
         } else if buf[i..].starts_with(b"-----END ") {
             let close = buf[i + 9..]
                 .iter()
                 .take(40)
                 .position(|&x| x == b'-')
                 .map(|p| i + 9 + p);
+            if close.is_none() && !blk.ready(begin, i + 50) {
+                return;
+            }
             end = close.map(|p| {
                 let mut q = p;
                 while q < buf.len() && buf[q] == b'-' && q - p < 5 {

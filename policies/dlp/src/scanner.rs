@@ -148,6 +148,11 @@ impl StreamScanner {
         out
     }
 
+    /// Bytes held for the carry-over window (bounded by the limits).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes of (decoded) stream seen so far.
     pub fn position(&self) -> u64 {
         self.base + self.buf.len() as u64

@@ -338,7 +338,7 @@ fn json_object(part: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>
 /// An AWS secret access key: 40 characters of the standard base64 alphabet,
 /// high entropy, and either named nearby (`aws_secret_access_key`,
 /// `SecretAccessKey`…) or next to an access key id.
-pub(crate) fn aws_secret(eng: &Engine, blk: &mut Block<'_>, s: usize, e: usize) {
+pub(crate) fn aws_secret(eng: &Engine, blk: &mut Block<'_>, s: usize, e: usize, min_needs: usize) {
     if !eng.on(Builtin::AwsSecretKey) || e - s != 40 {
         return;
     }
@@ -361,7 +361,11 @@ pub(crate) fn aws_secret(eng: &Engine, blk: &mut Block<'_>, s: usize, e: usize) 
             "aws secret",
         ],
     );
-    let needs = if named { e + 1 } else { e + 128 };
+    let needs = if named {
+        min_needs
+    } else {
+        (e + 128).max(min_needs)
+    };
     if !blk.ready(s.saturating_sub(128), needs) {
         return;
     }
