@@ -61,7 +61,8 @@ impl ReqVars {
         self.line = format!("{} {} {}", r.method, r.uri, r.protocol).into_bytes();
         // Absolute-form targets keep only path and query in REQUEST_URI.
         let mut target = r.uri.as_bytes();
-        if let Some(p) = crate::operator::find(target, b"://") {
+        let absolute = target.first() != Some(&b'/') && crate::operator::find(target, b"://").is_some_and(|p| !target[..p].contains(&b'?'));
+        if let Some(p) = crate::operator::find(target, b"://").filter(|_| absolute) {
             let after = &target[p + 3..];
             target = match after.iter().position(|&c| c == b'/' || c == b'?') {
                 Some(i) => &after[i..],
