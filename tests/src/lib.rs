@@ -9,6 +9,7 @@
 pub mod env;
 pub mod netns;
 pub mod pod;
+pub mod servers;
 pub mod topology;
 
 pub use env::require;
