@@ -131,23 +131,19 @@ impl ProcfsResolver {
         ix.hot.retain(|p| alive.contains(p));
         ix.known.retain(|p| alive.contains(p));
         ix.info.retain(|p, _| alive.contains(p));
+        // Our own sockets go last unless we owned a recent hit: the proxy
+        // holds one end of every connection, the app the other.
         let me = std::process::id();
         let mut order: Vec<u32> = ix.hot.clone();
-        order.extend(pids.iter().filter(|p| !ix.known.contains(p)));
+        order.extend(pids.iter().filter(|p| !ix.known.contains(p) && **p != me));
         order.extend(
             pids.iter()
-                .filter(|p| ix.known.contains(p) && !ix.hot.contains(p)),
+                .filter(|p| ix.known.contains(p) && !ix.hot.contains(p) && **p != me),
         );
-        let mut seen = HashSet::new();
+        if !ix.hot.contains(&me) && alive.contains(&me) {
+            order.push(me);
+        }
         for pid in order {
-            if !seen.insert(pid) {
-                continue;
-            }
-            // Our own sockets are scanned last: the proxy holds one end of
-            // every connection, the app the other.
-            if pid == me && seen.len() < pids.len() {
-                continue;
-            }
             self.stats.rescanned_pids.fetch_add(1, Ordering::Relaxed);
             ix.known.insert(pid);
             let mut hit = false;
@@ -157,14 +153,6 @@ impl ProcfsResolver {
             }
             if hit {
                 return Some(pid);
-            }
-        }
-        if !seen.contains(&me) || pids.contains(&me) {
-            for (ino, fd) in procfs::socket_fds(&self.proc_root, me) {
-                ix.by_inode.insert(ino, (me, fd));
-            }
-            if ix.by_inode.get(&inode).map(|x| x.0) == Some(me) {
-                return Some(me);
             }
         }
         None
