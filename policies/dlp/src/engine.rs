@@ -231,7 +231,7 @@ impl Engine {
         for (i, c) in self.custom.iter().enumerate() {
             c.scan(blk, i as u16, self.limits.max_candidate);
         }
-        dedupe(&mut blk.hits);
+        dedupe_exact(&mut blk.hits);
     }
 
     fn scan_anchors(&self, blk: &mut Block<'_>, depth: u8) {
@@ -346,47 +346,68 @@ fn below_mask(resume: usize, base: usize) -> u64 {
     }
 }
 
-/// Drop exact repeats, and decoded-layer hits of a sensor that also matched
-/// the same bytes as-is (a card in a percent-encoded form field that needed
-/// no decoding is one finding, not two).
-fn dedupe(hits: &mut Vec<Hit>) {
-    if hits.len() < 2 {
-        return;
-    }
+/// Drop exact repeats (the same bytes matched twice by one sensor).
+fn dedupe_exact(hits: &mut Vec<Hit>) {
     hits.sort_by(|a, b| {
-        (a.start, a.end, a.sensor, a.layers.len()).cmp(&(b.start, b.end, b.sensor, b.layers.len()))
+        (a.start, a.end, a.sensor, a.layers.len(), a.needs).cmp(&(
+            b.start,
+            b.end,
+            b.sensor,
+            b.layers.len(),
+            b.needs,
+        ))
     });
-    let raw: Vec<(SensorRef, usize, usize)> = hits
-        .iter()
-        .filter(|h| h.layers.is_empty())
-        .map(|h| (h.sensor, h.start, h.end))
-        .collect();
-    let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
-    for h in hits.drain(..) {
-        let overlaps = |s: usize, e: usize| h.start < e && s < h.end;
-        if !h.layers.is_empty() {
-            if raw
-                .iter()
-                .any(|&(rs, s, e)| rs == h.sensor && overlaps(s, e))
-            {
-                continue;
-            }
-            if kept
-                .iter()
-                .any(|k| k.sensor == h.sensor && k.masked == h.masked && overlaps(k.start, k.end))
-            {
-                continue;
-            }
+    hits.dedup_by(|b, a| {
+        a.sensor == b.sensor && a.start == b.start && a.end == b.end && a.layers == b.layers
+    });
+}
+
+/// A decided hit in stream coordinates, kept to de-duplicate across layers.
+#[derive(Debug, Clone)]
+pub(crate) struct Decided {
+    pub sensor: SensorRef,
+    pub start: u64,
+    pub end: u64,
+    pub needs: u64,
+    pub raw: bool,
+    pub masked: String,
+    pub layers: usize,
+}
+
+impl Decided {
+    pub fn of(h: &Hit, base: u64) -> Decided {
+        Decided {
+            sensor: h.sensor,
+            start: base + h.start as u64,
+            end: base + h.end as u64,
+            needs: base + h.needs as u64,
+            raw: h.layers.is_empty(),
+            masked: h.masked.clone(),
+            layers: h.layers.len(),
         }
-        if kept
-            .last()
-            .is_some_and(|k| k.sensor == h.sensor && k.start == h.start && k.end == h.end)
-        {
-            continue;
-        }
-        kept.push(h);
     }
-    *hits = kept;
+
+    fn key(&self) -> (u64, u64, u64, usize) {
+        (self.needs, self.start, self.end, self.layers)
+    }
+}
+
+/// One value reached twice is one finding: a decoded-layer hit is dropped
+/// when the same sensor matched overlapping bytes as-is, or when another
+/// layer decided earlier (or first in a fixed order) found the same masked
+/// value there (a card in a gzip body whose stored block also shows it).
+/// The rule only looks at hits decided no later than `h`, so a stream and a
+/// whole-buffer scan drop the same ones.
+pub(crate) fn suppressed<'a>(h: &Decided, others: impl IntoIterator<Item = &'a Decided>) -> bool {
+    if h.raw {
+        return false;
+    }
+    others.into_iter().any(|k| {
+        k.sensor == h.sensor
+            && k.start < h.end
+            && h.start < k.end
+            && (k.raw || (k.masked == h.masked && k.key() < h.key()))
+    })
 }
 
 /// ASCII case-insensitive search for any of `words` in `hay`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::decode::Compression;
-use crate::engine::{Block, Engine, Hit, LOOKAHEAD, LOOKBEHIND};
+use crate::engine::{suppressed, Block, Decided, Engine, Hit, LOOKAHEAD, LOOKBEHIND};
 use crate::error::ConfigError;
 use crate::finding::{Finding, FindingKind, Severity};
 use crate::sensors::SensorRef;
@@ -47,9 +47,12 @@ impl Scanner {
     pub fn scan(&self, data: &[u8]) -> Vec<Finding> {
         let mut blk = Block::new(data, true, true);
         self.engine.scan_block(&mut blk, 0);
+        let all: Vec<Decided> = blk.hits.iter().map(|h| Decided::of(h, 0)).collect();
         blk.hits
             .iter()
-            .map(|h| finding(&self.engine, h, 0, &[]))
+            .zip(&all)
+            .filter(|(_, d)| !suppressed(d, &all))
+            .map(|(h, _)| finding(&self.engine, h, 0, &[]))
             .collect()
     }
 
@@ -71,6 +74,7 @@ impl Scanner {
             inflate: opts.content_encoding.map(|k| Inflater::new(k, limit)),
             bomb: None,
             scratch: Vec::new(),
+            recent: Vec::new(),
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct StreamScanner {
     /// A decompression-bomb finding waiting to be returned.
     bomb: Option<Finding>,
     scratch: Vec<u8>,
+    /// Hits decided in earlier rounds that may still overlap new ones.
+    recent: Vec<Decided>,
 }
 
 impl std::fmt::Debug for StreamScanner {
@@ -201,11 +207,17 @@ impl StreamScanner {
             }),
             None => &[],
         };
-        for h in &blk.hits {
-            if self.base + h.needs as u64 > self.decided {
-                out.push(finding(&self.engine, h, self.base, layers));
+        let all: Vec<Decided> = blk.hits.iter().map(|h| Decided::of(h, self.base)).collect();
+        let mut now = Vec::new();
+        for (h, d) in blk.hits.iter().zip(&all) {
+            if d.needs > self.decided {
+                if !suppressed(d, all.iter().chain(&self.recent)) {
+                    out.push(finding(&self.engine, h, self.base, layers));
+                }
+                now.push(d.clone());
             }
         }
+        self.recent.extend(now);
         let len = self.buf.len();
         self.decided = self.base + len as u64;
         let pending = blk.pending;
@@ -223,6 +235,8 @@ impl StreamScanner {
             keep_from.max(len.saturating_sub(limits.max_candidate + LOOKBEHIND + LOOKAHEAD + 64));
         self.buf.drain(..keep_from);
         self.base += keep_from as u64;
+        let base = self.base;
+        self.recent.retain(|d| d.end > base);
     }
 }
 

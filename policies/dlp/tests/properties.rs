@@ -108,3 +108,17 @@ fn long_stream_keeps_memory_bounded_and_offsets_right() {
     assert_eq!(cards.len(), 1, "{found:?}");
     assert_eq!(cards[0].offset, 128 * (64 << 10) + 5);
 }
+
+#[test]
+fn every_corpus_sample_is_split_invariant() {
+    let mut rng = corpus::Rng::new(9);
+    let all = corpus::generate(1234, 1500, 500);
+    for s in &all {
+        let expect = whole(&s.data);
+        for _ in 0..3 {
+            let step = rng.range(1, 300) as usize;
+            let cuts: Vec<usize> = (step..s.data.len()).step_by(step).collect();
+            assert_eq!(streamed(&s.data, &cuts), expect, "{} step {step}", s.label);
+        }
+    }
+}
