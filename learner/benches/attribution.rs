@@ -1,6 +1,6 @@
-//! Cost of process attribution: a cache hit (netlink lookup + one readlink
-//! + exe check), a miss that finds the owner among recently seen pids, and
-//! a cold miss (empty index: rescan of every pid in /proc).
+//! Cost of process attribution: a cache hit (netlink lookup, one readlink
+//! and an exe check), a miss that finds the owner among recently seen pids,
+//! and a cold miss (empty index: rescan of every pid in /proc).
 
 use std::net::{TcpListener, TcpStream};
 
