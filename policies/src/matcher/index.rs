@@ -66,7 +66,15 @@ impl Hasher for FastHasher {
     }
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        // Multiplication only carries upwards, so keys that differ only in
+        // high bits (masked prefixes: low bits all zero) would share their
+        // low bits, which pick the bucket. Fold the high bits back down
+        // (murmur3's finaliser).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
     }
 }
 
@@ -134,18 +142,21 @@ impl PortTable {
         self.covering = covering;
     }
 
-    /// Calls `f` with each rule whose ports admit `port` (a rule may be
-    /// reported more than once).
+    /// Calls `f` with slices of the rules whose ports admit `port`. Each
+    /// slice is in ascending rule order, so a caller looking for the first
+    /// matching rule can stop early; a rule may appear in several slices.
     #[inline]
-    pub fn for_each(&self, port: u16, f: &mut impl FnMut(RuleIdx)) {
-        self.any.iter().for_each(|r| f(*r));
+    pub fn for_each(&self, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
+        if !self.any.is_empty() {
+            f(&self.any);
+        }
         if let Some(v) = self.single.get(&port) {
-            v.iter().for_each(|r| f(*r));
+            f(v);
         }
         if !self.bounds.is_empty() {
             let i = self.bounds.partition_point(|b| *b <= port);
             if let Some(v) = i.checked_sub(1).and_then(|i| self.covering.get(i)) {
-                v.iter().for_each(|r| f(*r));
+                f(v);
             }
         }
     }
@@ -181,7 +192,7 @@ impl PrefixIndex {
     }
 
     #[inline]
-    pub fn for_each(&self, bits: u128, width: u8, port: u16, f: &mut impl FnMut(RuleIdx)) {
+    pub fn for_each(&self, bits: u128, width: u8, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
         for (len, m) in &self.by_len {
             if let Some(t) = m.get(&mask(bits, *len, width)) {
                 t.for_each(port, f);
@@ -219,7 +230,7 @@ mod tests {
 
     fn collect(t: &PortTable, port: u16) -> Vec<RuleIdx> {
         let mut v = Vec::new();
-        t.for_each(port, &mut |r| v.push(r));
+        t.for_each(port, &mut |rs| v.extend_from_slice(rs));
         v.sort_unstable();
         v.dedup();
         v
@@ -255,5 +266,21 @@ mod tests {
         assert_eq!(mask(u128::MAX, 0, 128), 0);
         assert_eq!(mask(u128::MAX, 128, 128), u128::MAX);
         assert_eq!(mask(u128::MAX, 1, 128), 1u128 << 127);
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn masked_prefixes_spread_over_buckets() {
+        // /16 networks differ only in bits 16..32; their hashes must still
+        // differ in the low bits that pick a bucket.
+        let b = BuildHasherDefault::<FastHasher>::default();
+        let low: std::collections::HashSet<u64> =
+            (0u128..256).map(|i| b.hash_one(i << 16) & 0xff).collect();
+        assert!(low.len() > 128, "only {} distinct low bytes", low.len());
     }
 }

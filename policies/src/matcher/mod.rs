@@ -160,7 +160,7 @@ impl DirIndex {
     }
 
     #[inline]
-    fn for_each_ip(&self, ip: std::net::IpAddr, port: u16, f: &mut impl FnMut(RuleIdx)) {
+    fn for_each_ip(&self, ip: std::net::IpAddr, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
         let (bits, width, v4) = ip_key(ip);
         if v4 {
             self.v4.for_each(bits, width, port, f);
@@ -171,7 +171,7 @@ impl DirIndex {
 
     /// `name` must be normalised.
     #[inline]
-    fn for_each_name(&self, name: &str, port: u16, f: &mut impl FnMut(RuleIdx)) {
+    fn for_each_name(&self, name: &str, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
         if let Some(t) = self.fqdn_exact.get(name) {
             t.for_each(port, f);
         }
@@ -346,12 +346,16 @@ impl CompiledPolicy {
         let idx = self.index(flow.direction);
         let port = flow.service_port();
         let mut best: Option<RuleIdx> = None;
-        let mut consider = |r: RuleIdx| {
-            if best.is_some_and(|b| b <= r) {
-                return;
-            }
-            if self.rules[r as usize].matches_rest(flow) {
-                best = Some(r);
+        // Slices are ascending: stop at the first match or at `best`.
+        let mut consider = |rs: &[RuleIdx]| {
+            for &r in rs {
+                if best.is_some_and(|b| b <= r) {
+                    return;
+                }
+                if self.rules[r as usize].matches_rest(flow) {
+                    best = Some(r);
+                    return;
+                }
             }
         };
         idx.any.for_each(port, &mut consider);
@@ -370,12 +374,15 @@ impl CompiledPolicy {
         let (host, port) = parse_target(target, is_connect)?;
         let idx = &self.outbound;
         let mut best: Option<RuleIdx> = None;
-        let mut consider = |r: RuleIdx| {
-            if best.is_some_and(|b| b <= r) {
-                return;
-            }
-            if self.rules[r as usize].admits_target(flow, req, &host, is_connect) {
-                best = Some(r);
+        let mut consider = |rs: &[RuleIdx]| {
+            for &r in rs {
+                if best.is_some_and(|b| b <= r) {
+                    return;
+                }
+                if self.rules[r as usize].admits_target(flow, req, &host, is_connect) {
+                    best = Some(r);
+                    return;
+                }
             }
         };
         idx.any.for_each(port, &mut consider);
