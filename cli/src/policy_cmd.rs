@@ -54,7 +54,10 @@ fn lint(files: &[PathBuf]) -> i32 {
             let mut text = String::new();
             match std::io::stdin().read_to_string(&mut text) {
                 Ok(_) => load_policy_str(&text, "<stdin>"),
-                Err(source) => Err(PolicyError::Io { path: "<stdin>".into(), source }),
+                Err(source) => Err(PolicyError::Io {
+                    path: "<stdin>".into(),
+                    source,
+                }),
             }
         } else {
             load_policy_file(file)
@@ -86,7 +89,9 @@ fn explain(policy: &PathBuf, flow: &PathBuf) -> anyhow::Result<i32> {
     let compiled = CompiledPolicy::compile(&doc)?;
     let text = if flow.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the flow from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the flow from stdin")?;
         s
     } else {
         std::fs::read_to_string(flow).with_context(|| format!("reading {}", flow.display()))?

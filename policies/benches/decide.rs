@@ -35,8 +35,17 @@ fn ports(i: usize) -> Vec<PortSpec> {
     match i % 4 {
         0 => vec![PortSpec::single(443)],
         1 => vec![PortSpec::single(1000 + (i % 5000) as u16)],
-        2 => vec![PortSpec { first: 8000, last: 8100 }, PortSpec::single(9090)],
-        _ => vec![PortSpec { first: 20000 + (i % 100) as u16, last: 20100 + (i % 100) as u16 }],
+        2 => vec![
+            PortSpec {
+                first: 8000,
+                last: 8100,
+            },
+            PortSpec::single(9090),
+        ],
+        _ => vec![PortSpec {
+            first: 20000 + (i % 100) as u16,
+            last: 20100 + (i % 100) as u16,
+        }],
     }
 }
 
@@ -53,47 +62,101 @@ fn policy() -> PolicyDocument {
     for i in 0..RULES {
         let r = match i % 10 {
             // 30%: IPv4 hosts, /24s and /16s, overlapping.
-            0 | 1 => rule(i, Direction::Outbound, Peer::Cidr(format!("{}/32", v4(i)).parse().unwrap()), ports(i)),
+            0 | 1 => rule(
+                i,
+                Direction::Outbound,
+                Peer::Cidr(format!("{}/32", v4(i)).parse().unwrap()),
+                ports(i),
+            ),
             2 => {
-                let net = format!("{}/{}", Ipv4Addr::from(u32::from(v4(i)) & 0xFFFF_FF00), 24 - (i % 3) * 4);
+                let net = format!(
+                    "{}/{}",
+                    Ipv4Addr::from(u32::from(v4(i)) & 0xFFFF_FF00),
+                    24 - (i % 3) * 4
+                );
                 let net: ipnet::IpNet = net.parse().unwrap();
                 rule(i, Direction::Outbound, Peer::Cidr(net.trunc()), ports(i))
             }
             // 20%: IPv6 /128, /64, /48.
-            3 => rule(i, Direction::Outbound, Peer::Cidr(format!("{}/128", v6(i)).parse().unwrap()), ports(i)),
+            3 => rule(
+                i,
+                Direction::Outbound,
+                Peer::Cidr(format!("{}/128", v6(i)).parse().unwrap()),
+                ports(i),
+            ),
             4 => {
-                let net: ipnet::IpNet = format!("{}/{}", v6(i), [64, 48, 56][i % 3]).parse().unwrap();
+                let net: ipnet::IpNet = format!("{}/{}", v6(i), [64, 48, 56][i % 3])
+                    .parse()
+                    .unwrap();
                 rule(i, Direction::Outbound, Peer::Cidr(net.trunc()), ports(i))
             }
             // 20%: exact FQDNs; 10%: suffixes.
-            5 | 6 => rule(i, Direction::Outbound, Peer::Fqdn(format!("svc{i}.ns{}.example.com", i % 97)), ports(i)),
-            7 => rule(i, Direction::Outbound, Peer::Fqdn(format!("*.zone{i}.example.net")), ports(i)),
+            5 | 6 => rule(
+                i,
+                Direction::Outbound,
+                Peer::Fqdn(format!("svc{i}.ns{}.example.com", i % 97)),
+                ports(i),
+            ),
+            7 => rule(
+                i,
+                Direction::Outbound,
+                Peer::Fqdn(format!("*.zone{i}.example.net")),
+                ports(i),
+            ),
             // 10%: HTTP with hosts, methods and path templates.
             8 => {
-                let mut r = rule(i, Direction::Outbound, Peer::Fqdn(format!("api{i}.example.org")), vec![PortSpec::single(80)]);
+                let mut r = rule(
+                    i,
+                    Direction::Outbound,
+                    Peer::Fqdn(format!("api{i}.example.org")),
+                    vec![PortSpec::single(80)],
+                );
                 r.protocols = vec![AppProtocol::Http];
                 r.http = Some(HttpMatch {
                     hosts: vec![format!("api{i}.example.org")],
                     methods: vec!["GET".into(), "POST".into()],
-                    paths: vec![format!("/v{}/users/{{id}}/orders", i % 3), "/static/*".into()],
+                    paths: vec![
+                        format!("/v{}/users/{{id}}/orders", i % 3),
+                        "/static/*".into(),
+                    ],
                 });
                 r
             }
             // 10%: inbound clients.
-            _ => rule(i, Direction::Inbound, Peer::Cidr(format!("{}/32", Ipv4Addr::from(0xC0A8_0000u32 + i as u32)).parse().unwrap()), ports(i)),
+            _ => rule(
+                i,
+                Direction::Inbound,
+                Peer::Cidr(
+                    format!("{}/32", Ipv4Addr::from(0xC0A8_0000u32 + i as u32))
+                        .parse()
+                        .unwrap(),
+                ),
+                ports(i),
+            ),
         };
         rules.push(r);
     }
     PolicyDocument {
         api_version: podwarden_policy::model::API_VERSION.into(),
         kind: DocumentKind::WorkloadPolicy,
-        metadata: Metadata { workload: "bench/app".into(), ..Metadata::default() },
-        spec: PolicySpec { mode: Mode::Protect, rules, ..PolicySpec::default() },
+        metadata: Metadata {
+            workload: "bench/app".into(),
+            ..Metadata::default()
+        },
+        spec: PolicySpec {
+            mode: Mode::Protect,
+            rules,
+            ..PolicySpec::default()
+        },
     }
 }
 
 fn out(ip: IpAddr, port: u16, names: &[String]) -> Flow {
-    let mut f = Flow::connection(Direction::Outbound, SocketAddr::new(ip, port), "10.1.0.2:40000".parse().unwrap());
+    let mut f = Flow::connection(
+        Direction::Outbound,
+        SocketAddr::new(ip, port),
+        "10.1.0.2:40000".parse().unwrap(),
+    );
     f.protocol = AppProtocol::Tls;
     f.peer_names = names.to_vec();
     f
@@ -107,15 +170,31 @@ fn bench(c: &mut Criterion) {
 
     let hit_v4 = out(IpAddr::V4(v4(10)), 443, &[]);
     let hit_v6 = out(IpAddr::V6(v6(13)), 1013, &[]);
-    let hit_exact = out("198.51.100.7".parse().unwrap(), 1005, &["svc5.ns5.example.com".to_string()]);
-    let hit_suffix = out("198.51.100.8".parse().unwrap(), 1017, &["a.b.zone17.example.net".to_string()]);
-    let miss = out("203.0.113.200".parse().unwrap(), 6553, &["unknown.example.com".to_string()]);
+    let hit_exact = out(
+        "198.51.100.7".parse().unwrap(),
+        1005,
+        &["svc5.ns5.example.com".to_string()],
+    );
+    let hit_suffix = out(
+        "198.51.100.8".parse().unwrap(),
+        1017,
+        &["a.b.zone17.example.net".to_string()],
+    );
+    let miss = out(
+        "203.0.113.200".parse().unwrap(),
+        6553,
+        &["unknown.example.com".to_string()],
+    );
     let sni_trick = {
         let mut f = out("203.0.113.201".parse().unwrap(), 443, &[]);
         f.sni = Some("svc5.ns5.example.com".into());
         f
     };
-    let mut http = out("198.51.100.9".parse().unwrap(), 80, &["api18.example.org".to_string()]);
+    let mut http = out(
+        "198.51.100.9".parse().unwrap(),
+        80,
+        &["api18.example.org".to_string()],
+    );
     http.protocol = AppProtocol::Http;
     http.http = Some(HttpRequestInfo {
         method: "GET".into(),
@@ -124,7 +203,11 @@ fn bench(c: &mut Criterion) {
         target: None,
     });
     let inbound = {
-        let mut f = Flow::connection(Direction::Inbound, "192.168.0.19:50000".parse().unwrap(), "10.1.0.2:20050".parse().unwrap());
+        let mut f = Flow::connection(
+            Direction::Inbound,
+            "192.168.0.19:50000".parse().unwrap(),
+            "10.1.0.2:20050".parse().unwrap(),
+        );
         f.protocol = AppProtocol::Opaque;
         f
     };
@@ -138,8 +221,15 @@ fn bench(c: &mut Criterion) {
         ("miss", &miss, false),
         ("sni_to_unknown_ip", &sni_trick, false),
     ] {
-        assert_eq!(p.decide(f).is_allowed(), allowed, "{name}: {:?}", p.explain(f));
-        c.bench_function(&format!("decide_100k/{name}"), |b| b.iter(|| p.decide(black_box(f))));
+        assert_eq!(
+            p.decide(f).is_allowed(),
+            allowed,
+            "{name}: {:?}",
+            p.explain(f)
+        );
+        c.bench_function(&format!("decide_100k/{name}"), |b| {
+            b.iter(|| p.decide(black_box(f)))
+        });
     }
 }
 

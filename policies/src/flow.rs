@@ -11,7 +11,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Which side of the pod opened the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// A peer outside the pod connected to the app.
@@ -21,7 +23,9 @@ pub enum Direction {
 }
 
 /// Application protocol as recognised by detection (or the DNS listener).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AppProtocol {
     /// HTTP/1.0 or HTTP/1.1.
@@ -283,10 +287,16 @@ mod tests {
     fn service_port_is_server_side() {
         let peer: SocketAddr = "192.0.2.10:443".parse().unwrap();
         let local: SocketAddr = "192.0.2.2:40000".parse().unwrap();
-        assert_eq!(Flow::connection(Direction::Outbound, peer, local).service_port(), 443);
+        assert_eq!(
+            Flow::connection(Direction::Outbound, peer, local).service_port(),
+            443
+        );
         let client: SocketAddr = "203.0.113.5:51000".parse().unwrap();
         let app: SocketAddr = "192.0.2.2:8080".parse().unwrap();
-        assert_eq!(Flow::connection(Direction::Inbound, client, app).service_port(), 8080);
+        assert_eq!(
+            Flow::connection(Direction::Inbound, client, app).service_port(),
+            8080
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod model;
 pub mod schema;
 
 pub use error::{Diagnostic, Diagnostics, PolicyError};
+pub use events::{EventAction, EventKind, SecurityEvent};
 
 pub use flow::{
     Action, AllowAll, AppProtocol, Decide, Decision, Direction, Flow, FlowRecord, HttpRequestInfo,

@@ -199,10 +199,15 @@ impl<'de> Deserialize<'de> for PeerRepr {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PeerRepr, E> {
                 Ok(PeerRepr::Word(v.to_string()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PeerRepr, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PeerRepr, A::Error> {
                 use serde::de::Error;
                 let Some(key) = map.next_key::<String>()? else {
-                    return Err(A::Error::custom("empty peer: expected `{cidr: ...}` or `{fqdn: ...}`"));
+                    return Err(A::Error::custom(
+                        "empty peer: expected `{cidr: ...}` or `{fqdn: ...}`",
+                    ));
                 };
                 let value: String = map.next_value()?;
                 let repr = match key.as_str() {
@@ -221,7 +226,9 @@ impl<'de> Deserialize<'de> for PeerRepr {
                     }
                 };
                 if map.next_key::<String>()?.is_some() {
-                    return Err(A::Error::custom("a peer has exactly one of `cidr` or `fqdn`"));
+                    return Err(A::Error::custom(
+                        "a peer has exactly one of `cidr` or `fqdn`",
+                    ));
                 }
                 Ok(repr)
             }
@@ -261,7 +268,8 @@ pub fn validate_fqdn_pattern(s: &str) -> Result<(), String> {
     let ok_label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     if name.is_empty() || name.len() > 253 || !name.trim_end_matches('.').split('.').all(ok_label) {
         return Err(format!(
@@ -314,7 +322,13 @@ impl std::str::FromStr for PortSpec {
             x.trim()
                 .parse::<u16>()
                 .map_err(|_| format!("invalid port {x:?}: expected 1-65535"))
-                .and_then(|p| if p == 0 { Err("port 0 is not a port".to_string()) } else { Ok(p) })
+                .and_then(|p| {
+                    if p == 0 {
+                        Err("port 0 is not a port".to_string())
+                    } else {
+                        Ok(p)
+                    }
+                })
         };
         match s.split_once('-') {
             Some((a, b)) => {
@@ -516,7 +530,13 @@ spec:
 "#;
         let d: PolicyDocument = serde_yaml_ng::from_str(y).unwrap();
         assert_eq!(d.spec.rules.len(), 4);
-        assert_eq!(d.spec.rules[0].ports[1], PortSpec { first: 8000, last: 8100 });
+        assert_eq!(
+            d.spec.rules[0].ports[1],
+            PortSpec {
+                first: 8000,
+                last: 8100
+            }
+        );
         assert_eq!(d.spec.rules[1].peer, Peer::Any);
         assert_eq!(d.spec.mode_of(Feature::Waf), Mode::Monitor);
         assert_eq!(d.spec.mode_of(Feature::Dlp), Mode::Protect);
@@ -529,9 +549,17 @@ spec:
     fn rejects_bad_ports_and_unknown_fields() {
         for bad in ["\"0\"", "\"70000\"", "\"9-3\"", "abc"] {
             let y = format!("[{bad}]");
-            assert!(serde_yaml_ng::from_str::<Vec<PortSpec>>(&y).is_err(), "{bad}");
+            assert!(
+                serde_yaml_ng::from_str::<Vec<PortSpec>>(&y).is_err(),
+                "{bad}"
+            );
         }
-        for bad in ["{fqdn: \"a..b\"}", "{fqdn: \"a.*.b\"}", "anything", "{cidr: 300.1.1.1/8}"] {
+        for bad in [
+            "{fqdn: \"a..b\"}",
+            "{fqdn: \"a.*.b\"}",
+            "anything",
+            "{cidr: 300.1.1.1/8}",
+        ] {
             let y = format!("id: x\ndirection: outbound\npeer: {bad}\n");
             assert!(serde_yaml_ng::from_str::<Rule>(&y).is_err(), "{bad}");
         }

@@ -29,7 +29,10 @@ mod tests {
 
     #[test]
     fn checked_in_schema_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/podwarden-policy.schema.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/podwarden-policy.schema.json"
+        );
         let generated = policy_schema_json();
         if std::env::var_os("UPDATE_SCHEMA").is_some() {
             std::fs::write(path, &generated).unwrap();

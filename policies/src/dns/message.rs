@@ -135,7 +135,9 @@ impl DnsMessage {
             let mut chain = vec![q.name.clone()];
             let mut ttl = u32::MAX;
             for _ in 0..MAX_CHAIN {
-                let Some(current) = chain.last().cloned() else { break };
+                let Some(current) = chain.last().cloned() else {
+                    break;
+                };
                 let mut next = None;
                 for a in self.answers.iter().filter(|a| a.name == current) {
                     let ip = match &a.data {
@@ -150,7 +152,11 @@ impl DnsMessage {
                         AnswerData::Other(_) => continue,
                     };
                     if !out.iter().any(|r| r.ip == ip && r.names == chain) {
-                        out.push(Resolution { ip, ttl: ttl.min(a.ttl), names: chain.clone() });
+                        out.push(Resolution {
+                            ip,
+                            ttl: ttl.min(a.ttl),
+                            names: chain.clone(),
+                        });
                     }
                 }
                 match next {
@@ -186,11 +192,23 @@ mod tests {
     }
 
     fn a(name: &'static str, ttl: u32, ip: [u8; 4]) -> ResourceRecord<'static> {
-        ResourceRecord::new(Name::new_unchecked(name), CLASS::IN, ttl, RData::A(A { address: u32::from(Ipv4Addr::from(ip)) }))
+        ResourceRecord::new(
+            Name::new_unchecked(name),
+            CLASS::IN,
+            ttl,
+            RData::A(A {
+                address: u32::from(Ipv4Addr::from(ip)),
+            }),
+        )
     }
 
     fn cname(name: &'static str, ttl: u32, to: &'static str) -> ResourceRecord<'static> {
-        ResourceRecord::new(Name::new_unchecked(name), CLASS::IN, ttl, RData::CNAME(CNAME(Name::new_unchecked(to))))
+        ResourceRecord::new(
+            Name::new_unchecked(name),
+            CLASS::IN,
+            ttl,
+            RData::CNAME(CNAME(Name::new_unchecked(to))),
+        )
     }
 
     #[test]
@@ -205,7 +223,9 @@ mod tests {
                     Name::new_unchecked("pop1.cdn.example"),
                     CLASS::IN,
                     30,
-                    RData::AAAA(AAAA { address: u128::from("2001:db8::1".parse::<Ipv6Addr>().unwrap()) }),
+                    RData::AAAA(AAAA {
+                        address: u128::from("2001:db8::1".parse::<Ipv6Addr>().unwrap()),
+                    }),
                 ),
                 // Not reachable from the question: must not be believed.
                 a("bank.example", 300, [203, 0, 113, 66]),
@@ -214,21 +234,45 @@ mod tests {
         let m = parse_message(&bytes).unwrap();
         assert!(m.is_response);
         assert_eq!(m.id, 7);
-        assert_eq!(m.questions, vec![DnsQuestion { name: "api.example".into(), qtype: RecordType::A }]);
+        assert_eq!(
+            m.questions,
+            vec![DnsQuestion {
+                name: "api.example".into(),
+                qtype: RecordType::A
+            }]
+        );
         let r = m.resolutions();
-        let chain = vec!["api.example".to_string(), "edge.cdn.example".into(), "pop1.cdn.example".into()];
+        let chain = vec![
+            "api.example".to_string(),
+            "edge.cdn.example".into(),
+            "pop1.cdn.example".into(),
+        ];
         assert_eq!(
             r,
             vec![
-                Resolution { ip: "198.51.100.1".parse().unwrap(), ttl: 60, names: chain.clone() },
-                Resolution { ip: "2001:db8::1".parse().unwrap(), ttl: 30, names: chain },
+                Resolution {
+                    ip: "198.51.100.1".parse().unwrap(),
+                    ttl: 60,
+                    names: chain.clone()
+                },
+                Resolution {
+                    ip: "2001:db8::1".parse().unwrap(),
+                    ttl: 30,
+                    names: chain
+                },
             ]
         );
     }
 
     #[test]
     fn cname_loops_end() {
-        let bytes = response("a.example", vec![cname("a.example", 5, "b.example"), cname("b.example", 5, "a.example")]);
+        let bytes = response(
+            "a.example",
+            vec![
+                cname("a.example", 5, "b.example"),
+                cname("b.example", 5, "a.example"),
+            ],
+        );
         assert!(parse_message(&bytes).unwrap().resolutions().is_empty());
     }
 

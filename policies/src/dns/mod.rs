@@ -6,6 +6,9 @@ pub mod message;
 pub mod names;
 pub mod tunnel;
 
-pub use message::{parse_message, AnswerData, DnsAnswer, DnsMessage, DnsParseError, DnsQuestion, RecordType, Resolution};
+pub use message::{
+    parse_message, AnswerData, DnsAnswer, DnsMessage, DnsParseError, DnsQuestion, RecordType,
+    Resolution,
+};
 pub use names::{NameTable, NameTableConfig};
 pub use tunnel::{assess_query, TunnelAssessment, TunnelSign, TunnelThresholds};

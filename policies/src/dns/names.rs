@@ -77,17 +77,23 @@ impl NameTable {
             return;
         }
         let name = normalise(name).into_owned();
-        let ttl = ttl.clamp(self.config.min_ttl, self.config.max_ttl.max(self.config.min_ttl));
+        let ttl = ttl.clamp(
+            self.config.min_ttl,
+            self.config.max_ttl.max(self.config.min_ttl),
+        );
         let expiry = now.checked_add(ttl).unwrap_or(now);
         let key = (name, ip);
         if let Some((old_expiry, old_seq)) = self.entries.get(&key).copied() {
-            self.by_expiry.remove(&(old_expiry, old_seq, key.0.clone(), ip));
+            self.by_expiry
+                .remove(&(old_expiry, old_seq, key.0.clone(), ip));
         } else {
             if self.entries.len() >= self.config.max_entries {
                 self.purge_expired(now);
             }
             while self.entries.len() >= self.config.max_entries {
-                let Some(first) = self.by_expiry.first().cloned() else { break };
+                let Some(first) = self.by_expiry.first().cloned() else {
+                    break;
+                };
                 self.remove(&first.2, first.3, first.0, first.1);
                 self.evicted += 1;
             }
@@ -110,7 +116,9 @@ impl NameTable {
     /// what `Flow::peer_names` holds. IPv4-mapped IPv6 is looked up as IPv4.
     pub fn names_for(&self, ip: IpAddr, now: Instant) -> Vec<String> {
         let ip = canonical(ip);
-        let Some(names) = self.by_ip.get(&ip) else { return Vec::new() };
+        let Some(names) = self.by_ip.get(&ip) else {
+            return Vec::new();
+        };
         names
             .iter()
             .filter(|n| self.live(n, ip, now))
@@ -121,8 +129,13 @@ impl NameTable {
     /// Live addresses of `name`.
     pub fn addresses_of(&self, name: &str, now: Instant) -> Vec<IpAddr> {
         let name = normalise(name);
-        let Some(ips) = self.by_name.get(name.as_ref()) else { return Vec::new() };
-        ips.iter().copied().filter(|ip| self.live(&name, *ip, now)).collect()
+        let Some(ips) = self.by_name.get(name.as_ref()) else {
+            return Vec::new();
+        };
+        ips.iter()
+            .copied()
+            .filter(|ip| self.live(&name, *ip, now))
+            .collect()
     }
 
     fn live(&self, name: &str, ip: IpAddr, now: Instant) -> bool {
@@ -175,7 +188,11 @@ mod tests {
     use super::*;
 
     fn cfg(max: usize) -> NameTableConfig {
-        NameTableConfig { max_entries: max, min_ttl: Duration::from_secs(5), max_ttl: Duration::from_secs(3600) }
+        NameTableConfig {
+            max_entries: max,
+            min_ttl: Duration::from_secs(5),
+            max_ttl: Duration::from_secs(3600),
+        }
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -186,18 +203,41 @@ mod tests {
     fn records_and_expires() {
         let t0 = Instant::now();
         let mut t = NameTable::new(cfg(100));
-        t.record("API.Example.", ip("198.51.100.1"), Duration::from_secs(60), t0);
-        t.record("other.example", ip("198.51.100.1"), Duration::from_secs(10), t0);
-        t.record("api.example", ip("2001:db8::1"), Duration::from_secs(60), t0);
-        assert_eq!(t.names_for(ip("198.51.100.1"), t0), vec!["api.example", "other.example"]);
+        t.record(
+            "API.Example.",
+            ip("198.51.100.1"),
+            Duration::from_secs(60),
+            t0,
+        );
+        t.record(
+            "other.example",
+            ip("198.51.100.1"),
+            Duration::from_secs(10),
+            t0,
+        );
+        t.record(
+            "api.example",
+            ip("2001:db8::1"),
+            Duration::from_secs(60),
+            t0,
+        );
+        assert_eq!(
+            t.names_for(ip("198.51.100.1"), t0),
+            vec!["api.example", "other.example"]
+        );
         assert_eq!(t.names_for(ip("::ffff:198.51.100.1"), t0).len(), 2);
-        assert_eq!(t.addresses_of("api.example", t0), vec![ip("198.51.100.1"), ip("2001:db8::1")]);
+        assert_eq!(
+            t.addresses_of("api.example", t0),
+            vec![ip("198.51.100.1"), ip("2001:db8::1")]
+        );
         let t11 = t0 + Duration::from_secs(11);
         assert_eq!(t.names_for(ip("198.51.100.1"), t11), vec!["api.example"]);
         assert!(t.names_for(ip("192.0.2.1"), t0).is_empty());
         assert_eq!(t.purge_expired(t11), 1);
         assert_eq!(t.len(), 2);
-        assert!(t.names_for(ip("198.51.100.1"), t0 + Duration::from_secs(61)).is_empty());
+        assert!(t
+            .names_for(ip("198.51.100.1"), t0 + Duration::from_secs(61))
+            .is_empty());
     }
 
     #[test]
@@ -206,14 +246,35 @@ mod tests {
         let mut t = NameTable::new(cfg(100));
         t.record("a.example", ip("192.0.2.1"), Duration::ZERO, t0);
         // TTL 0 is raised to min_ttl (5 s).
-        assert_eq!(t.names_for(ip("192.0.2.1"), t0 + Duration::from_secs(4)).len(), 1);
-        assert!(t.names_for(ip("192.0.2.1"), t0 + Duration::from_secs(6)).is_empty());
+        assert_eq!(
+            t.names_for(ip("192.0.2.1"), t0 + Duration::from_secs(4))
+                .len(),
+            1
+        );
+        assert!(t
+            .names_for(ip("192.0.2.1"), t0 + Duration::from_secs(6))
+            .is_empty());
         // Huge TTLs are capped at max_ttl.
-        t.record("b.example", ip("192.0.2.2"), Duration::from_secs(u64::MAX / 4), t0);
-        assert!(t.names_for(ip("192.0.2.2"), t0 + Duration::from_secs(3601)).is_empty());
+        t.record(
+            "b.example",
+            ip("192.0.2.2"),
+            Duration::from_secs(u64::MAX / 4),
+            t0,
+        );
+        assert!(t
+            .names_for(ip("192.0.2.2"), t0 + Duration::from_secs(3601))
+            .is_empty());
         // A fresh answer extends the entry without duplicating it.
-        t.record("a.example", ip("192.0.2.1"), Duration::from_secs(100), t0 + Duration::from_secs(4));
-        assert_eq!(t.names_for(ip("192.0.2.1"), t0 + Duration::from_secs(50)), vec!["a.example"]);
+        t.record(
+            "a.example",
+            ip("192.0.2.1"),
+            Duration::from_secs(100),
+            t0 + Duration::from_secs(4),
+        );
+        assert_eq!(
+            t.names_for(ip("192.0.2.1"), t0 + Duration::from_secs(50)),
+            vec!["a.example"]
+        );
         assert_eq!(t.len(), 2);
     }
 
@@ -227,10 +288,18 @@ mod tests {
         t.record("d.example", ip("192.0.2.4"), Duration::from_secs(300), t0);
         assert_eq!(t.len(), 3);
         assert_eq!(t.evicted(), 1);
-        assert!(t.names_for(ip("192.0.2.2"), t0).is_empty(), "soonest expiry evicted");
+        assert!(
+            t.names_for(ip("192.0.2.2"), t0).is_empty(),
+            "soonest expiry evicted"
+        );
         // Expired entries are dropped before live ones are evicted.
         let later = t0 + Duration::from_secs(150);
-        t.record("e.example", ip("192.0.2.5"), Duration::from_secs(300), later);
+        t.record(
+            "e.example",
+            ip("192.0.2.5"),
+            Duration::from_secs(300),
+            later,
+        );
         assert_eq!(t.evicted(), 1);
         assert_eq!(t.names_for(ip("192.0.2.3"), later), vec!["c.example"]);
         assert_eq!(t.names_for(ip("192.0.2.5"), later), vec!["e.example"]);
@@ -240,8 +309,15 @@ mod tests {
     fn records_whole_chains() {
         let t0 = Instant::now();
         let mut t = NameTable::new(cfg(10));
-        let r = Resolution { ip: ip("198.51.100.9"), ttl: 60, names: vec!["api.example".into(), "edge.cdn.example".into()] };
+        let r = Resolution {
+            ip: ip("198.51.100.9"),
+            ttl: 60,
+            names: vec!["api.example".into(), "edge.cdn.example".into()],
+        };
         t.record_resolution(&r, t0);
-        assert_eq!(t.names_for(ip("198.51.100.9"), t0), vec!["api.example", "edge.cdn.example"]);
+        assert_eq!(
+            t.names_for(ip("198.51.100.9"), t0),
+            vec!["api.example", "edge.cdn.example"]
+        );
     }
 }

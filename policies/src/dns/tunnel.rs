@@ -60,7 +60,11 @@ pub fn assess_query(name: &str, qtype: RecordType, t: &TunnelThresholds) -> Tunn
     }
     let labels: Vec<&str> = name.split('.').filter(|l| !l.is_empty()).collect();
     // Only the longest offending label is reported, once per kind.
-    if let Some(l) = labels.iter().filter(|l| l.len() > t.max_label_len).max_by_key(|l| l.len()) {
+    if let Some(l) = labels
+        .iter()
+        .filter(|l| l.len() > t.max_label_len)
+        .max_by_key(|l| l.len())
+    {
         signs.push(TunnelSign::LongLabel { len: l.len() });
     }
     let random = labels
@@ -70,11 +74,16 @@ pub fn assess_query(name: &str, qtype: RecordType, t: &TunnelThresholds) -> Tunn
         .filter(|(_, bits)| *bits >= t.entropy_bits)
         .max_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((len, bits)) = random {
-        signs.push(TunnelSign::HighEntropyLabel { len, bits_per_char: (bits * 100.0).round() / 100.0 });
+        signs.push(TunnelSign::HighEntropyLabel {
+            len,
+            bits_per_char: (bits * 100.0).round() / 100.0,
+        });
     }
     let many = labels.len() > t.max_labels;
     if many {
-        signs.push(TunnelSign::ManyLabels { count: labels.len() });
+        signs.push(TunnelSign::ManyLabels {
+            count: labels.len(),
+        });
     }
     let payload = matches!(qtype, RecordType::Txt | RecordType::Null | RecordType::Any);
     // NULL records carry arbitrary bytes and have no ordinary use by apps.
@@ -83,9 +92,17 @@ pub fn assess_query(name: &str, qtype: RecordType, t: &TunnelThresholds) -> Tunn
         signs.push(TunnelSign::PayloadRecordType { qtype });
     }
     let strong = signs.iter().any(|s| {
-        matches!(s, TunnelSign::LongName { .. } | TunnelSign::LongLabel { .. } | TunnelSign::HighEntropyLabel { .. })
+        matches!(
+            s,
+            TunnelSign::LongName { .. }
+                | TunnelSign::LongLabel { .. }
+                | TunnelSign::HighEntropyLabel { .. }
+        )
     });
-    TunnelAssessment { suspicious: strong || null || (many && payload), signs }
+    TunnelAssessment {
+        suspicious: strong || null || (many && payload),
+        signs,
+    }
 }
 
 /// Entropy alone cannot tell `internal-my-loadbalancer-1234567890` (4.4
@@ -96,7 +113,12 @@ fn looks_encoded(label: &str) -> bool {
     let letters = label.bytes().filter(|b| b.is_ascii_alphabetic()).count();
     let vowels = label
         .bytes()
-        .filter(|b| matches!(b.to_ascii_lowercase(), b'a' | b'e' | b'i' | b'o' | b'u' | b'y'))
+        .filter(|b| {
+            matches!(
+                b.to_ascii_lowercase(),
+                b'a' | b'e' | b'i' | b'o' | b'u' | b'y'
+            )
+        })
         .count();
     let digits = label.bytes().filter(|b| b.is_ascii_digit()).count();
     let few_vowels = letters > 0 && vowels * 4 < letters;
@@ -147,26 +169,58 @@ mod tests {
     #[test]
     fn table() {
         let t = TunnelThresholds::default();
-        let exfil = format!("{}.{}.t.evil.example", base32_label(1, 40), base32_label(2, 40));
+        let exfil = format!(
+            "{}.{}.t.evil.example",
+            base32_label(1, 40),
+            base32_label(2, 40)
+        );
         let long = format!("{}.example", "a".repeat(56));
         let very_long = format!("{}.example", ["abc"; 40].join("."));
         let cases: Vec<(String, RecordType, bool)> = vec![
             ("api.payments.example".into(), RecordType::A, false),
-            ("checkout.shop.svc.cluster.local".into(), RecordType::Aaaa, false),
+            (
+                "checkout.shop.svc.cluster.local".into(),
+                RecordType::Aaaa,
+                false,
+            ),
             ("_acme-challenge.www.example".into(), RecordType::Txt, false),
             ("example".into(), RecordType::Txt, false),
-            ("ip-10-0-0-1.eu-west-1.compute.internal".into(), RecordType::A, false),
+            (
+                "ip-10-0-0-1.eu-west-1.compute.internal".into(),
+                RecordType::A,
+                false,
+            ),
             ("d1a2b3c4d5e6f7.cloudfront.net".into(), RecordType::A, false),
-            ("internal-my-loadbalancer-1234567890.eu-west-1.elb.amazonaws.com".into(), RecordType::A, false),
-            ("k8s-default-ingress-abcdef1234-1234567890.elb.example".into(), RecordType::A, false),
-            ("my-service-name-production-canary.example".into(), RecordType::A, false),
-            ("a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6.dnscat.example".into(), RecordType::Cname, true),
+            (
+                "internal-my-loadbalancer-1234567890.eu-west-1.elb.amazonaws.com".into(),
+                RecordType::A,
+                false,
+            ),
+            (
+                "k8s-default-ingress-abcdef1234-1234567890.elb.example".into(),
+                RecordType::A,
+                false,
+            ),
+            (
+                "my-service-name-production-canary.example".into(),
+                RecordType::A,
+                false,
+            ),
+            (
+                "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6.dnscat.example".into(),
+                RecordType::Cname,
+                true,
+            ),
             ("x.example".into(), RecordType::Null, true),
             ("a.b.c.d.e.f.g.h.i.j.example".into(), RecordType::A, false),
             ("a.b.c.d.e.f.g.h.i.j.example".into(), RecordType::Txt, true),
             (exfil.clone(), RecordType::A, true),
             (exfil, RecordType::Txt, true),
-            (format!("{}.evil.example", base32_label(3, 30)), RecordType::Null, true),
+            (
+                format!("{}.evil.example", base32_label(3, 30)),
+                RecordType::Null,
+                true,
+            ),
             (long, RecordType::A, true),
             (very_long, RecordType::A, true),
         ];
@@ -179,10 +233,22 @@ mod tests {
     #[test]
     fn signs_say_why() {
         let t = TunnelThresholds::default();
-        let a = assess_query(&format!("{}.x.example.", base32_label(9, 60)), RecordType::Txt, &t);
-        assert!(a.signs.iter().any(|s| matches!(s, TunnelSign::LongLabel { len: 60 })));
-        assert!(a.signs.iter().any(|s| matches!(s, TunnelSign::HighEntropyLabel { len: 60, .. })));
-        assert!(a.signs.contains(&TunnelSign::PayloadRecordType { qtype: RecordType::Txt }));
+        let a = assess_query(
+            &format!("{}.x.example.", base32_label(9, 60)),
+            RecordType::Txt,
+            &t,
+        );
+        assert!(a
+            .signs
+            .iter()
+            .any(|s| matches!(s, TunnelSign::LongLabel { len: 60 })));
+        assert!(a
+            .signs
+            .iter()
+            .any(|s| matches!(s, TunnelSign::HighEntropyLabel { len: 60, .. })));
+        assert!(a.signs.contains(&TunnelSign::PayloadRecordType {
+            qtype: RecordType::Txt
+        }));
         let json = serde_json::to_string(&a).unwrap();
         assert!(json.contains("high_entropy_label"), "{json}");
     }

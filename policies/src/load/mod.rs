@@ -39,8 +39,10 @@ pub fn load_policy_str(text: &str, source_name: &str) -> Result<PolicyDocument, 
 /// Reads, parses and validates a policy file.
 pub fn load_policy_file(path: &Path) -> Result<PolicyDocument, PolicyError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| PolicyError::Io { path: name.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+        path: name.clone(),
+        source,
+    })?;
     load_policy_str(&text, &name)
 }
 
@@ -80,9 +82,12 @@ fn bare_message(full: &str, path: &str) -> String {
     }
     if let Some(i) = m.rfind(" at line ") {
         let tail = &m[i + " at line ".len()..];
-        let looks_like_mark = tail
-            .split_once(" column ")
-            .is_some_and(|(l, c)| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) && !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+        let looks_like_mark = tail.split_once(" column ").is_some_and(|(l, c)| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_digit())
+                && !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_digit())
+        });
         if looks_like_mark {
             m = &m[..i];
         }

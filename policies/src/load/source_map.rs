@@ -36,12 +36,11 @@ impl SourceMap {
         let mut parser = Parser::new_from_str(text);
         let mut stack: Vec<Frame> = Vec::new();
         let mut seen_root = false;
-        loop {
-            let (event, mark) = match parser.next_token() {
-                Ok(x) => x,
-                Err(_) => break,
+        while let Ok((event, mark)) = parser.next_token() {
+            let pos = Position {
+                line: mark.line(),
+                column: mark.col() + 1,
             };
-            let pos = Position { line: mark.line(), column: mark.col() + 1 };
             match event {
                 Event::StreamEnd | Event::DocumentEnd => break,
                 Event::Scalar(value, ..) => {
@@ -155,13 +154,22 @@ mod tests {
     fn locates_nested_fields_and_items() {
         let text = "apiVersion: v\nspec:\n  rules:\n    - id: a\n      ports: [\"1\", \"2\"]\n    - id: b\n      peer: { cidr: 192.0.2.0/24 }\n";
         let m = SourceMap::build(text);
-        assert_eq!(m.locate("apiVersion"), Some(Position { line: 1, column: 13 }));
+        assert_eq!(
+            m.locate("apiVersion"),
+            Some(Position {
+                line: 1,
+                column: 13
+            })
+        );
         assert_eq!(m.locate("spec.rules[0].id").map(|p| p.line), Some(4));
         assert_eq!(m.locate("spec.rules[0].ports[1]").map(|p| p.line), Some(5));
         assert_eq!(m.locate("spec.rules[1]").map(|p| p.line), Some(6));
         assert_eq!(m.locate("spec.rules[1].peer.cidr").map(|p| p.line), Some(7));
         // Missing field: falls back to the parent.
-        assert_eq!(m.locate("spec.rules[1].http.paths[0]").map(|p| p.line), Some(6));
+        assert_eq!(
+            m.locate("spec.rules[1].http.paths[0]").map(|p| p.line),
+            Some(6)
+        );
     }
 
     #[test]

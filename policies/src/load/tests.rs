@@ -57,7 +57,10 @@ fn syntax_errors_are_located() {
 
     // Bad FQDN.
     let d = syntax(&GOOD.replace("{ cidr: 192.0.2.0/24 }", "{ fqdn: \"a..example\" }"));
-    assert!(d.message.contains("invalid fqdn") || d.message.contains("did not match"), "{d}");
+    assert!(
+        d.message.contains("invalid fqdn") || d.message.contains("did not match"),
+        "{d}"
+    );
     assert_eq!(d.line, Some(10), "{d}");
 
     // Broken YAML.
@@ -117,7 +120,10 @@ spec:
         ("spec.rules[3].processes[0]", 22),
         ("spec.processes[1].exe", 25),
     ];
-    let want: Vec<(String, Option<usize>)> = want.into_iter().map(|(p, l)| (p.to_string(), Some(l))).collect();
+    let want: Vec<(String, Option<usize>)> = want
+        .into_iter()
+        .map(|(p, l)| (p.to_string(), Some(l)))
+        .collect();
     assert_eq!(got, want, "{}", Diagnostics(ds.clone()));
     assert!(ds[2].message.contains("first used by spec.rules[0]"));
     assert!(ds[1].message.contains("did you mean 192.0.2.0/24"));
@@ -133,8 +139,14 @@ fn io_errors_name_the_file() {
 
 #[test]
 fn bare_message_strips_path_and_mark() {
-    assert_eq!(bare_message("a.b: bad thing at line 3 column 4", "a.b"), "bad thing");
-    assert_eq!(bare_message("bad at line x column 4", ""), "bad at line x column 4");
+    assert_eq!(
+        bare_message("a.b: bad thing at line 3 column 4", "a.b"),
+        "bad thing"
+    );
+    assert_eq!(
+        bare_message("bad at line x column 4", ""),
+        "bad at line x column 4"
+    );
     assert_eq!(bare_message("plain", "p"), "plain");
 }
 

@@ -14,7 +14,10 @@ pub struct Problem {
 }
 
 fn problem(out: &mut Vec<Problem>, path: String, message: impl Into<String>) {
-    out.push(Problem { path, message: message.into() });
+    out.push(Problem {
+        path,
+        message: message.into(),
+    });
 }
 
 /// Every semantic problem of `doc`, in document order. Empty = valid.
@@ -24,13 +27,17 @@ pub fn validate(doc: &PolicyDocument) -> Vec<Problem> {
         problem(
             &mut out,
             "apiVersion".into(),
-            format!("unsupported apiVersion {:?}: expected {API_VERSION:?}", doc.api_version),
+            format!(
+                "unsupported apiVersion {:?}: expected {API_VERSION:?}",
+                doc.api_version
+            ),
         );
     }
     let w = &doc.metadata.workload;
     let bad_workload = w.trim().is_empty()
         || w.split('/').count() > 2
-        || w.split('/').any(|p| p.is_empty() || p.chars().any(|c| c.is_whitespace()));
+        || w.split('/')
+            .any(|p| p.is_empty() || p.chars().any(|c| c.is_whitespace()));
     if bad_workload {
         problem(
             &mut out,
@@ -50,18 +57,26 @@ pub fn validate(doc: &PolicyDocument) -> Vec<Problem> {
         };
         if rule.id.trim().is_empty() {
             problem(&mut out, at("id"), "rule id must not be empty");
-        } else if rule.id.len() > 128 || rule.id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        } else if rule.id.len() > 128
+            || rule.id.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             problem(
                 &mut out,
                 at("id"),
-                format!("invalid rule id {:?}: at most 128 characters, no spaces", rule.id),
+                format!(
+                    "invalid rule id {:?}: at most 128 characters, no spaces",
+                    rule.id
+                ),
             );
         } else if let Some(first) = ids.insert(rule.id.as_str(), i) {
             ids.insert(rule.id.as_str(), first);
             problem(
                 &mut out,
                 at("id"),
-                format!("duplicate rule id {:?} (first used by spec.rules[{first}])", rule.id),
+                format!(
+                    "duplicate rule id {:?} (first used by spec.rules[{first}])",
+                    rule.id
+                ),
             );
         }
 
@@ -106,7 +121,8 @@ pub fn validate(doc: &PolicyDocument) -> Vec<Problem> {
             for (j, m) in http.methods.iter().enumerate() {
                 let ok = !m.is_empty()
                     && m.len() <= 32
-                    && m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
+                    && m.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
                 if !ok {
                     problem(
                         &mut out,
@@ -138,7 +154,10 @@ pub fn validate(doc: &PolicyDocument) -> Vec<Problem> {
             problem(
                 &mut out,
                 path,
-                format!("duplicate process {:?} (first at spec.processes[{first}])", p.exe),
+                format!(
+                    "duplicate process {:?} (first at spec.processes[{first}])",
+                    p.exe
+                ),
             );
         }
     }
@@ -147,7 +166,9 @@ pub fn validate(doc: &PolicyDocument) -> Vec<Problem> {
 
 fn check_exe(exe: &str) -> Result<(), String> {
     if !exe.starts_with('/') || exe.contains('\0') || exe.ends_with('/') {
-        return Err(format!("invalid executable {exe:?}: expected an absolute path like /usr/bin/curl"));
+        return Err(format!(
+            "invalid executable {exe:?}: expected an absolute path like /usr/bin/curl"
+        ));
     }
     Ok(())
 }

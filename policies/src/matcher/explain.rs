@@ -17,17 +17,40 @@ use crate::model::{Peer, PortSpec};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Mismatch {
-    Direction { rule: Direction },
-    PeerNotInCidr { cidr: IpNet },
+    Direction {
+        rule: Direction,
+    },
+    PeerNotInCidr {
+        cidr: IpNet,
+    },
     /// The resolver never returned the peer IP for a name matching the rule.
     /// `claimed` is an SNI or Host that names it anyway (not proof).
-    NameNotResolved { pattern: String, peer_names: Vec<String>, claimed: Option<String> },
-    Port { port: u16, allowed: Vec<PortSpec> },
-    Protocol { protocol: AppProtocol, allowed: Vec<AppProtocol> },
-    Process { exe: Option<String>, allowed: Vec<String> },
-    HttpHost { host: Option<String> },
-    HttpMethod { method: String },
-    HttpPath { path: String },
+    NameNotResolved {
+        pattern: String,
+        peer_names: Vec<String>,
+        claimed: Option<String>,
+    },
+    Port {
+        port: u16,
+        allowed: Vec<PortSpec>,
+    },
+    Protocol {
+        protocol: AppProtocol,
+        allowed: Vec<AppProtocol>,
+    },
+    Process {
+        exe: Option<String>,
+        allowed: Vec<String>,
+    },
+    HttpHost {
+        host: Option<String>,
+    },
+    HttpMethod {
+        method: String,
+    },
+    HttpPath {
+        path: String,
+    },
 }
 
 impl fmt::Display for Mismatch {
@@ -35,7 +58,11 @@ impl fmt::Display for Mismatch {
         match self {
             Mismatch::Direction { rule } => write!(f, "rule is for {} flows", dir(*rule)),
             Mismatch::PeerNotInCidr { cidr } => write!(f, "peer is outside {cidr}"),
-            Mismatch::NameNotResolved { pattern, peer_names, claimed } => {
+            Mismatch::NameNotResolved {
+                pattern,
+                peer_names,
+                claimed,
+            } => {
                 write!(f, "the resolver did not return this IP for {pattern}")?;
                 if !peer_names.is_empty() {
                     write!(f, " (it did for {})", peer_names.join(", "))?;
@@ -60,7 +87,11 @@ impl fmt::Display for Mismatch {
                 allowed.join(", ")
             ),
             Mismatch::HttpHost { host } => {
-                write!(f, "HTTP host {} is not allowed", host.as_deref().unwrap_or("(none)"))
+                write!(
+                    f,
+                    "HTTP host {} is not allowed",
+                    host.as_deref().unwrap_or("(none)")
+                )
             }
             Mismatch::HttpMethod { method } => write!(f, "HTTP method {method} is not allowed"),
             Mismatch::HttpPath { path } => write!(f, "path {path} is outside the rule's paths"),
@@ -92,7 +123,11 @@ pub enum Violation {
     ProcessNotInBaseline { exe: String },
     /// The connection is allowed by `rule`, but the request's own target
     /// (CONNECT / absolute-form) is not an allowed destination.
-    TargetNotAllowed { rule: String, target: String, why: String },
+    TargetNotAllowed {
+        rule: String,
+        target: String,
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,18 +154,33 @@ impl CompiledPolicy {
             Verdict::Allowed(_) => None,
             Verdict::NoRule => Some(Violation::NoRule),
             Verdict::ProcessNotInBaseline => Some(Violation::ProcessNotInBaseline {
-                exe: flow.process.as_ref().map(|p| p.exe.clone()).unwrap_or_default(),
+                exe: flow
+                    .process
+                    .as_ref()
+                    .map(|p| p.exe.clone())
+                    .unwrap_or_default(),
             }),
             Verdict::TargetDenied { outer } => {
-                let target = flow.http.as_ref().and_then(|h| h.target.clone()).unwrap_or_default();
-                let connect = flow.http.as_ref().is_some_and(|h| h.method.eq_ignore_ascii_case("CONNECT"));
+                let target = flow
+                    .http
+                    .as_ref()
+                    .and_then(|h| h.target.clone())
+                    .unwrap_or_default();
+                let connect = flow
+                    .http
+                    .as_ref()
+                    .is_some_and(|h| h.method.eq_ignore_ascii_case("CONNECT"));
                 let why = match parse_target(&target, connect) {
                     None => "the target is malformed or ambiguous".to_string(),
                     Some((host, port)) => format!(
                         "no outbound rule allows {host} port {port} (a name must match an fqdn rule, an IP a cidr rule)"
                     ),
                 };
-                Some(Violation::TargetNotAllowed { rule: self.rule_id(outer).to_string(), target, why })
+                Some(Violation::TargetNotAllowed {
+                    rule: self.rule_id(outer).to_string(),
+                    target,
+                    why,
+                })
             }
         };
         let matched = match verdict {
@@ -142,7 +192,15 @@ impl CompiledPolicy {
                 .rules
                 .iter()
                 .enumerate()
-                .map(|(i, r)| (i, NearMiss { rule: r.id.clone(), reasons: r.mismatches(flow) }))
+                .map(|(i, r)| {
+                    (
+                        i,
+                        NearMiss {
+                            rule: r.id.clone(),
+                            reasons: r.mismatches(flow),
+                        },
+                    )
+                })
                 .filter(|(_, n)| !n.reasons.is_empty())
                 .collect();
             all.sort_by_key(|(i, n)| (n.reasons.len(), *i));
@@ -150,7 +208,12 @@ impl CompiledPolicy {
         } else {
             Vec::new()
         };
-        Explanation { decision, matched, violation, near_misses }
+        Explanation {
+            decision,
+            matched,
+            violation,
+            near_misses,
+        }
     }
 }
 
@@ -159,13 +222,18 @@ impl CompiledRule {
     pub(crate) fn mismatches(&self, flow: &Flow) -> Vec<Mismatch> {
         let mut out = Vec::new();
         if self.direction != flow.direction {
-            out.push(Mismatch::Direction { rule: self.direction });
+            out.push(Mismatch::Direction {
+                rule: self.direction,
+            });
         }
         match &self.peer {
             Peer::Any => {}
             Peer::Cidr(net) => {
                 let ip = match flow.peer_ip() {
-                    std::net::IpAddr::V6(a) => a.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(flow.peer_ip()),
+                    std::net::IpAddr::V6(a) => a
+                        .to_ipv4_mapped()
+                        .map(std::net::IpAddr::V4)
+                        .unwrap_or(flow.peer_ip()),
                     v4 => v4,
                 };
                 if !net.contains(&ip) {
@@ -175,7 +243,10 @@ impl CompiledRule {
             Peer::Fqdn(pattern) => {
                 let pat = self.peer_name.as_ref();
                 let resolved = flow.direction == Direction::Outbound
-                    && flow.peer_names.iter().any(|n| pat.is_some_and(|p| p.matches(&normalise(n))));
+                    && flow
+                        .peer_names
+                        .iter()
+                        .any(|n| pat.is_some_and(|p| p.matches(&normalise(n))));
                 if !resolved {
                     let claims = flow
                         .sni
@@ -192,7 +263,10 @@ impl CompiledRule {
         }
         let port = flow.service_port();
         if !self.ports.is_empty() && !self.ports.iter().any(|p| p.contains(port)) {
-            out.push(Mismatch::Port { port, allowed: self.ports.clone() });
+            out.push(Mismatch::Port {
+                port,
+                allowed: self.ports.clone(),
+            });
         }
         if !self.admits_protocol(flow.protocol) {
             let allowed = [
@@ -205,7 +279,10 @@ impl CompiledRule {
             .into_iter()
             .filter(|p| self.admits_protocol(*p))
             .collect();
-            out.push(Mismatch::Protocol { protocol: flow.protocol, allowed });
+            out.push(Mismatch::Protocol {
+                protocol: flow.protocol,
+                allowed,
+            });
         }
         if !self.admits_process(flow) {
             out.push(Mismatch::Process {
@@ -215,13 +292,19 @@ impl CompiledRule {
         }
         if let (Some(h), Some(req)) = (&self.http, &flow.http) {
             if !h.admits_host(req.host.as_deref()) {
-                out.push(Mismatch::HttpHost { host: req.host.clone() });
+                out.push(Mismatch::HttpHost {
+                    host: req.host.clone(),
+                });
             }
             if !h.admits_method(&req.method) {
-                out.push(Mismatch::HttpMethod { method: req.method.clone() });
+                out.push(Mismatch::HttpMethod {
+                    method: req.method.clone(),
+                });
             }
             if !h.admits_path(&req.path) {
-                out.push(Mismatch::HttpPath { path: req.path.clone() });
+                out.push(Mismatch::HttpPath {
+                    path: req.path.clone(),
+                });
             }
         }
         out

@@ -90,7 +90,10 @@ impl CompiledRule {
     #[inline]
     fn admits_process(&self, flow: &Flow) -> bool {
         self.processes.is_empty()
-            || flow.process.as_ref().is_some_and(|p| self.processes.iter().any(|e| *e == p.exe))
+            || flow
+                .process
+                .as_ref()
+                .is_some_and(|p| self.processes.contains(&p.exe))
     }
 
     #[inline]
@@ -100,13 +103,17 @@ impl CompiledRule {
             // request: requests are judged one by one later.
             return true;
         };
-        h.admits_host(req.host.as_deref()) && h.admits_method(&req.method) && h.admits_path(&req.path)
+        h.admits_host(req.host.as_deref())
+            && h.admits_method(&req.method)
+            && h.admits_path(&req.path)
     }
 
     /// Conditions not covered by the indexes.
     #[inline]
     fn matches_rest(&self, flow: &Flow) -> bool {
-        self.admits_protocol(flow.protocol) && self.admits_process(flow) && self.admits_http(flow.http.as_ref())
+        self.admits_protocol(flow.protocol)
+            && self.admits_process(flow)
+            && self.admits_http(flow.http.as_ref())
     }
 }
 
@@ -193,7 +200,9 @@ pub(crate) enum Verdict {
     NoRule,
     ProcessNotInBaseline,
     /// The connection is allowed by `outer` but the request's own target is not.
-    TargetDenied { outer: RuleIdx },
+    TargetDenied {
+        outer: RuleIdx,
+    },
 }
 
 /// A policy ready for decisions. Cheap to share behind an `Arc`.
@@ -254,7 +263,8 @@ impl CompiledPolicy {
             let table = match &rule.peer {
                 Peer::Any => &mut dir.any,
                 Peer::Cidr(IpNet::V4(n)) => {
-                    dir.v4.table(u128::from(u32::from(n.network())), n.prefix_len(), 32)
+                    dir.v4
+                        .table(u128::from(u32::from(n.network())), n.prefix_len(), 32)
                 }
                 Peer::Cidr(IpNet::V6(n)) => {
                     dir.v6.table(u128::from(n.network()), n.prefix_len(), 128)
@@ -275,7 +285,11 @@ impl CompiledPolicy {
                     hosts: h.hosts.iter().map(|p| NamePattern::new(p)).collect(),
                     methods: h.methods.clone(),
                     // Validated above, so parsing cannot fail here.
-                    paths: h.paths.iter().filter_map(|p| PathPattern::parse(p).ok()).collect(),
+                    paths: h
+                        .paths
+                        .iter()
+                        .filter_map(|p| PathPattern::parse(p).ok())
+                        .collect(),
                 }
             });
             out.rules.push(CompiledRule {
@@ -410,12 +424,16 @@ impl CompiledRule {
             return false;
         }
         // A CONNECT tunnel's content is unknown; an absolute-form request is HTTP.
-        if !is_connect && !(self.admits_protocol(AppProtocol::Http) || self.admits_protocol(AppProtocol::Http2)) {
+        let speaks_http =
+            self.admits_protocol(AppProtocol::Http) || self.admits_protocol(AppProtocol::Http2);
+        if !is_connect && !speaks_http {
             return false;
         }
         let Some(h) = &self.http else { return true };
         if !h.hosts.is_empty() {
-            let TargetHost::Name(n) = host else { return false };
+            let TargetHost::Name(n) = host else {
+                return false;
+            };
             if !h.hosts.iter().any(|p| p.matches(n)) {
                 return false;
             }

@@ -52,7 +52,9 @@ pub fn is_strict_subdomain(name: &str, suffix: &str) -> bool {
 /// `b.example`, `example`.
 #[inline]
 pub fn parent_suffixes(name: &str) -> impl Iterator<Item = &str> {
-    name.char_indices().filter(|(_, c)| *c == '.').map(move |(i, _)| &name[i + 1..])
+    name.char_indices()
+        .filter(|(_, c)| *c == '.')
+        .map(move |(i, _)| &name[i + 1..])
 }
 
 #[cfg(test)]
@@ -74,6 +76,9 @@ mod tests {
         }
         assert!(NamePattern::new("API.Example.").matches("api.example"));
         assert_eq!(normalise("A.B."), "a.b");
-        assert_eq!(parent_suffixes("a.b.c").collect::<Vec<_>>(), vec!["b.c", "c"]);
+        assert_eq!(
+            parent_suffixes("a.b.c").collect::<Vec<_>>(),
+            vec!["b.c", "c"]
+        );
     }
 }

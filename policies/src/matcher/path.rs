@@ -49,7 +49,9 @@ impl PathPattern {
                     let Some(name) = name.strip_suffix('}') else {
                         return err("a `{param}` must be a whole segment");
                     };
-                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    if name.is_empty()
+                        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    {
                         return err("parameter names are letters, digits and `_`");
                     }
                     segments.push(Segment::Param);
@@ -71,7 +73,11 @@ impl PathPattern {
         if is_ambiguous(rest) {
             return false;
         }
-        let mut parts = if rest.is_empty() { None } else { Some(rest.split('/')) };
+        let mut parts = if rest.is_empty() {
+            None
+        } else {
+            Some(rest.split('/'))
+        };
         for want in &self.segments {
             let Some(got) = parts.as_mut().and_then(|p| p.next()) else {
                 return false;
@@ -155,7 +161,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_patterns() {
-        for bad in ["", "static", "/a*", "/a/*/b", "/a/{", "/a/{}", "/a/x{id}", "/a//b", "/a/../b", "/a?x=1", "/{a-b}"] {
+        for bad in [
+            "", "static", "/a*", "/a/*/b", "/a/{", "/a/{}", "/a/x{id}", "/a//b", "/a/../b",
+            "/a?x=1", "/{a-b}",
+        ] {
             assert!(PathPattern::parse(bad).is_err(), "{bad}");
         }
     }

@@ -69,7 +69,8 @@ pub fn parse_target(target: &str, is_connect: bool) -> Option<(TargetHost, u16)>
                     && n.split('.').all(|l| {
                         !l.is_empty()
                             && l.len() <= 63
-                            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                            && l.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                     });
                 if !ok {
                     return None;
@@ -93,17 +94,34 @@ mod tests {
     #[test]
     fn table() {
         let name = |n: &str| Some(TargetHost::Name(n.into()));
-        let cases: &[(&str, bool, Option<(Option<TargetHost>, u16)>)] = &[
+        type Case<'a> = (&'a str, bool, Option<(Option<TargetHost>, u16)>);
+        let cases: &[Case] = &[
             ("api.example:443", true, Some((name("api.example"), 443))),
             ("API.Example.:443", true, Some((name("api.example"), 443))),
             ("api.example", true, None),
             ("http://api.example/x", true, None),
-            ("http://api.example/x?y", false, Some((name("api.example"), 80))),
-            ("https://api.example:8443", false, Some((name("api.example"), 8443))),
+            (
+                "http://api.example/x?y",
+                false,
+                Some((name("api.example"), 80)),
+            ),
+            (
+                "https://api.example:8443",
+                false,
+                Some((name("api.example"), 8443)),
+            ),
             ("http://a.example@evil.example/", false, None),
             ("ftp://a.example/", false, None),
-            ("[2001:db8::1]:443", true, Some((Some(TargetHost::Ip("2001:db8::1".parse().unwrap())), 443))),
-            ("192.0.2.1:22", true, Some((Some(TargetHost::Ip("192.0.2.1".parse().unwrap())), 22))),
+            (
+                "[2001:db8::1]:443",
+                true,
+                Some((Some(TargetHost::Ip("2001:db8::1".parse().unwrap())), 443)),
+            ),
+            (
+                "192.0.2.1:22",
+                true,
+                Some((Some(TargetHost::Ip("192.0.2.1".parse().unwrap())), 22)),
+            ),
             ("2001:db8::1:443", true, None),
             ("a.example:0", true, None),
             ("a.example:99999", true, None),
