@@ -42,6 +42,9 @@ pub struct Config {
     pub worker_threads: usize,
     /// Policy file (consumed by the policy engine once wired in).
     pub policy_file: Option<PathBuf>,
+    /// Send every connection to this address instead of its original
+    /// destination. For benchmarks and local runs without iptables only.
+    pub fixed_dst: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             pool_idle_timeout_ms: 60_000,
             worker_threads: 2,
             policy_file: None,
+            fixed_dst: None,
         }
     }
 }
@@ -197,6 +201,10 @@ pub struct RunArgs {
     /// Policy file (reserved for the policy engine)
     #[arg(long)]
     pub policy_file: Option<PathBuf>,
+    /// Testing only: relay every connection to this address instead of its
+    /// original destination (benchmarks without iptables)
+    #[arg(long)]
+    pub fixed_dst: Option<SocketAddr>,
 }
 
 impl RunArgs {
@@ -222,6 +230,9 @@ impl RunArgs {
             flow_ring_size,
             worker_threads
         );
+        if let Some(d) = self.fixed_dst {
+            c.fixed_dst = Some(d);
+        }
         if let Some(p) = &self.policy_file {
             c.policy_file = Some(p.clone());
         }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod orig_dst;
 pub mod proxy;
 pub mod records;
+pub mod splice;
 pub mod tcp;
 pub mod tls;
 

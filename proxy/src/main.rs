@@ -39,7 +39,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .init();
     let config = args.load()?;
     let workers = config.worker_threads;
-    let proxy = Proxy::builder(config).build()?;
+    let fixed = config.fixed_dst;
+    let mut builder = Proxy::builder(config);
+    if let Some(dst) = fixed {
+        tracing::warn!(%dst, "--fixed-dst: every connection goes to one address (testing only)");
+        builder = builder.original_dst(std::sync::Arc::new(
+            podwarden_proxy::orig_dst::FixedOriginalDst(dst),
+        ));
+    }
+    let proxy = builder.build()?;
     let admin = podwarden_proxy::admin::spawn(proxy.shared().clone())
         .context("starting the admin server")?;
     tracing::info!(admin = %admin.addr, "podwarden-proxy starting");

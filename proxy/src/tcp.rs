@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use crate::inspect::{StreamChain, StreamDir, Verdict};
 use crate::io::{ByteCounts, Counted, Rewind};
 
-/// Copy buffer per direction. Larger than tokio's 8 KiB default: bulk
-/// transfers need fewer syscalls; allocated only while a relay runs.
+/// Copy buffer per direction for the inspected relay (inspectors need the
+/// bytes in user space; the plain relay splices instead).
 const BUF: usize = 64 * 1024;
 
 /// Closes a socket with RST instead of FIN (SO_LINGER 0): the peer learns at
@@ -41,9 +41,16 @@ pub async fn relay(
 ) -> Result<(), RelayError> {
     match chain {
         None => {
-            let mut client = Counted::new(client, counts);
+            let (prefix, client) = client.into_parts();
             let mut upstream = upstream;
-            tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF, BUF).await?;
+            if !prefix.is_empty() {
+                // Bytes detection consumed go first, then zero-copy.
+                upstream.write_all(&prefix).await?;
+                counts
+                    .read
+                    .fetch_add(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            crate::splice::relay(&client, &upstream, &counts.read, &counts.written).await?;
             Ok(())
         }
         Some(chain) => relay_inspected(client, upstream, chain, counts).await,

@@ -343,7 +343,7 @@ async fn denied_request_gets_403_with_event_id_and_connection_survives() {
     })));
     let h = Harness::with(srv.addr, hook, InspectorSet::default()).await;
     let mut c = TcpStream::connect(h.addr()).await.unwrap();
-    c.write_all(b"GET /forbidden HTTP/1.1\r\nHost: a\r\n\r\n")
+    c.write_all(b"POST /forbidden HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
         .await
         .unwrap();
     let (head, body) = read_response(&mut c).await;
@@ -525,4 +525,41 @@ async fn stream_inspector_resets_opaque_stream() {
     let (got, reset) = rx.await.unwrap();
     assert_eq!(got, b"\x00hello ");
     assert!(reset, "server side should see a reset, not a clean close");
+}
+
+#[tokio::test]
+async fn bulk_echo_through_zero_copy_relay() {
+    // Echo server: exercises full pipes and back-pressure in both directions.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        tokio::io::copy(&mut r, &mut w).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let h = Harness::start(addr).await;
+    let c = TcpStream::connect(h.addr()).await.unwrap();
+    let (mut r, mut w) = c.into_split();
+    const N: usize = 8 * 1024 * 1024;
+    let data: Vec<u8> = (0..N).map(|i| (i % 251) as u8).collect();
+    let expect = data.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(b"\x00").await.unwrap(); // binary first byte: opaque at once
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut got = Vec::with_capacity(N + 1);
+    tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(got.len(), N + 1);
+    assert!(got[1..] == expect[..], "payload corrupted");
+    let recs = h.records_until(|r| !r.is_empty()).await;
+    assert_eq!(
+        (recs[0].bytes_sent, recs[0].bytes_received),
+        (N as u64 + 1, N as u64 + 1)
+    );
 }

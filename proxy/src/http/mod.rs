@@ -204,6 +204,7 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
         info!(event_id = %rec.id, direction = direction_label(dir), peer = %rec.flow.peer,
               http = ?rec.flow.http, rule = rec.decision.rule_label(), "http request denied");
         rec.status = Some(403);
+        drain(req.into_body()).await;
         return forbidden(&rec.id, "denied by policy", rec.decision.rule_label());
     }
 
@@ -213,6 +214,7 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
     let (mut parts, body) = req.into_parts();
     if let Some(c) = chain.as_mut() {
         if let Verdict::Block(b) = c.request_head(&parts) {
+            drain(body).await;
             return blocked(&shared, &mut rec, "request_head", &b);
         }
         if body.is_end_stream() {
@@ -310,6 +312,23 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
         tap = tap.already_ended();
     }
     Response::from_parts(rparts, tap.boxed())
+}
+
+/// Reads and discards a refused request's body (bounded in size and time) so
+/// that the HTTP/1 connection can carry the client's next request; hyper
+/// closes connections whose request body was left unread.
+async fn drain(mut body: Incoming) {
+    const MAX_DRAIN: usize = 64 * 1024;
+    let mut seen = 0;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while seen <= MAX_DRAIN {
+            match body.frame().await {
+                Some(Ok(f)) => seen += f.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 fn blocked(

@@ -1,0 +1,129 @@
+//! Zero-copy opaque relay on Linux: socket → pipe → socket with splice(2),
+//! so bulk TCP never crosses into user space. Half-close and back-pressure
+//! as in `copy_bidirectional`: a direction that reads EOF shuts down the
+//! other socket's write side; a full pipe stops reading until it drains.
+//!
+//! Readiness discipline (why the loop looks the way it does): a splice
+//! from a socket into a pipe returns EAGAIN both when the socket has no
+//! data and when the pipe is full. Only an EAGAIN we can attribute to the
+//! socket may clear tokio's readiness, so socket reads go through `try_io`
+//! only while the pipe is empty; with data already in the pipe we read
+//! opportunistically and leave readiness alone.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use socket2::SockRef;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Default pipe capacity on Linux (16 pages); we never ask for more, so the
+/// per-user pipe page limit is not a concern with many connections.
+const PIPE_CAP: usize = 64 * 1024;
+
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` is a valid two-element array for pipe2 to fill.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both fds are open and owned by us.
+        Ok(unsafe {
+            Pipe {
+                r: OwnedFd::from_raw_fd(fds[0]),
+                w: OwnedFd::from_raw_fd(fds[1]),
+            }
+        })
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: plain syscall on fds that the callers keep open for the call.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One direction: `from` → `to`, counting into `bytes`.
+async fn one_way(from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> io::Result<()> {
+    let pipe = Pipe::new()?;
+    let (ffd, tfd) = (from.as_raw_fd(), to.as_raw_fd());
+    let mut in_pipe = 0usize;
+    let mut eof = false;
+    loop {
+        if !eof {
+            if in_pipe == 0 {
+                from.readable().await?;
+                match from.try_io(Interest::READABLE, || {
+                    splice(ffd, pipe.w.as_raw_fd(), PIPE_CAP)
+                }) {
+                    Ok(0) => eof = true,
+                    Ok(n) => in_pipe += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            } else if in_pipe < PIPE_CAP {
+                match splice(ffd, pipe.w.as_raw_fd(), PIPE_CAP - in_pipe) {
+                    Ok(0) => eof = true,
+                    Ok(n) => in_pipe += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if in_pipe > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                splice(pipe.r.as_raw_fd(), tfd, in_pipe)
+            }) {
+                Ok(n) => {
+                    in_pipe -= n;
+                    bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if eof && in_pipe == 0 {
+            // Propagate the half-close; the other direction keeps going.
+            let _ = SockRef::from(to).shutdown(Shutdown::Write);
+            return Ok(());
+        }
+    }
+}
+
+/// Relays both directions until both have seen EOF (or one fails).
+/// `sent` counts client → upstream bytes, `received` the other way.
+pub async fn relay(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    sent: &AtomicU64,
+    received: &AtomicU64,
+) -> io::Result<()> {
+    tokio::try_join!(
+        one_way(client, upstream, sent),
+        one_way(upstream, client, received)
+    )?;
+    Ok(())
+}
