@@ -1,0 +1,254 @@
+//! The controller's I/O: Kubernetes API on one side, sidecar admin APIs on
+//! the other. Decisions are made by the pure functions of the sibling
+//! modules; this file only fetches, calls them and writes back.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use podwarden_policy::Mode;
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use super::approve::{approve, policy_document, set_mode, ApproveError};
+use super::baseline::{aggregate, ReplicaBaseline};
+use super::sidecar::SidecarClient;
+use super::status::policy_status;
+use crate::crd::owner::workload_from_pod_metadata;
+use crate::crd::{PodPolicyState, WorkloadBaseline, WorkloadPolicy, WorkloadPolicyStatus, WorkloadRef};
+use crate::inject::keys;
+
+pub const FIELD_MANAGER: &str = "podwarden-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Approve(#[from] ApproveError),
+    #[error("baseline of {workload}: {reason}")]
+    Aggregate { workload: String, reason: String },
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+/// An injected, running pod the controller can talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectedPod {
+    pub name: String,
+    pub workload: WorkloadRef,
+    pub admin: SocketAddr,
+}
+
+/// Running pods that went through the webhook, with the workload they
+/// belong to (as the webhook recorded it in the sidecar's environment, else
+/// resolved from owner references) and their admin address. Pure.
+pub fn injected_pods(pods: &[Pod], admin_port: u16) -> Vec<InjectedPod> {
+    pods.iter()
+        .filter_map(|p| {
+            let injected = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(keys::STATUS));
+            let status = p.status.as_ref()?;
+            if !injected || status.phase.as_deref() != Some("Running") {
+                return None;
+            }
+            let ip: IpAddr = status.pod_ip.as_deref()?.parse().ok()?;
+            let ns = p.metadata.namespace.as_deref()?;
+            let workload = workload_from_pod_metadata(ns, &p.metadata)?;
+            Some(InjectedPod { name: p.metadata.name.clone()?, workload, admin: SocketAddr::new(ip, admin_port) })
+        })
+        .collect()
+}
+
+pub struct Controller {
+    client: kube::Client,
+    sidecars: SidecarClient,
+    admin_port: u16,
+}
+
+impl Controller {
+    pub fn new(client: kube::Client, sidecars: SidecarClient, admin_port: u16) -> Self {
+        Controller { client, sidecars, admin_port }
+    }
+
+    /// Pulls every pod's baseline and writes the merged proposal into the
+    /// workload's `WorkloadBaseline` (server-side apply, then status).
+    pub async fn sync_baseline(
+        &self,
+        workload: &WorkloadRef,
+        pods: &[InjectedPod],
+        now: &str,
+    ) -> Result<Option<WorkloadBaseline>, ControllerError> {
+        let mut set = JoinSet::new();
+        for p in pods {
+            let (sc, addr, name) = (self.sidecars.clone(), p.admin, p.name.clone());
+            set.spawn(async move { ReplicaBaseline { pod: name, result: sc.baseline(addr).await.map_err(|e| e.to_string()) } });
+        }
+        let mut replicas = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                if let Err(e) = &r.result {
+                    tracing::warn!(pod = %r.pod, error = %e, "baseline pull failed");
+                }
+                replicas.push(r);
+            }
+        }
+        let Some((spec, status)) = aggregate(workload, &replicas, now)
+            .map_err(|reason| ControllerError::Aggregate { workload: workload.to_string(), reason })?
+        else {
+            return Ok(None);
+        };
+        let api: Api<WorkloadBaseline> = Api::namespaced(self.client.clone(), &workload.namespace);
+        let name = workload.object_name();
+        let mut obj = WorkloadBaseline::new(&name, spec);
+        obj.metadata.namespace = Some(workload.namespace.clone());
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await?;
+        let updated = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+            .await?;
+        Ok(Some(updated))
+    }
+
+    /// Brings every pod of the workload to the approved policy's version
+    /// (`PUT /policy` where the reported version differs) and records what
+    /// each pod runs in the policy's status. `None` when nothing is approved.
+    pub async fn distribute(
+        &self,
+        workload: &WorkloadRef,
+        pods: &[InjectedPod],
+    ) -> Result<Option<WorkloadPolicyStatus>, ControllerError> {
+        let api: Api<WorkloadPolicy> = Api::namespaced(self.client.clone(), &workload.namespace);
+        let name = workload.object_name();
+        let Some(policy) = api.get_opt(&name).await? else {
+            return Ok(None);
+        };
+        let doc = policy_document(&policy);
+        let want = policy.spec.version;
+        let mut set = JoinSet::new();
+        for p in pods {
+            let (sc, addr, pod, doc) = (self.sidecars.clone(), p.admin, p.name.clone(), doc.clone());
+            set.spawn(async move {
+                let state = match sc.status(addr).await {
+                    Ok(s) if s.policy_version == want => Ok(s),
+                    Ok(_) => sc.put_policy(addr, &doc).await,
+                    Err(e) => Err(e),
+                };
+                match state {
+                    Ok(s) => PodPolicyState {
+                        pod,
+                        version: s.policy_version,
+                        mode: Some(s.mode),
+                        violations_last_hour: s.violations_last_hour,
+                        error: None,
+                    },
+                    Err(e) => PodPolicyState {
+                        pod,
+                        version: 0,
+                        mode: None,
+                        violations_last_hour: 0,
+                        error: Some(e.to_string()),
+                    },
+                }
+            });
+        }
+        let mut states = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(s) = r {
+                states.push(s);
+            }
+        }
+        let status = policy_status(&policy, states);
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+            .await?;
+        Ok(Some(status))
+    }
+
+    /// Approves the workload's baseline: creates version 1 of its policy or
+    /// replaces the current one with the next version (optimistic
+    /// concurrency: a concurrent approval makes this fail, not merge).
+    pub async fn approve(
+        &self,
+        namespace: &str,
+        baseline_name: &str,
+        select: Option<&[String]>,
+        approver: &str,
+        now: &str,
+    ) -> Result<WorkloadPolicy, ControllerError> {
+        let baselines: Api<WorkloadBaseline> = Api::namespaced(self.client.clone(), namespace);
+        let policies: Api<WorkloadPolicy> = Api::namespaced(self.client.clone(), namespace);
+        let mut baseline = baselines
+            .get_opt(baseline_name)
+            .await?
+            .ok_or_else(|| ControllerError::NotFound(format!("WorkloadBaseline {namespace}/{baseline_name}")))?;
+        baseline.metadata.namespace.get_or_insert_with(|| namespace.to_string());
+        let current = policies.get_opt(baseline_name).await?;
+        let next = approve(&baseline, current.as_ref(), select, approver, now)?;
+        let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        Ok(match current {
+            None => policies.create(&pp, &next).await?,
+            Some(_) => policies.replace(baseline_name, &pp, &next).await?,
+        })
+    }
+
+    /// Changes the workload's mode (a new policy version).
+    pub async fn set_mode(
+        &self,
+        namespace: &str,
+        name: &str,
+        mode: Mode,
+        who: &str,
+        now: &str,
+    ) -> Result<WorkloadPolicy, ControllerError> {
+        let policies: Api<WorkloadPolicy> = Api::namespaced(self.client.clone(), namespace);
+        let current = policies
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| ControllerError::NotFound(format!("WorkloadPolicy {namespace}/{name}")))?;
+        match set_mode(&current, mode, who, now) {
+            None => Ok(current),
+            Some(next) => {
+                let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+                Ok(policies.replace(name, &pp, &next).await?)
+            }
+        }
+    }
+
+    /// One pass over every injected pod in the cluster.
+    pub async fn run_once(&self, now: &str) -> Result<(), ControllerError> {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let list = pods.list(&ListParams::default().labels(&format!("{}=true", keys::INJECTED))).await?;
+        let mut by_workload: BTreeMap<WorkloadRef, Vec<InjectedPod>> = BTreeMap::new();
+        for p in injected_pods(&list.items, self.admin_port) {
+            by_workload.entry(p.workload.clone()).or_default().push(p);
+        }
+        for (w, pods) in &by_workload {
+            if let Err(e) = self.sync_baseline(w, pods, now).await {
+                tracing::warn!(workload = %w, error = %e, "baseline sync failed");
+            }
+            if let Err(e) = self.distribute(w, pods).await {
+                tracing::warn!(workload = %w, error = %e, "policy distribution failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs [`Self::run_once`] every `interval` until the task is dropped.
+    pub async fn run(self, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.run_once(&now_rfc3339()).await {
+                tracing::warn!(error = %e, "controller pass failed");
+            }
+        }
+    }
+}
+
+/// Current time, RFC 3339, UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,185 @@
+//! The operator's custom resources, group `podwarden.io`, version `v1alpha1`.
+//!
+//! * `WorkloadBaseline` — what the sidecars of one workload learned, merged.
+//!   Written by the controller only.
+//! * `WorkloadPolicy` — the approved allowlist of one workload with its
+//!   version history. Written by people (through `podwarden baseline
+//!   approve` / `mode set`); RBAC on this kind is who may approve.
+
+pub mod owner;
+
+use kube::CustomResource;
+use podwarden_policy::PolicySpec;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use owner::{WorkloadKind, WorkloadRef};
+
+pub const GROUP: &str = "podwarden.io";
+pub const VERSION: &str = "v1alpha1";
+
+/// Which workload (in the CR's own namespace) a CR is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadTarget {
+    pub kind: WorkloadKind,
+    pub name: String,
+}
+
+impl WorkloadTarget {
+    pub fn of(w: &WorkloadRef) -> Self {
+        WorkloadTarget { kind: w.kind, name: w.name.clone() }
+    }
+    pub fn in_namespace(&self, namespace: &str) -> WorkloadRef {
+        WorkloadRef { namespace: namespace.into(), kind: self.kind, name: self.name.clone() }
+    }
+}
+
+/// A learned baseline: a proposal, never enforced as such.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "podwarden.io",
+    version = "v1alpha1",
+    kind = "WorkloadBaseline",
+    plural = "workloadbaselines",
+    shortname = "pwbaseline",
+    namespaced,
+    status = "WorkloadBaselineStatus",
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.workload.kind"}"#,
+    printcolumn = r#"{"name":"Workload","type":"string","jsonPath":".spec.workload.name"}"#,
+    printcolumn = r#"{"name":"Rules","type":"integer","jsonPath":".status.ruleCount"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.replicaCount"}"#,
+    printcolumn = r#"{"name":"Updated","type":"date","jsonPath":".status.lastUpdated"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadBaselineSpec {
+    pub workload: WorkloadTarget,
+    /// The merged proposal; rules carry their evidence.
+    pub policy: PolicySpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadBaselineStatus {
+    /// RFC 3339 time the proposal last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<String>,
+    #[serde(default)]
+    pub rule_count: u32,
+    #[serde(default)]
+    pub replica_count: u32,
+    /// Pods whose sidecar contributed, with when we last heard from each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaReport {
+    pub pod: String,
+    /// RFC 3339.
+    pub last_report: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The approved policy of a workload. `spec.policy.mode` is the workload's
+/// mode; changing it (`podwarden mode set`) is a new version like any other.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "podwarden.io",
+    version = "v1alpha1",
+    kind = "WorkloadPolicy",
+    plural = "workloadpolicies",
+    shortname = "pwpolicy",
+    namespaced,
+    status = "WorkloadPolicyStatus",
+    printcolumn = r#"{"name":"Workload","type":"string","jsonPath":".spec.workload.name"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.policy.mode"}"#,
+    printcolumn = r#"{"name":"Version","type":"integer","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Rules","type":"integer","jsonPath":".status.ruleCount"}"#,
+    printcolumn = r#"{"name":"In-Sync","type":"string","jsonPath":".status.inSync"}"#,
+    printcolumn = r#"{"name":"Violations-1h","type":"integer","jsonPath":".status.violationsLastHour"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadPolicySpec {
+    pub workload: WorkloadTarget,
+    /// Bumped by every approval or mode change; sidecars report the version they run.
+    pub version: u64,
+    pub policy: PolicySpec,
+    pub approved_by: String,
+    /// RFC 3339.
+    pub approved_at: String,
+    /// What this version changed (`approved 3 baseline entries`, `mode monitor -> protect`).
+    #[serde(default)]
+    pub change: String,
+    /// Earlier versions, newest first, bounded (see `controller::approve`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PolicyVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyVersion {
+    pub version: u64,
+    pub approved_by: String,
+    pub approved_at: String,
+    pub mode: podwarden_policy::Mode,
+    pub rule_count: u32,
+    /// What that version changed, for the audit trail.
+    #[serde(default)]
+    pub change: String,
+    /// The full policy of recent versions, for rollback; older entries keep only the summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadPolicyStatus {
+    /// Version of the spec the controller last distributed.
+    #[serde(default)]
+    pub observed_version: u64,
+    #[serde(default)]
+    pub rule_count: u32,
+    /// `synced/total` pods running `spec.version`.
+    #[serde(default)]
+    pub in_sync: String,
+    #[serde(default)]
+    pub violations_last_hour: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
+    /// Version and mode in effect on each pod of the workload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodPolicyState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodPolicyState {
+    pub pod: String,
+    /// Version the sidecar reports running; 0 = none yet.
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<podwarden_policy::Mode>,
+    #[serde(default)]
+    pub violations_last_hour: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Both CRDs as one multi-document YAML, as `podwarden-operator crds`
+/// prints it and `charts/podwarden/crds/` holds it.
+pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
+    use kube::CustomResourceExt;
+    let mut out = String::from("# Generated by `podwarden-operator crds`; do not edit.\n");
+    for crd in [WorkloadBaseline::crd(), WorkloadPolicy::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&crd)?);
+    }
+    Ok(out)
+}

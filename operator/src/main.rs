@@ -1,0 +1,184 @@
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::ByteString;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use podwarden_operator::config::OperatorConfig;
+use podwarden_operator::controller::{Controller, SidecarClient};
+use podwarden_operator::tls::{self, TlsMaterial};
+use podwarden_operator::webhook::{serve_health, serve_webhook, ApiNamespaces, CertStore};
+
+#[derive(Parser)]
+#[command(name = "podwarden-operator", version, about = "podwarden operator: webhook and controllers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
+    /// Validate a configuration file and print it with defaults filled in.
+    CheckConfig { path: String },
+    /// Run the webhook server and the controller.
+    Run {
+        #[arg(long, default_value = "/etc/podwarden/config.yaml")]
+        config: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crds => {
+            print!("{}", podwarden_operator::crd::crds_yaml()?);
+            Ok(())
+        }
+        Command::CheckConfig { path } => {
+            let cfg = OperatorConfig::load(&path)?;
+            print!("{}", serde_yaml_ng::to_string(&cfg)?);
+            Ok(())
+        }
+        Command::Run { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .json()
+                .init();
+            let cfg = OperatorConfig::load(&config)?;
+            tokio::runtime::Runtime::new()?.block_on(run(cfg))
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn run(mut cfg: OperatorConfig) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(&cfg.controller.admin_token_file)
+        .with_context(|| format!("reading admin token {}", cfg.controller.admin_token_file))?;
+    let token = token.trim().to_string();
+    anyhow::ensure!(token.len() >= 32, "admin token is shorter than 32 characters");
+    cfg.inject.admin_token_sha256 = Some(sha256_hex(token.as_bytes()));
+
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let namespace = cfg.inject.operator_namespace.clone();
+    let certs = CertStore::new();
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let health = tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, cfg.metrics_port))).await?;
+    tokio::spawn(serve_health(health, ready.clone()));
+
+    // TLS first: the webhook must not accept connections it cannot serve.
+    {
+        let (client, certs, ready, w) = (client.clone(), certs.clone(), ready.clone(), cfg.webhook.clone());
+        let ns = namespace.clone();
+        tokio::spawn(async move {
+            loop {
+                let r = if w.cert_manager {
+                    load_mounted(&w.tls_dir, &certs)
+                } else {
+                    ensure_generated(&client, &ns, &w, &certs).await
+                };
+                match r {
+                    Ok(()) => ready.store(certs.is_loaded(), Ordering::Relaxed),
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "webhook TLS"),
+                }
+                let wait = if certs.is_loaded() { 600 } else { 5 };
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
+        });
+    }
+
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, cfg.webhook.port))).await?;
+    let ns_api = Arc::new(ApiNamespaces(Api::<Namespace>::all(client.clone())));
+    tokio::spawn(serve_webhook(listener, certs, ns_api, Arc::new(cfg.inject.clone())));
+
+    let controller = Controller::new(client, SidecarClient::new(token, Duration::from_secs(5)), cfg.inject.admin_port);
+    tracing::info!("podwarden operator running");
+    tokio::select! {
+        _ = controller.run(Duration::from_secs(cfg.controller.sync_interval_seconds)) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+fn load_mounted(dir: &str, certs: &CertStore) -> anyhow::Result<()> {
+    let crt = std::fs::read_to_string(format!("{dir}/tls.crt")).context("reading tls.crt")?;
+    let key = std::fs::read_to_string(format!("{dir}/tls.key")).context("reading tls.key")?;
+    certs.set(tls::certified_key(&crt, &key)?);
+    Ok(())
+}
+
+/// Reads the shared Secret, generates or rotates it when needed (one
+/// replica wins the write; the others re-read), serves it, and makes sure
+/// the webhook configuration's caBundle matches.
+async fn ensure_generated(
+    client: &kube::Client,
+    namespace: &str,
+    w: &podwarden_operator::config::WebhookConfig,
+    certs: &CertStore,
+) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let now = time::OffsetDateTime::now_utc();
+    let existing = secrets.get_opt(&w.tls_secret).await?;
+    let current: Option<TlsMaterial> = existing.as_ref().and_then(|s| {
+        let data = s.data.clone().unwrap_or_default();
+        tls::from_secret_data(&data.into_iter().map(|(k, v)| (k, v.0)).collect()).ok()
+    });
+    let material = match current {
+        Some(m) if !tls::needs_rotation(&m, now, w.validity_days) => m,
+        previous => {
+            let m = tls::generate(&w.service_name, namespace, now, w.validity_days, previous.as_ref())?;
+            let data = tls::to_secret_data(&m).into_iter().map(|(k, v)| (k, ByteString(v))).collect();
+            let pp = PostParams::default();
+            let written = match existing {
+                None => {
+                    let s = Secret {
+                        metadata: ObjectMeta { name: Some(w.tls_secret.clone()), ..Default::default() },
+                        data: Some(data),
+                        type_: Some("Opaque".into()),
+                        ..Default::default()
+                    };
+                    secrets.create(&pp, &s).await
+                }
+                Some(mut s) => {
+                    s.data = Some(data);
+                    secrets.replace(&w.tls_secret, &pp, &s).await
+                }
+            };
+            match written {
+                Ok(_) => {
+                    tracing::info!(not_after = %m.not_after, "generated webhook certificate");
+                    m
+                }
+                // Another replica rotated first: use theirs next round.
+                Err(kube::Error::Api(e)) if e.code == 409 => anyhow::bail!("TLS secret changed concurrently; retrying"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    certs.set(tls::certified_key(&material.cert_pem, &material.key_pem)?);
+    let hooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let mwc = hooks.get(&w.configuration_name).await?;
+    let want = tls::ca_bundle(&material);
+    let webhooks = mwc.webhooks.unwrap_or_default();
+    let stale = webhooks.iter().any(|h| {
+        h.client_config.ca_bundle.as_ref().map(|b| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(&b.0)
+        }) != Some(want.clone())
+    });
+    if stale {
+        let patch: json_patch::Patch = serde_json::from_value(tls::ca_bundle_patch(&material, webhooks.len()))?;
+        hooks.patch(&w.configuration_name, &PatchParams::default(), &Patch::<()>::Json(patch)).await?;
+        tracing::info!(webhook = %w.configuration_name, "caBundle updated");
+    }
+    Ok(())
+}
