@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Data-path benchmark: the app in the pod namespace talks to servers in a server
+# namespace (veth pair, TEST-NET addresses), measured three ways in one run:
+#
+#   direct     app → server                      (no rules, no proxy)
+#   podwarden  app → [init rules] → podwarden-proxy (UID 1337) → server
+#   haproxy    app → haproxy in the pod (explicit frontends) → server   (reference proxy)
+#
+# Workloads, each bounded in time (DURATION seconds, default 10):
+#   HTTP/1.1 keep-alive rps + latency percentiles   wrk → nginx (small static file)
+#   opaque TCP request/response rps                 redis-benchmark PING_INLINE → redis-server
+#   bulk TCP throughput                             iperf3 → iperf3 -s
+# and podwarden-proxy's idle RSS. Prints ratios to direct and the targets.
+#
+# Needs root. Builds podwarden-proxy in release mode. Usage: bash benches/datapath.sh
+# Env: DURATION (s), CONNS (wrk/redis connections, default 16), PROXY_THREADS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+DURATION="${DURATION:-10}"
+CONNS="${CONNS:-16}"
+PROXY_THREADS="${PROXY_THREADS:-2}"
+
+if [ "$(id -u)" != 0 ]; then
+  echo "datapath.sh needs root (it creates network namespaces)" >&2
+  exit 1
+fi
+bash scripts/setup.sh
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+echo "building podwarden-proxy (release)..." >&2
+cargo build -q --release -p podwarden-proxy --bins
+BIN="$CARGO_TARGET_DIR/release/podwarden-proxy"
+
+S="pw-bench-$$"
+POD=192.0.2.10
+SERVER=198.51.100.10
+work=$(mktemp -d /tmp/pw-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null; done
+  wait 2>/dev/null
+  for n in pod server; do
+    for p in $(ip netns pids "$S-$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$S-$n" 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+ns() { local n=$1; shift; ip netns exec "$S-$n" "$@"; }
+app() { ns pod setpriv --reuid 1000 --regid 1000 --clear-groups -- "$@"; }
+bg() { # LOG NS UID CMD...
+  local log=$1 n=$2 uid=$3; shift 3
+  local priv=()
+  [ "$uid" = - ] || priv=(setpriv --reuid "$uid" --regid "$uid" --clear-groups --)
+  setsid ip netns exec "$S-$n" "${priv[@]}" "$@" >"$work/$log.log" 2>&1 &
+  pids+=($!)
+  last_pid=$!
+}
+wait_port() { # ns port
+  for _ in $(seq 100); do
+    ns "$1" ss -ltnH | awk '{print $4}' | grep -q ":$2\$" && return 0
+    sleep 0.1
+  done
+  echo "nothing listening on $2 in $1" >&2; tail -n 20 "$work"/*.log >&2; exit 1
+}
+
+# pod <-> server on one veth; nothing routes anywhere else.
+ip netns add "$S-pod"; ip netns add "$S-server"
+for n in pod server; do ns $n ip link set lo up; done
+ip -n "$S-pod" link add eth0 type veth peer name eth0 netns "$S-server"
+ip -n "$S-pod" addr add "$POD/24" dev eth0
+ip -n "$S-server" addr add "$SERVER/24" dev eth0
+ip -n "$S-pod" link set eth0 up; ip -n "$S-server" link set eth0 up
+ip -n "$S-pod" route add "$SERVER/32" dev eth0
+ip -n "$S-server" route add "$POD/32" dev eth0
+
+# Servers.
+mkdir -p "$work/www" "$work/nginx"
+head -c 512 /dev/zero | tr '\0' 'x' >"$work/www/index.html"
+cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  server { listen 80; root $work/www; }
+}
+EOF
+bg nginx server - nginx -c "$work/nginx.conf"
+bg redis server - redis-server --port 6379 --bind 0.0.0.0 --protected-mode no --save "" --appendonly no --dir "$work"
+bg iperf server - iperf3 -s -p 5201
+for p in 80 6379 5201; do wait_port server $p; done
+
+# haproxy in the pod, explicit frontends on loopback (a reference, not transparent).
+cat >"$work/haproxy.cfg" <<EOF
+global
+  maxconn 8192
+  nbthread $PROXY_THREADS
+defaults
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend http
+  mode http
+  bind 127.0.0.1:10080
+  default_backend nginx
+backend nginx
+  mode http
+  server s1 $SERVER:80
+frontend redis
+  mode tcp
+  bind 127.0.0.1:16379
+  default_backend redis
+backend redis
+  mode tcp
+  server s1 $SERVER:6379
+frontend iperf
+  mode tcp
+  bind 127.0.0.1:15201
+  default_backend iperf
+backend iperf
+  mode tcp
+  server s1 $SERVER:5201
+EOF
+
+declare -A R
+# wrk: rps, p50, p90, p99 (ms)
+run_wrk() { # mode url
+  local out
+  out=$(app wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2" 2>&1)
+  echo "$out" >"$work/wrk-$1.txt"
+  R[$1.http_rps]=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  for q in 50 90 99; do
+    R[$1.http_p$q]=$(awk -v q="$q%" '$1 == q {v=$2; u=v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v);
+      f = (u == "us") ? 0.001 : (u == "s") ? 1000 : 1; printf "%.3f", v * f}' <<<"$out")
+  done
+  local errs; errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)
+  [ -z "$errs" ] || echo "  wrk ($1): $errs" >&2
+}
+run_redis() { # mode host port
+  # Enough requests for ~DURATION seconds at direct speed; bounded by timeout anyway.
+  local n=${REDIS_N:-0} out
+  if [ "$n" = 0 ]; then n=$((DURATION * 20000)); fi
+  out=$(app timeout $((DURATION * 4)) redis-benchmark -h "$2" -p "$3" -c "$CONNS" -n "$n" -t ping_inline -q 2>&1 | tr '\r' '\n' | grep 'requests per second' | tail -1)
+  echo "$out" >"$work/redis-$1.txt"
+  R[$1.tcp_rps]=$(sed -E 's/.*: ([0-9.]+) requests per second.*/\1/' <<<"$out")
+}
+run_iperf() { # mode host port
+  local out
+  out=$(app iperf3 -c "$2" -p "$3" -t "$DURATION" -J 2>&1)
+  echo "$out" >"$work/iperf-$1.json"
+  R[$1.gbps]=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))' <<<"$out" 2>/dev/null || echo "")
+}
+rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+echo "== direct" >&2
+run_wrk direct "http://$SERVER/"
+run_redis direct "$SERVER" 6379
+run_iperf direct "$SERVER" 5201
+
+echo "== haproxy" >&2
+bg haproxy pod - haproxy -f "$work/haproxy.cfg" -db
+for p in 10080 16379 15201; do wait_port pod $p; done
+run_wrk haproxy "http://127.0.0.1:10080/"
+run_redis haproxy 127.0.0.1 16379
+run_iperf haproxy 127.0.0.1 15201
+kill -- "-$last_pid" 2>/dev/null || true
+
+echo "== podwarden" >&2
+bg proxy pod 1337 env PODWARDEN_LOG=warn "$BIN" run --admin-addr 127.0.0.1:15000 --worker-threads "$PROXY_THREADS"
+for p in 15001 15006 15000; do wait_port pod $p; done
+proxy_pid=$(ns pod ss -ltnpH "sport = :15001" | sed -nE 's/.*pid=([0-9]+).*/\1/p' | head -1)
+ns pod "$BIN" init >/dev/null
+sleep 1
+idle_rss=$(rss_mb "$proxy_pid")
+run_wrk podwarden "http://$SERVER/"
+run_redis podwarden "$SERVER" 6379
+run_iperf podwarden "$SERVER" 5201
+loaded_rss=$(rss_mb "$proxy_pid")
+records=$(ns pod curl -s --max-time 5 http://127.0.0.1:15000/flows | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo "?")
+
+ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print('%.2f' % (float(a)/float(b)) if a and b and float(b) else '-')" "${1:-}" "${2:-}"; }
+row() { # label key [target]
+  local d=${R[direct.$2]:-} p=${R[podwarden.$2]:-} h=${R[haproxy.$2]:-}
+  printf "%-30s %12s %12s %7s %12s %7s   %s\n" "$1" "$d" "$p" "$(ratio "$p" "$d")" "$h" "$(ratio "$h" "$d")" "${3:-}"
+}
+echo
+echo "podwarden data-path benchmark: ${DURATION}s per run, $CONNS connections, $(nproc) CPUs, proxy threads $PROXY_THREADS"
+printf "%-30s %12s %12s %7s %12s %7s   %s\n" "" "direct" "podwarden" "ratio" "haproxy" "ratio" "target (podwarden/direct)"
+row "HTTP/1.1 rps (wrk → nginx)" http_rps ">= 0.60"
+row "HTTP p50 latency ms" http_p50
+row "HTTP p90 latency ms" http_p90
+row "HTTP p99 latency ms" http_p99
+row "opaque TCP rps (redis PING)" tcp_rps ">= 0.80"
+row "bulk TCP Gbit/s (iperf3)" gbps ">= 0.70"
+echo
+echo "podwarden-proxy RSS: idle ${idle_rss} MB (target <= 15 MB), after load ${loaded_rss} MB; /flows holds $records records"
