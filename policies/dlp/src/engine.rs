@@ -285,7 +285,8 @@ impl Engine {
                 t &= below_mask(b64_resume, base);
                 while t != 0 {
                     let p = base + t.trailing_zeros() as usize;
-                    b64_resume = layers::on_b64_run(self, blk, p, depth).max(p + 1);
+                    let hint = mask_run_end(&masks.b64, p - seg).map(|r| seg + r);
+                    b64_resume = layers::on_b64_run(self, blk, p, hint, depth).max(p + 1);
                     t &= below_mask(b64_resume, base);
                 }
             }
@@ -333,6 +334,24 @@ impl Engine {
             });
         }
     }
+}
+
+/// End of the run of set bits starting at bit `rel`, if it ends inside the
+/// computed words (the last word is padding and never counts as an end).
+fn mask_run_end(words: &[u64], rel: usize) -> Option<usize> {
+    let (mut w, mut bit) = (rel / 64, rel % 64);
+    let mut end = rel;
+    while w + 1 < words.len() {
+        let ones = (!(words[w] >> bit)).trailing_zeros() as usize;
+        let avail = 64 - bit;
+        if ones < avail {
+            return Some(end + ones);
+        }
+        end += avail;
+        w += 1;
+        bit = 0;
+    }
+    None
 }
 
 /// Bits of the word at `base` at or after `resume`.

@@ -13,14 +13,24 @@ use crate::sensors::SensorRef;
 use crate::tokens;
 
 /// Handle the base64-alphabet run containing `p`; returns where to resume.
-pub(crate) fn on_b64_run(eng: &Engine, blk: &mut Block<'_>, p: usize, depth: u8) -> usize {
+/// `end_hint` is the run's end when the caller's bitmaps already know it.
+pub(crate) fn on_b64_run(
+    eng: &Engine,
+    blk: &mut Block<'_>,
+    p: usize,
+    end_hint: Option<usize>,
+    depth: u8,
+) -> usize {
     let buf = blk.buf;
     let max = eng.limits.max_candidate;
     let mut s = p;
     while s > 0 && is_b64(buf[s - 1]) && p - s < max {
         s -= 1;
     }
-    let mut e = p;
+    let mut e = match end_hint {
+        Some(h) if h <= buf.len() => h.min(s + max),
+        _ => p,
+    };
     while e < buf.len() && is_b64(buf[e]) && e - s < max {
         e += 1;
     }
@@ -52,10 +62,13 @@ fn plausible_base64(run: &[u8]) -> bool {
     if n < 16 || n % 4 == 1 {
         return false;
     }
-    let upper = run.iter().filter(|c| c.is_ascii_uppercase()).count();
-    let lower = run.iter().filter(|c| c.is_ascii_lowercase()).count();
-    let hexish = run.iter().all(|&c| c.is_ascii_hexdigit() || c == b'-');
-    upper >= 2 && lower >= 2 && !hexish
+    let (mut upper, mut lower, mut beyond_hex) = (0usize, 0usize, false);
+    for &c in run {
+        upper += usize::from(c.is_ascii_uppercase());
+        lower += usize::from(c.is_ascii_lowercase());
+        beyond_hex |= !(c.is_ascii_hexdigit() || c == b'-');
+    }
+    upper >= 2 && lower >= 2 && beyond_hex
 }
 
 /// Decoded bytes worth scanning: text, or compressed data.
@@ -223,9 +236,20 @@ pub(crate) fn http_message(eng: &Engine, blk: &mut Block<'_>, anchor: usize, dep
     let max = eng.limits.max_candidate;
     let back = anchor.saturating_sub(crate::engine::LOOKBEHIND - 64);
     let line_start = memchr::memrchr(b'\n', &buf[back..anchor]).map_or(back, |q| back + q + 1);
-    let start = if line_start == anchor {
+    // `METHOD target HTTP/1.x\r\n` or `HTTP/1.x NNN reason\r\n`; anything else
+    // (an access log quoting a request line) is not a message.
+    let after = &buf[(anchor + 7).min(buf.len())..(anchor + 12).min(buf.len())];
+    if after.len() < 3 && !blk.ready(anchor, anchor + 12) {
+        return;
+    }
+    let request = blk.prev(anchor) == Some(b' ') && after.len() >= 3 && after[1..3] == *b"\r\n";
+    let status = line_start == anchor
+        && after.len() == 5
+        && after[1] == b' '
+        && after[2..5].iter().all(u8::is_ascii_digit);
+    let start = if status {
         anchor
-    } else if blk.prev(anchor) == Some(b' ') {
+    } else if request {
         line_start
     } else {
         return;

@@ -67,19 +67,13 @@ fn is_word(b: u8) -> bool {
 /// Handle a digit run at `p`; returns where scanning resumes.
 pub(crate) fn on_digits(eng: &Engine, blk: &mut Block<'_>, p: usize) -> usize {
     let buf = blk.buf;
-    if eng.on(Builtin::Iban) {
-        if let Some(end) = iban_at(blk, p) {
-            return end;
-        }
-    }
-    if !eng.on(Builtin::CreditCard) && !eng.on(Builtin::Ssn) {
-        return skip_digits(buf, p);
-    }
-    // Expand left to the first group, right to the last.
+    // Expand left to the first group, right to the last, counting digits.
+    let mut digits = 0;
     let mut s = p;
     loop {
         while s > 0 && buf[s - 1].is_ascii_digit() {
             s -= 1;
+            digits += 1;
         }
         if s >= 2 && is_sep(buf[s - 1]) && buf[s - 2].is_ascii_digit() && p - s < MAX_REGION {
             s -= 1;
@@ -91,6 +85,7 @@ pub(crate) fn on_digits(eng: &Engine, blk: &mut Block<'_>, p: usize) -> usize {
     loop {
         while e < buf.len() && buf[e].is_ascii_digit() {
             e += 1;
+            digits += 1;
         }
         if e + 1 < buf.len() && is_sep(buf[e]) && buf[e + 1].is_ascii_digit() && e - s < MAX_REGION
         {
@@ -105,6 +100,19 @@ pub(crate) fn on_digits(eng: &Engine, blk: &mut Block<'_>, p: usize) -> usize {
     // Two bytes past the end decide a decimal point or a trailing separator.
     if !blk.ready(s.saturating_sub(1), e + 2) {
         return buf.len();
+    }
+    // Cards have 12+ digits, SSNs 9, IBANs at least 8 in a row of groups:
+    // shorter numbers (years, prices, ports) are done with here.
+    if digits < 8 {
+        return e;
+    }
+    if eng.on(Builtin::Iban) {
+        if let Some(end) = iban_at(blk, p) {
+            return end;
+        }
+    }
+    if !eng.on(Builtin::CreditCard) && !eng.on(Builtin::Ssn) || digits < 9 {
+        return e;
     }
     let mut groups = [(0usize, 0usize); MAX_GROUPS];
     let mut n = 0;
@@ -173,7 +181,11 @@ fn window(eng: &Engine, blk: &mut Block<'_>, gs: &[(usize, usize)], region_end: 
             return false;
         }
     }
-    let sizes: Vec<usize> = gs.iter().map(|g| g.1 - g.0).collect();
+    let mut size_buf = [0usize; 5];
+    for (slot, g) in size_buf.iter_mut().zip(gs) {
+        *slot = g.1 - g.0;
+    }
+    let sizes = &size_buf[..gs.len()];
     let mut digits = [0u8; 24];
     let mut nd = 0;
     for &(g0, g1) in gs {
@@ -189,7 +201,7 @@ fn window(eng: &Engine, blk: &mut Block<'_>, gs: &[(usize, usize)], region_end: 
         let shaped = if gs.len() == 1 {
             (12..=19).contains(&nd)
         } else {
-            CARD_LAYOUTS.contains(&sizes.as_slice())
+            CARD_LAYOUTS.contains(&sizes)
         };
         if shaped && validate::card_brand(d).is_some() && validate::luhn(d) {
             let before = field_context(blk, ws, 32);
@@ -209,7 +221,7 @@ fn window(eng: &Engine, blk: &mut Block<'_>, gs: &[(usize, usize)], region_end: 
         }
     }
     if eng.on(Builtin::Ssn) && nd == 9 && validate::ssn(d) {
-        let formatted = sizes == [3, 2, 4] && matches!(buf[gs[0].1], b'-' | b' ');
+        let formatted = sizes == [3, 2, 4].as_slice() && matches!(buf[gs[0].1], b'-' | b' ');
         let plain = gs.len() == 1 && has_word(field_context(blk, ws, 48), SSN_WORDS);
         if formatted || plain {
             let masked = mask_digits(&buf[ws..we], 0, 4);
@@ -228,13 +240,6 @@ fn field_context<'a>(blk: &Block<'a>, at: usize, n: usize) -> &'a [u8] {
         Some(i) => &w[i + 1..],
         None => w,
     }
-}
-
-fn skip_digits(buf: &[u8], mut p: usize) -> usize {
-    while p < buf.len() && buf[p].is_ascii_digit() {
-        p += 1;
-    }
-    p
 }
 
 /// Look for an IBAN whose country code begins at most 42 bytes before `p`.
