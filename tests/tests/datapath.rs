@@ -367,3 +367,53 @@ fn excluded_ports_bypass_the_proxy() {
         "excluded port was intercepted"
     );
 }
+
+#[test]
+fn connecting_to_the_proxy_ports_directly_does_not_loop() {
+    let Some(t) = pod_with_proxy(
+        "connecting_to_the_proxy_ports_directly_does_not_loop",
+        &["curl", "python3"],
+        &[],
+    ) else {
+        return;
+    };
+    servers::http(&t.server, &t.scratch, "web", 8000, &[("ok.txt", "ok\n")]).unwrap();
+    // From outside (redirected inbound with original port 15001/15006), and
+    // from the app straight at the listeners: neither may make the proxy
+    // connect to itself over and over.
+    for port in [15001, 15006] {
+        let _ = t.client.output(
+            None,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "3",
+                &format!("http://{}:{port}/", POD.v4),
+            ],
+        );
+        let _ = t.pod.output(
+            Some(podwarden_e2e::APP_UID),
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "3",
+                &format!("http://127.0.0.1:{port}/"),
+            ],
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let established = t.pod.exec(&["ss", "-tnH", "state", "established"]).unwrap();
+    assert!(
+        established.lines().count() < 10,
+        "connections piling up in the pod:\n{established}"
+    );
+    assert!(t.pod.is_running("podwarden"), "{}", t.logs());
+    // And the proxy still works.
+    assert_eq!(
+        t.app_curl(&[&format!("http://{}:8000/ok.txt", SERVER.v4)])
+            .unwrap(),
+        "ok\n"
+    );
+}
