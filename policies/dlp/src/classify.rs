@@ -102,20 +102,31 @@ pub(crate) fn is_b64(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
 }
 
-/// Positions (within word `w`'s 64 bits) where `min_len` consecutive set bits
+/// Positions (within word `w`'s 64 bits) where `MIN` consecutive set bits
 /// begin, looking into the next word for runs that cross the boundary.
-/// `min_len` must be a power of two no greater than 32.
-pub(crate) fn run_starts(words: &[u64], w: usize, min_len: u32) -> u64 {
+/// `MIN` is a power of two no greater than 32.
+#[inline(always)]
+pub(crate) fn run_starts<const MIN: u32>(words: &[u64], w: usize) -> u64 {
     let cur = words[w];
     if cur == 0 {
         return 0;
     }
     let next = words.get(w + 1).copied().unwrap_or(0);
     let mut r = u128::from(cur) | (u128::from(next) << 64);
-    let mut span = 1;
-    while span < min_len {
-        r &= r >> span;
-        span *= 2;
+    if MIN > 1 {
+        r &= r >> 1;
+    }
+    if MIN > 2 {
+        r &= r >> 2;
+    }
+    if MIN > 4 {
+        r &= r >> 4;
+    }
+    if MIN > 8 {
+        r &= r >> 8;
+    }
+    if MIN > 16 {
+        r &= r >> 16;
     }
     r as u64
 }
@@ -142,8 +153,8 @@ mod tests {
         buf[60..70].copy_from_slice(b"1234567890");
         let mut m = Masks::default();
         m.compute(&buf);
-        let s = run_starts(&m.digit, 0, 8);
+        let s = run_starts::<8>(&m.digit, 0);
         assert_eq!(s.trailing_zeros(), 60);
-        assert_eq!(run_starts(&m.digit, 0, 16), 0);
+        assert_eq!(run_starts::<16>(&m.digit, 0), 0);
     }
 }

@@ -274,14 +274,14 @@ impl Engine {
                 if base >= len {
                     break;
                 }
-                let mut t = classify::run_starts(&masks.digit, w, 4);
+                let mut t = classify::run_starts::<4>(&masks.digit, w);
                 t &= below_mask(digit_resume, base);
                 while t != 0 {
                     let p = base + t.trailing_zeros() as usize;
                     digit_resume = numeric::on_digits(self, blk, p).max(p + 1);
                     t &= below_mask(digit_resume, base);
                 }
-                let mut t = classify::run_starts(&masks.b64, w, 16);
+                let mut t = classify::run_starts::<16>(&masks.b64, w);
                 t &= below_mask(b64_resume, base);
                 while t != 0 {
                     let p = base + t.trailing_zeros() as usize;
