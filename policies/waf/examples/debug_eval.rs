@@ -8,7 +8,10 @@ fn main() {
         std::process::exit(2);
     }
     let pl = a.get(3).and_then(|p| p.parse().ok());
-    let opts = podwarden_waf::crs::CrsOptions { blocking_paranoia: pl, ..Default::default() };
+    let opts = podwarden_waf::crs::CrsOptions {
+        blocking_paranoia: pl,
+        ..Default::default()
+    };
     let rs = match podwarden_waf::crs::load_crs(std::path::Path::new(&a[1]), &opts) {
         Ok(rs) => rs,
         Err(e) => {
@@ -21,9 +24,19 @@ fn main() {
         Ok(req) => {
             let out = rs.evaluate(&req, None);
             for m in &out.matched {
-                println!("{} phase {} logged {} {:?} {}", m.id, m.phase, m.logged, m.disruptive, m.msg.as_deref().unwrap_or(""));
+                println!(
+                    "{} phase {} logged {} {:?} {}",
+                    m.id,
+                    m.phase,
+                    m.logged,
+                    m.disruptive,
+                    m.msg.as_deref().unwrap_or("")
+                );
             }
-            println!("score {} interruption {:?}", out.inbound_anomaly_score, out.interruption);
+            println!(
+                "score {} interruption {:?}",
+                out.inbound_anomaly_score, out.interruption
+            );
         }
         Err(e) => eprintln!("{e}"),
     }

@@ -7,7 +7,11 @@ fn main() {
         std::process::exit(2);
     }
     match podwarden_waf::regex_compat::CompiledRegex::new(&a[1]) {
-        Ok(r) => println!("fancy={} match={}", r.is_fancy(), r.is_match(a[2].as_bytes())),
+        Ok(r) => println!(
+            "fancy={} match={}",
+            r.is_fancy(),
+            r.is_match(a[2].as_bytes())
+        ),
         Err(e) => println!("error: {e}"),
     }
 }

@@ -69,16 +69,26 @@ impl CrsOptions {
 pub fn load_crs(dir: &Path, opts: &CrsOptions) -> Result<RuleSet, LoadErrors> {
     let mut l = Loader::new();
     l.load_str(BASE_CONFIG, "<base config>", dir);
-    let setup = ["crs-setup.conf", "crs-setup.conf.example"].iter().map(|f| dir.join(f)).find(|p| p.is_file());
+    let setup = ["crs-setup.conf", "crs-setup.conf.example"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file());
     match setup {
         Some(p) => l.load_file(&p),
         None => {
-            return Err(LoadErrors(vec![LoadError::new(&dir.display().to_string(), 0, "no crs-setup.conf or crs-setup.conf.example")]));
+            return Err(LoadErrors(vec![LoadError::new(
+                &dir.display().to_string(),
+                0,
+                "no crs-setup.conf or crs-setup.conf.example",
+            )]));
         }
     }
     let sv = opts.setvars();
     if !sv.is_empty() {
-        let text = format!("SecAction \"id:899100,phase:1,pass,nolog,{}\"\n", sv.join(","));
+        let text = format!(
+            "SecAction \"id:899100,phase:1,pass,nolog,{}\"\n",
+            sv.join(",")
+        );
         l.load_str(&text, "<settings>", dir);
     }
     if let Some(x) = &opts.extra_before_rules {
@@ -86,8 +96,18 @@ pub fn load_crs(dir: &Path, opts: &CrsOptions) -> Result<RuleSet, LoadErrors> {
     }
     let rules = dir.join("rules");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&rules) {
-        Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "conf")).collect(),
-        Err(e) => return Err(LoadErrors(vec![LoadError::new(&rules.display().to_string(), 0, format!("cannot read rules directory: {e}"))])),
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            .collect(),
+        Err(e) => {
+            return Err(LoadErrors(vec![LoadError::new(
+                &rules.display().to_string(),
+                0,
+                format!("cannot read rules directory: {e}"),
+            )]))
+        }
     };
     files.sort();
     for f in files {

@@ -13,7 +13,11 @@ pub struct LoadError {
 
 impl LoadError {
     pub fn new(file: &str, line: usize, msg: impl Into<String>) -> Self {
-        LoadError { file: file.to_string(), line, msg: msg.into() }
+        LoadError {
+            file: file.to_string(),
+            line,
+            msg: msg.into(),
+        }
     }
 }
 

@@ -19,7 +19,8 @@ pub fn parse_macro(s: &str) -> Result<MacroString, String> {
             Some((n, k)) => (n, Some(k.to_ascii_lowercase())),
             None => (inner, None),
         };
-        let kind = VarKind::from_name(name).ok_or_else(|| format!("unknown variable {name:?} in macro %{{{inner}}}"))?;
+        let kind = VarKind::from_name(name)
+            .ok_or_else(|| format!("unknown variable {name:?} in macro %{{{inner}}}"))?;
         if !lit.is_empty() {
             parts.push(MacroPart::Lit(std::mem::take(&mut lit)));
         }
@@ -41,7 +42,10 @@ mod tests {
     fn parses_macros() {
         let m = parse_macro("+%{tx.critical_anomaly_score} x %{MATCHED_VAR}").unwrap();
         assert_eq!(m.parts.len(), 4);
-        assert_eq!(m.parts[1], MacroPart::Var(VarKind::Tx, Some("critical_anomaly_score".into())));
+        assert_eq!(
+            m.parts[1],
+            MacroPart::Var(VarKind::Tx, Some("critical_anomaly_score".into()))
+        );
         assert_eq!(parse_macro("plain").unwrap().literal(), Some("plain"));
         assert!(parse_macro("%{nope.x}").is_err());
     }

@@ -279,6 +279,8 @@ pub struct Link {
     pub targets: Vec<Target>,
     pub operator: Operator,
     pub transforms: Vec<Transform>,
+    /// Interned id of `transforms`, keying the per-transaction transformation cache.
+    pub tchain: u32,
     pub actions: Vec<RunAction>,
     pub capture: bool,
     pub multi_match: bool,

@@ -61,8 +61,16 @@ pub fn parse_operator(s: &str, dir: &Path) -> Result<Operator, String> {
     let ms = || parse_macro(param);
     let (canon, kind): (&'static str, OpKind) = match name.to_ascii_lowercase().as_str() {
         "rx" => ("rx", OpKind::Rx(Arc::new(CompiledRegex::new(param)?))),
-        "pm" => ("pm", OpKind::Pm(Arc::new(build_pm(param.split_whitespace().map(str::to_string).collect())?))),
-        "pmfromfile" | "pmf" => ("pmFromFile", OpKind::Pm(Arc::new(build_pm(read_pm_files(param, dir)?)?))),
+        "pm" => (
+            "pm",
+            OpKind::Pm(Arc::new(build_pm(
+                param.split_whitespace().map(str::to_string).collect(),
+            )?)),
+        ),
+        "pmfromfile" | "pmf" => (
+            "pmFromFile",
+            OpKind::Pm(Arc::new(build_pm(read_pm_files(param, dir)?)?)),
+        ),
         "streq" => ("streq", OpKind::Streq(ms()?)),
         "contains" => ("contains", OpKind::Contains(ms()?)),
         "containsword" => ("containsWord", OpKind::ContainsWord(ms()?)),
@@ -75,21 +83,38 @@ pub fn parse_operator(s: &str, dir: &Path) -> Result<Operator, String> {
         "gt" => ("gt", OpKind::Gt(ms()?)),
         "le" => ("le", OpKind::Le(ms()?)),
         "lt" => ("lt", OpKind::Lt(ms()?)),
-        "ipmatch" => ("ipMatch", OpKind::IpMatch(Arc::new(parse_ips(param.split(',').map(str::to_string).collect())?))),
-        "ipmatchfromfile" | "ipmatchf" => ("ipMatchFromFile", OpKind::IpMatch(Arc::new(parse_ips(read_pm_files(param, dir)?)?))),
-        "validatebyterange" => ("validateByteRange", OpKind::ValidateByteRange(parse_byte_range(param)?)),
+        "ipmatch" => (
+            "ipMatch",
+            OpKind::IpMatch(Arc::new(parse_ips(
+                param.split(',').map(str::to_string).collect(),
+            )?)),
+        ),
+        "ipmatchfromfile" | "ipmatchf" => (
+            "ipMatchFromFile",
+            OpKind::IpMatch(Arc::new(parse_ips(read_pm_files(param, dir)?)?)),
+        ),
+        "validatebyterange" => (
+            "validateByteRange",
+            OpKind::ValidateByteRange(parse_byte_range(param)?),
+        ),
         "validateurlencoding" => ("validateUrlEncoding", OpKind::ValidateUrlEncoding),
         "validateutf8encoding" => ("validateUtf8Encoding", OpKind::ValidateUtf8Encoding),
         "detectsqli" => ("detectSQLi", OpKind::DetectSqli),
         "detectxss" => ("detectXSS", OpKind::DetectXss),
         "unconditionalmatch" => ("unconditionalMatch", OpKind::UnconditionalMatch),
         "nomatch" => ("noMatch", OpKind::NoMatch),
-        "rbl" | "geolookup" | "gsblookup" | "inspectfile" | "verifycc" | "verifycpf" | "verifyssn" | "verifysvnr" | "fuzzyhash" | "rsub" => {
+        "rbl" | "geolookup" | "gsblookup" | "inspectfile" | "verifycc" | "verifycpf"
+        | "verifyssn" | "verifysvnr" | "fuzzyhash" | "rsub" => {
             return Err(format!("operator @{name} is not supported by this engine"))
         }
         _ => return Err(format!("unknown operator @{name}")),
     };
-    Ok(Operator { kind, negated, name: canon, param: param.to_string() })
+    Ok(Operator {
+        kind,
+        negated,
+        name: canon,
+        param: param.to_string(),
+    })
 }
 
 fn build_pm(words: Vec<String>) -> Result<AhoCorasick, String> {
@@ -106,7 +131,8 @@ fn read_pm_files(param: &str, dir: &Path) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     for f in param.split_whitespace() {
         let p = dir.join(f);
-        let text = std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        let text =
+            std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
         for l in text.lines() {
             let l = l.trim();
             if !l.is_empty() && !l.starts_with('#') {
@@ -127,11 +153,19 @@ impl IpNet {
     fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix as u32) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix as u32)
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix as u32) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix as u32)
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -153,7 +187,11 @@ fn parse_ips(items: Vec<String>) -> Result<Vec<IpNet>, String> {
         let addr: IpAddr = a.parse().map_err(|_| format!("bad IP address {a:?}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.parse::<u8>().ok().filter(|&v| v <= max).ok_or_else(|| format!("bad prefix {p:?}"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&v| v <= max)
+                .ok_or_else(|| format!("bad prefix {p:?}"))?,
             None => max,
         };
         out.push(IpNet { addr, prefix });
@@ -242,8 +280,12 @@ pub fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 }
 
 pub fn ip_match(nets: &[IpNet], value: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(value) else { return false };
-    let Ok(ip) = s.trim().parse::<IpAddr>() else { return false };
+    let Ok(s) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let Ok(ip) = s.trim().parse::<IpAddr>() else {
+        return false;
+    };
     nets.iter().any(|n| n.contains(ip))
 }
 
@@ -257,7 +299,9 @@ mod tests {
         assert_eq!(parse_operator("!@rx ^a", d).unwrap().name, "rx");
         assert!(parse_operator("!@rx ^a", d).unwrap().negated);
         assert_eq!(parse_operator("foo", d).unwrap().name, "rx");
-        assert!(parse_operator("@nosuch x", d).unwrap_err().contains("unknown operator"));
+        assert!(parse_operator("@nosuch x", d)
+            .unwrap_err()
+            .contains("unknown operator"));
         assert!(parse_operator("@validateByteRange 1-300", d).is_err());
     }
 

@@ -19,7 +19,10 @@ impl CompiledRegex {
             Ok(r) => Ok(CompiledRegex::Fast(r)),
             Err(fast_err) => {
                 // Byte-mode rejected it: Unicode literals or PCRE-only syntax.
-                if let Ok(r) = regex::bytes::RegexBuilder::new(pat).size_limit(64 << 20).build() {
+                if let Ok(r) = regex::bytes::RegexBuilder::new(pat)
+                    .size_limit(64 << 20)
+                    .build()
+                {
                     return Ok(CompiledRegex::Fast(r));
                 }
                 fancy_regex::RegexBuilder::new(pat)
@@ -46,14 +49,20 @@ impl CompiledRegex {
     pub fn captures(&self, v: &[u8]) -> Option<Vec<Vec<u8>>> {
         match self {
             CompiledRegex::Fast(r) => r.captures(v).map(|c| {
-                (0..c.len().min(10)).map(|i| c.get(i).map(|m| m.as_bytes().to_vec()).unwrap_or_default()).collect()
+                (0..c.len().min(10))
+                    .map(|i| c.get(i).map(|m| m.as_bytes().to_vec()).unwrap_or_default())
+                    .collect()
             }),
             CompiledRegex::Fancy(r) => {
                 let s = String::from_utf8_lossy(v);
                 match r.captures(&s) {
                     Ok(Some(c)) => Some(
                         (0..c.len().min(10))
-                            .map(|i| c.get(i).map(|m| m.as_str().as_bytes().to_vec()).unwrap_or_default())
+                            .map(|i| {
+                                c.get(i)
+                                    .map(|m| m.as_str().as_bytes().to_vec())
+                                    .unwrap_or_default()
+                            })
                             .collect(),
                     ),
                     _ => None,

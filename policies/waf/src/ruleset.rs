@@ -96,7 +96,11 @@ impl RuleSet {
             rule_count += items.iter().filter(|i| matches!(i, Item::Rule(_))).count();
             Phase { items, jumps }
         });
-        RuleSet { config, phases, rule_count }
+        RuleSet {
+            config,
+            phases,
+            rule_count,
+        }
     }
 
     pub fn shared(self) -> Arc<RuleSet> {

@@ -134,7 +134,11 @@ pub fn apply(t: Transform, s: &[u8]) -> Option<Vec<u8>> {
             s.iter().copied().filter(|&c| c != 0).collect()
         }
         ReplaceNulls => s.iter().map(|&c| if c == 0 { b' ' } else { c }).collect(),
-        RemoveWhitespace => s.iter().copied().filter(|&c| !is_ws(c) && c != 0xa0).collect(),
+        RemoveWhitespace => s
+            .iter()
+            .copied()
+            .filter(|&c| !is_ws(c) && c != 0xa0)
+            .collect(),
         CompressWhitespace => compress_whitespace(s),
         Trim => trim_right(trim_left(s)).to_vec(),
         TrimLeft => trim_left(s).to_vec(),
@@ -158,7 +162,9 @@ pub fn apply(t: Transform, s: &[u8]) -> Option<Vec<u8>> {
         HexDecode => hex_decode(s),
         Base64Encode => {
             use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(s).into_bytes()
+            base64::engine::general_purpose::STANDARD
+                .encode(s)
+                .into_bytes()
         }
         Base64Decode => base64_decode(s, false),
         Base64DecodeExt => base64_decode(s, true),
@@ -181,17 +187,17 @@ pub fn apply(t: Transform, s: &[u8]) -> Option<Vec<u8>> {
         ParityOdd7bit => s.iter().map(|&c| parity(c, false)).collect(),
         ParityZero7bit => s.iter().map(|&c| c & 0x7f).collect(),
     };
-    if out == s {
-        None
-    } else {
-        Some(out)
-    }
+    Some(out)
 }
 
 fn parity(c: u8, even: bool) -> u8 {
     let x = c & 0x7f;
     let ones = x.count_ones();
-    let set = if even { ones % 2 == 1 } else { ones % 2 == 0 };
+    let set = if even {
+        ones % 2 == 1
+    } else {
+        ones.is_multiple_of(2)
+    };
     if set {
         x | 0x80
     } else {
@@ -352,7 +358,9 @@ fn normalize_path(s: &[u8], win: bool) -> Vec<u8> {
         return Vec::new();
     }
     let src: Vec<u8> = if win {
-        s.iter().map(|&c| if c == b'\\' { b'/' } else { c }).collect()
+        s.iter()
+            .map(|&c| if c == b'\\' { b'/' } else { c })
+            .collect()
     } else {
         s.to_vec()
     };
@@ -397,18 +405,27 @@ mod tests {
 
     #[test]
     fn url_decode_uni_fullwidth_and_invalid() {
-        assert_eq!(t(Transform::UrlDecodeUni, "%uff1cscript%3E+%zz"), "<script> %zz");
+        assert_eq!(
+            t(Transform::UrlDecodeUni, "%uff1cscript%3E+%zz"),
+            "<script> %zz"
+        );
         assert_eq!(t(Transform::UrlDecode, "a%2"), "a%2");
     }
 
     #[test]
     fn cmd_line_matches_modsecurity() {
-        assert_eq!(t(Transform::CmdLine, "C^at ,\"/etc/pa\\sswd\""), "cat/etc/passwd");
+        assert_eq!(
+            t(Transform::CmdLine, "C^at ,\"/etc/pa\\sswd\""),
+            "cat/etc/passwd"
+        );
     }
 
     #[test]
     fn normalize_path() {
-        assert_eq!(t(Transform::NormalizePath, "/a/./b/../../../etc//passwd"), "/etc/passwd");
+        assert_eq!(
+            t(Transform::NormalizePath, "/a/./b/../../../etc//passwd"),
+            "/etc/passwd"
+        );
         assert_eq!(t(Transform::NormalizePathWin, "a\\..\\..\\x"), "../x");
     }
 

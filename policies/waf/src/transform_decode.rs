@@ -28,7 +28,13 @@ pub fn html_entity_decode(s: &[u8]) -> Vec<u8> {
             };
             let digits = rest[start..]
                 .iter()
-                .take_while(|c| if hex { c.is_ascii_hexdigit() } else { c.is_ascii_digit() })
+                .take_while(|c| {
+                    if hex {
+                        c.is_ascii_hexdigit()
+                    } else {
+                        c.is_ascii_digit()
+                    }
+                })
                 .count();
             if digits > 0 {
                 let txt = std::str::from_utf8(&rest[start..start + digits]).unwrap_or("0");
@@ -42,7 +48,10 @@ pub fn html_entity_decode(s: &[u8]) -> Vec<u8> {
                 continue;
             }
         } else {
-            let name_len = rest.iter().take_while(|c| c.is_ascii_alphanumeric()).count();
+            let name_len = rest
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .count();
             let name = rest[..name_len].to_ascii_lowercase();
             let rep = match name.as_slice() {
                 b"quot" => Some(b'"'),
@@ -86,10 +95,17 @@ pub fn js_decode(s: &[u8]) -> Vec<u8> {
             continue;
         }
         let n = s[i + 1];
-        if (n == b'u' || n == b'U') && i + 5 < s.len() && s[i + 2..i + 6].iter().all(|c| c.is_ascii_hexdigit()) {
+        if (n == b'u' || n == b'U')
+            && i + 5 < s.len()
+            && s[i + 2..i + 6].iter().all(|c| c.is_ascii_hexdigit())
+        {
             o.push(fullwidth((s[i + 2], s[i + 3]), x2c(s[i + 4], s[i + 5])));
             i += 6;
-        } else if (n == b'x' || n == b'X') && i + 3 < s.len() && s[i + 2].is_ascii_hexdigit() && s[i + 3].is_ascii_hexdigit() {
+        } else if (n == b'x' || n == b'X')
+            && i + 3 < s.len()
+            && s[i + 2].is_ascii_hexdigit()
+            && s[i + 3].is_ascii_hexdigit()
+        {
             o.push(x2c(s[i + 2], s[i + 3]));
             i += 4;
         } else if (b'0'..=b'7').contains(&n) {
@@ -131,7 +147,11 @@ pub fn css_decode(s: &[u8]) -> Vec<u8> {
             i += 1;
             continue;
         }
-        let hex = s[i + 1..].iter().take(6).take_while(|c| c.is_ascii_hexdigit()).count();
+        let hex = s[i + 1..]
+            .iter()
+            .take(6)
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
         if hex > 0 {
             let d = &s[i + 1..i + 1 + hex];
             let v = match hex {
@@ -148,7 +168,9 @@ pub fn css_decode(s: &[u8]) -> Vec<u8> {
             };
             o.push(v);
             i += 1 + hex;
-            if i < s.len() && (s[i] == b' ' || s[i] == b'\t' || s[i] == b'\n' || s[i] == b'\r' || s[i] == 0x0c) {
+            if i < s.len()
+                && (s[i] == b' ' || s[i] == b'\t' || s[i] == b'\n' || s[i] == b'\r' || s[i] == 0x0c)
+            {
                 i += 1;
             }
         } else if s[i + 1] == b'\n' {
@@ -188,7 +210,11 @@ pub fn escape_seq_decode(s: &[u8]) -> Vec<u8> {
         if let Some(c) = simple {
             o.push(c);
             i += 2;
-        } else if (n == b'x' || n == b'X') && i + 3 < s.len() && s[i + 2].is_ascii_hexdigit() && s[i + 3].is_ascii_hexdigit() {
+        } else if (n == b'x' || n == b'X')
+            && i + 3 < s.len()
+            && s[i + 2].is_ascii_hexdigit()
+            && s[i + 3].is_ascii_hexdigit()
+        {
             o.push(x2c(s[i + 2], s[i + 3]));
             i += 4;
         } else if (b'0'..=b'7').contains(&n) {
@@ -245,7 +271,12 @@ pub fn sql_hex_decode(s: &[u8]) -> Vec<u8> {
     let mut o = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'0' && i + 3 < s.len() && (s[i + 1] == b'x' || s[i + 1] == b'X') && s[i + 2].is_ascii_hexdigit() && s[i + 3].is_ascii_hexdigit() {
+        if s[i] == b'0'
+            && i + 3 < s.len()
+            && (s[i + 1] == b'x' || s[i + 1] == b'X')
+            && s[i + 2].is_ascii_hexdigit()
+            && s[i + 3].is_ascii_hexdigit()
+        {
             i += 2;
             while i + 1 < s.len() && s[i].is_ascii_hexdigit() && s[i + 1].is_ascii_hexdigit() {
                 o.push(x2c(s[i], s[i + 1]));
@@ -327,7 +358,10 @@ mod tests {
 
     #[test]
     fn html_entities() {
-        assert_eq!(html_entity_decode(b"&lt;a&#x3e;&#60&quot&bogus;"), b"<a><\"&bogus;");
+        assert_eq!(
+            html_entity_decode(b"&lt;a&#x3e;&#60&quot&bogus;"),
+            b"<a><\"&bogus;"
+        );
     }
 
     #[test]

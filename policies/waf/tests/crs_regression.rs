@@ -52,7 +52,9 @@ fn ids(v: Option<&Value>) -> Vec<u64> {
 /// Builds the request go-ftw would send for a stage input.
 fn build_request(input: &Value) -> Result<Request, String> {
     if let Some(enc) = s(input, "encoded_request") {
-        let raw = base64::engine::general_purpose::STANDARD.decode(enc.trim()).map_err(|e| format!("bad encoded_request: {e}"))?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(enc.trim())
+            .map_err(|e| format!("bad encoded_request: {e}"))?;
         return podwarden_waf::http::parse_request(&raw).map_err(|e| e.to_string());
     }
     let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
@@ -69,14 +71,20 @@ fn build_request(input: &Value) -> Result<Request, String> {
         }
     }
     let body = s(input, "data").unwrap_or_default().into_bytes();
-    let autocomplete = input.get("autocomplete_headers").and_then(Value::as_bool).unwrap_or(true);
+    let autocomplete = input
+        .get("autocomplete_headers")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     let has = |h: &[(String, Vec<u8>)], n: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     if autocomplete {
         if !body.is_empty() && !has(&headers, "content-length") {
             headers.push(("Content-Length".into(), body.len().to_string().into_bytes()));
         }
         if !body.is_empty() && !has(&headers, "content-type") {
-            headers.push(("Content-Type".into(), b"application/x-www-form-urlencoded".to_vec()));
+            headers.push((
+                "Content-Type".into(),
+                b"application/x-www-form-urlencoded".to_vec(),
+            ));
         }
         if !has(&headers, "connection") {
             headers.push(("Connection".into(), b"close".to_vec()));
@@ -96,28 +104,48 @@ fn build_request(input: &Value) -> Result<Request, String> {
 
 /// The response the albedo backend gives: `/reflect` echoes a JSON spec.
 fn backend_response(req: &Request) -> Response {
-    let mut resp = Response { status: 200, protocol: "HTTP/1.1".into(), headers: Vec::new(), body: Vec::new() };
+    let mut resp = Response {
+        status: 200,
+        protocol: "HTTP/1.1".into(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
     if req.uri.starts_with("/reflect") {
-        if let Ok(serde_json::Value::Object(spec)) = serde_json::from_slice::<serde_json::Value>(&req.body) {
+        if let Ok(serde_json::Value::Object(spec)) =
+            serde_json::from_slice::<serde_json::Value>(&req.body)
+        {
             if let Some(st) = spec.get("status").and_then(|v| v.as_u64()) {
                 resp.status = st as u16;
             }
             if let Some(serde_json::Value::Object(h)) = spec.get("headers") {
                 for (k, v) in h {
-                    resp.headers.push((k.clone(), v.as_str().unwrap_or_default().as_bytes().to_vec()));
+                    resp.headers.push((
+                        k.clone(),
+                        v.as_str().unwrap_or_default().as_bytes().to_vec(),
+                    ));
                 }
             }
             if let Some(b) = spec.get("body").and_then(|v| v.as_str()) {
                 resp.body = b.as_bytes().to_vec();
             }
             if let Some(b) = spec.get("encodedBody").and_then(|v| v.as_str()) {
-                resp.body = base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default();
+                resp.body = base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .unwrap_or_default();
             }
         }
     }
-    if !resp.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+    if !resp
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
         let html = resp.body.trim_ascii_start().first() == Some(&b'<');
-        let ct: &[u8] = if html { b"text/html; charset=utf-8" } else { b"text/plain; charset=utf-8" };
+        let ct: &[u8] = if html {
+            b"text/html; charset=utf-8"
+        } else {
+            b"text/plain; charset=utf-8"
+        };
         resp.headers.push(("Content-Type".into(), ct.to_vec()));
     }
     resp
@@ -130,7 +158,9 @@ enum Verdict {
 }
 
 fn run_test(rs: &RuleSet, test: &Value) -> Verdict {
-    let Some(Value::Sequence(stages)) = test.get("stages") else { return Verdict::NotApplicable("no stages".into()) };
+    let Some(Value::Sequence(stages)) = test.get("stages") else {
+        return Verdict::NotApplicable("no stages".into());
+    };
     let mut checked = false;
     for st in stages {
         let stage = st.get("stage").unwrap_or(st);
@@ -151,8 +181,16 @@ fn run_test(rs: &RuleSet, test: &Value) -> Verdict {
         let resp = backend_response(&req);
         let out = rs.evaluate(&req, Some(&resp));
         let got = out.logged_ids();
-        let missing: Vec<u64> = expect.iter().copied().filter(|i| !got.contains(i)).collect();
-        let unexpected: Vec<u64> = no_expect.iter().copied().filter(|i| got.contains(i)).collect();
+        let missing: Vec<u64> = expect
+            .iter()
+            .copied()
+            .filter(|i| !got.contains(i))
+            .collect();
+        let unexpected: Vec<u64> = no_expect
+            .iter()
+            .copied()
+            .filter(|i| got.contains(i))
+            .collect();
         if !missing.is_empty() || !unexpected.is_empty() {
             return Verdict::Fail(format!("missing {missing:?}, unexpected {unexpected:?}"));
         }
@@ -160,12 +198,17 @@ fn run_test(rs: &RuleSet, test: &Value) -> Verdict {
     if checked {
         Verdict::Pass
     } else {
-        Verdict::NotApplicable("checks only the HTTP status or log text, which an in-process engine cannot reproduce".into())
+        Verdict::NotApplicable(
+            "checks only the HTTP status or log text, which an in-process engine cannot reproduce"
+                .into(),
+        )
     }
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut v: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
     v.sort();
     for p in v {
@@ -180,7 +223,10 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn crs_regression_suite() {
     let Some(dir) = crs_dir() else { return };
-    let opts = CrsOptions { extra_before_rules: Some(TEST_CONFIG.into()), ..Default::default() };
+    let opts = CrsOptions {
+        extra_before_rules: Some(TEST_CONFIG.into()),
+        ..Default::default()
+    };
     let rs = match load_crs(&dir, &opts) {
         Ok(rs) => rs,
         Err(e) => panic!("CRS failed to load:\n{e}"),
@@ -193,7 +239,11 @@ fn crs_regression_suite() {
     let mut failures = String::new();
     let mut not_applicable = String::new();
     for f in &files {
-        let rel = f.strip_prefix(&tests_dir).unwrap_or(f).display().to_string();
+        let rel = f
+            .strip_prefix(&tests_dir)
+            .unwrap_or(f)
+            .display()
+            .to_string();
         let text = std::fs::read_to_string(f).unwrap();
         let doc: Value = match serde_yaml_ng::from_str(&text) {
             Ok(d) => d,
@@ -202,7 +252,9 @@ fn crs_regression_suite() {
                 continue;
             }
         };
-        let Some(Value::Sequence(tests)) = doc.get("tests") else { continue };
+        let Some(Value::Sequence(tests)) = doc.get("tests") else {
+            continue;
+        };
         let entry = per_file.entry(rel.clone()).or_default();
         for t in tests {
             let id = s(t, "test_id").unwrap_or_default();
@@ -225,14 +277,25 @@ fn crs_regression_suite() {
         }
     }
     let total = pass + fail;
-    let rate = if total == 0 { 0.0 } else { 100.0 * pass as f64 / total as f64 };
+    let rate = if total == 0 {
+        0.0
+    } else {
+        100.0 * pass as f64 / total as f64
+    };
     let mut table = String::from("| file | pass | fail | n/a | rate |\n|---|---|---|---|---|\n");
     for (f, (p, fl, n)) in &per_file {
-        let r = if p + fl == 0 { 100.0 } else { 100.0 * *p as f64 / (*p + *fl) as f64 };
+        let r = if p + fl == 0 {
+            100.0
+        } else {
+            100.0 * *p as f64 / (*p + *fl) as f64
+        };
         writeln!(table, "| {f} | {p} | {fl} | {n} | {r:.1}% |").unwrap();
         println!("{f}: {p}/{} ({r:.1}%)", p + fl);
     }
-    println!("CRS regression: {pass}/{total} passed ({rate:.2}%), {na} not applicable, {} files", files.len());
+    println!(
+        "CRS regression: {pass}/{total} passed ({rate:.2}%), {na} not applicable, {} files",
+        files.len()
+    );
     let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conformance");
     if std::env::var("WAF_WRITE_RESULTS").is_ok() {
         let results = format!(
@@ -241,6 +304,12 @@ fn crs_regression_suite() {
         std::fs::write(conf.join("RESULTS.md"), results).unwrap();
         std::fs::write(conf.join("FAILURES.md"), format!("# Remaining failures ({fail})\n\nEach line: file, test id, and which rule ids were missing or unexpectedly logged.\n\n{failures}\n# Not applicable ({na})\n\n{not_applicable}")).unwrap();
     }
-    let floor: f64 = std::fs::read_to_string(conf.join("FLOOR")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0.0);
-    assert!(rate >= floor, "pass rate {rate:.2}% fell below the floor {floor}% (conformance/FLOOR)");
+    let floor: f64 = std::fs::read_to_string(conf.join("FLOOR"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        rate >= floor,
+        "pass rate {rate:.2}% fell below the floor {floor}% (conformance/FLOOR)"
+    );
 }

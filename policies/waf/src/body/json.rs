@@ -12,7 +12,13 @@ pub fn parse(body: &[u8], depth_limit: usize) -> Result<Vec<Pair>, String> {
     Ok(out)
 }
 
-fn walk(v: &Value, prefix: &str, depth: usize, limit: usize, out: &mut Vec<Pair>) -> Result<(), String> {
+fn walk(
+    v: &Value,
+    prefix: &str,
+    depth: usize,
+    limit: usize,
+    out: &mut Vec<Pair>,
+) -> Result<(), String> {
     if depth > limit {
         return Err("JSON depth limit exceeded".into());
     }
@@ -29,7 +35,14 @@ fn walk(v: &Value, prefix: &str, depth: usize, limit: usize, out: &mut Vec<Pair>
         }
         Value::String(s) => out.push((prefix.to_string(), s.as_bytes().to_vec())),
         Value::Number(n) => out.push((prefix.to_string(), n.to_string().into_bytes())),
-        Value::Bool(b) => out.push((prefix.to_string(), if *b { b"true".to_vec() } else { b"false".to_vec() })),
+        Value::Bool(b) => out.push((
+            prefix.to_string(),
+            if *b {
+                b"true".to_vec()
+            } else {
+                b"false".to_vec()
+            },
+        )),
         Value::Null => out.push((prefix.to_string(), Vec::new())),
     }
     Ok(())

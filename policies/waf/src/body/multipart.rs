@@ -65,10 +65,13 @@ pub fn boundary(content_type: &[u8], flags: &mut Flags) -> Option<Vec<u8>> {
         let end = q.iter().position(|&c| c == b'"')?;
         q[..end].to_vec()
     } else {
-        rest.iter().copied().take_while(|&c| c != b';' && c != b',').collect()
+        rest.iter()
+            .copied()
+            .take_while(|&c| c != b';' && c != b',')
+            .collect()
     };
     let b: Vec<u8> = b.trim_ascii_end().to_vec();
-    if b.is_empty() || b.iter().any(|&c| c < 0x20 || c > 0x7e) {
+    if b.is_empty() || b.iter().any(|&c| !(0x20..=0x7e).contains(&c)) {
         return None;
     }
     if b.contains(&b' ') {
@@ -146,9 +149,18 @@ pub fn parse(body: &[u8], content_type: &[u8]) -> Result<Parsed, (String, Parsed
                 continue;
             }
             p.flags.unmatched_boundary = true;
-        } else if st != St::Done && line.starts_with(b"--") && st == St::Content && line.len() > 2 && !line.starts_with(&delim) {
+        } else if st != St::Done
+            && line.starts_with(b"--")
+            && st == St::Content
+            && line.len() > 2
+            && !line.starts_with(&delim)
+        {
             // A line that looks like a boundary but is not ours.
-            if line[2..].iter().all(|c| c.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(c)) && line.len() >= delim.len() {
+            if line[2..]
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(c))
+                && line.len() >= delim.len()
+            {
                 p.flags.unmatched_boundary = true;
             }
         }
@@ -348,9 +360,16 @@ mod tests {
         let body = b"junk\r\n--XyZ\r\nContent-Disposition: form-data name=\"a\"\r\n\r\nv\r\n--XyZ--\r\nafter";
         let p = parse(body, CT).unwrap();
         assert!(p.flags.data_before && p.flags.data_after && p.flags.missing_semicolon);
-        assert!(parse(b"--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nv", CT).is_err());
+        assert!(parse(
+            b"--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nv",
+            CT
+        )
+        .is_err());
         let mut f = Flags::default();
-        assert_eq!(boundary(b"multipart/form-data; boundary=\"q q\"", &mut f), Some(b"q q".to_vec()));
+        assert_eq!(
+            boundary(b"multipart/form-data; boundary=\"q q\"", &mut f),
+            Some(b"q q".to_vec())
+        );
         assert!(f.boundary_quoted && f.boundary_whitespace);
     }
 }

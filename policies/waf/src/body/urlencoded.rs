@@ -15,7 +15,8 @@ pub fn parse(s: &[u8], sep: u8) -> (Vec<Pair>, bool) {
             Some(i) => (&part[..i], &part[i + 1..]),
             None => (part, &b""[..]),
         };
-        invalid |= crate::operator::invalid_url_encoding(n) || crate::operator::invalid_url_encoding(v);
+        invalid |=
+            crate::operator::invalid_url_encoding(n) || crate::operator::invalid_url_encoding(v);
         let name = String::from_utf8_lossy(&url_decode(n, false)).into_owned();
         out.push((name, url_decode(v, false)));
     }

@@ -32,7 +32,8 @@ pub fn parse(body: &[u8]) -> Result<XmlDoc, String> {
             Ok(Event::Text(t)) => {
                 if depth > 0 {
                     let raw = t.into_inner();
-                    doc.text.extend_from_slice(&crate::transform_decode::html_entity_decode(&raw));
+                    doc.text
+                        .extend_from_slice(&crate::transform_decode::html_entity_decode(&raw));
                 } else if t.iter().any(|c| !c.is_ascii_whitespace()) {
                     return Err("XML parsing error: text outside the root element".into());
                 }

@@ -1,7 +1,10 @@
 //! Parses a rule's action list (`"id:1,phase:2,t:none,setvar:'tx.a=+1'"`).
 
 use crate::macros::parse_macro;
-use crate::model::{AllowScope, BodyProcessor, Ctl, Disruptive, EngineMode, MacroString, RunAction, SetVar, SetVarOp, VarKind};
+use crate::model::{
+    AllowScope, BodyProcessor, Ctl, Disruptive, EngineMode, MacroString, RunAction, SetVar,
+    SetVarOp, VarKind,
+};
 use crate::transform::{self, TransformName};
 
 /// Everything an action list can say; `None` means "not given here".
@@ -91,7 +94,8 @@ pub fn split_actions(s: &str) -> Result<Vec<(String, Option<String>)>, String> {
 }
 
 fn need<'a>(name: &str, v: &'a Option<String>) -> Result<&'a str, String> {
-    v.as_deref().ok_or_else(|| format!("action {name} needs a value"))
+    v.as_deref()
+        .ok_or_else(|| format!("action {name} needs a value"))
 }
 
 pub fn parse_actions(s: &str) -> Result<Actions, String> {
@@ -99,7 +103,14 @@ pub fn parse_actions(s: &str) -> Result<Actions, String> {
     for (name, value) in split_actions(s)? {
         let v = &value;
         match name.to_ascii_lowercase().as_str() {
-            "id" => a.id = Some(need(&name, v)?.trim().parse().map_err(|_| format!("bad id {:?}", v))?),
+            "id" => {
+                a.id = Some(
+                    need(&name, v)?
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("bad id {:?}", v))?,
+                )
+            }
             "phase" => {
                 a.phase = Some(match need(&name, v)?.trim().to_ascii_lowercase().as_str() {
                     "1" => 1,
@@ -125,7 +136,14 @@ pub fn parse_actions(s: &str) -> Result<Actions, String> {
                 };
                 a.disruptive = Some(Disruptive::Allow(scope));
             }
-            "status" => a.status = Some(need(&name, v)?.trim().parse().map_err(|_| format!("bad status {v:?}"))?),
+            "status" => {
+                a.status = Some(
+                    need(&name, v)?
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("bad status {v:?}"))?,
+                )
+            }
             "log" => a.log = Some(true),
             "nolog" => a.log = Some(false),
             "msg" => a.msg = Some(parse_macro(need(&name, v)?)?),
@@ -134,24 +152,55 @@ pub fn parse_actions(s: &str) -> Result<Actions, String> {
             "severity" => a.severity = Some(parse_severity(need(&name, v)?)?),
             "t" => {
                 let t = need(&name, v)?;
-                a.transforms.push(transform::from_name(t.trim()).ok_or_else(|| format!("unknown transformation {t:?}"))?);
+                a.transforms.push(
+                    transform::from_name(t.trim())
+                        .ok_or_else(|| format!("unknown transformation {t:?}"))?,
+                );
             }
             "chain" => a.chain = true,
             "capture" => a.capture = true,
             "multimatch" => a.multi_match = true,
-            "skip" => a.skip = Some(need(&name, v)?.trim().parse().map_err(|_| format!("bad skip {v:?}"))?),
+            "skip" => {
+                a.skip = Some(
+                    need(&name, v)?
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("bad skip {v:?}"))?,
+                )
+            }
             "skipafter" => a.skip_after = Some(need(&name, v)?.trim().to_string()),
-            "setvar" => a.run.push(RunAction::SetVar(parse_setvar(need(&name, v)?)?)),
+            "setvar" => a
+                .run
+                .push(RunAction::SetVar(parse_setvar(need(&name, v)?)?)),
             "setenv" => {
                 let s = need(&name, v)?;
                 let (k, val) = s.split_once('=').unwrap_or((s, "1"));
-                a.run.push(RunAction::SetEnv(parse_macro(k.trim())?, parse_macro(val)?));
+                a.run
+                    .push(RunAction::SetEnv(parse_macro(k.trim())?, parse_macro(val)?));
             }
             "ctl" => a.run.push(RunAction::Ctl(parse_ctl(need(&name, v)?)?)),
             // Metadata, audit-log and persistence actions with no effect on detection here.
-            "ver" | "rev" | "maturity" | "accuracy" | "auditlog" | "noauditlog" | "sanitisearg" | "sanitisematched"
-            | "sanitisematchedbytes" | "sanitiserequestheader" | "sanitiseresponseheader" | "xmlns" | "initcol"
-            | "setsid" | "setuid" | "setrsc" | "expirevar" | "deprecatevar" | "append" | "prepend" | "pause" => {}
+            "ver"
+            | "rev"
+            | "maturity"
+            | "accuracy"
+            | "auditlog"
+            | "noauditlog"
+            | "sanitisearg"
+            | "sanitisematched"
+            | "sanitisematchedbytes"
+            | "sanitiserequestheader"
+            | "sanitiseresponseheader"
+            | "xmlns"
+            | "initcol"
+            | "setsid"
+            | "setuid"
+            | "setrsc"
+            | "expirevar"
+            | "deprecatevar"
+            | "append"
+            | "prepend"
+            | "pause" => {}
             "exec" => return Err("action exec is not supported (it would run programs)".into()),
             _ => return Err(format!("unknown action {name:?}")),
         }
@@ -166,7 +215,16 @@ fn parse_severity(s: &str) -> Result<u8, String> {
             return Ok(n);
         }
     }
-    let names = ["EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"];
+    let names = [
+        "EMERGENCY",
+        "ALERT",
+        "CRITICAL",
+        "ERROR",
+        "WARNING",
+        "NOTICE",
+        "INFO",
+        "DEBUG",
+    ];
     names
         .iter()
         .position(|n| n.eq_ignore_ascii_case(s))
@@ -184,9 +242,20 @@ pub fn parse_setvar(s: &str) -> Result<SetVar, String> {
         Some((l, r)) => (l, Some(r)),
         None => (s, None),
     };
-    let (coll, key) = lhs.split_once('.').ok_or_else(|| format!("setvar needs collection.key, got {lhs:?}"))?;
-    let collection = VarKind::from_name(coll.trim()).ok_or_else(|| format!("unknown collection {coll:?} in setvar"))?;
-    if !matches!(collection, VarKind::Tx | VarKind::Ip | VarKind::Global | VarKind::Session | VarKind::User | VarKind::Resource) {
+    let (coll, key) = lhs
+        .split_once('.')
+        .ok_or_else(|| format!("setvar needs collection.key, got {lhs:?}"))?;
+    let collection = VarKind::from_name(coll.trim())
+        .ok_or_else(|| format!("unknown collection {coll:?} in setvar"))?;
+    if !matches!(
+        collection,
+        VarKind::Tx
+            | VarKind::Ip
+            | VarKind::Global
+            | VarKind::Session
+            | VarKind::User
+            | VarKind::Resource
+    ) {
         return Err(format!("setvar cannot write {coll}"));
     }
     let key = parse_macro(&key.trim().to_ascii_lowercase())?;
@@ -206,7 +275,12 @@ pub fn parse_setvar(s: &str) -> Result<SetVar, String> {
             }
         }
     };
-    Ok(SetVar { collection, key, op, value: parse_macro(&value)? })
+    Ok(SetVar {
+        collection,
+        key,
+        op,
+        value: parse_macro(&value)?,
+    })
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -221,8 +295,14 @@ pub fn parse_id_ranges(s: &str) -> Result<Vec<(u64, u64)>, String> {
     let mut out = Vec::new();
     for part in s.split([' ', ',']).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let a: u64 = a.trim().parse().map_err(|_| format!("bad rule id {part:?}"))?;
-        let b: u64 = b.trim().parse().map_err(|_| format!("bad rule id {part:?}"))?;
+        let a: u64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad rule id {part:?}"))?;
+        let b: u64 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad rule id {part:?}"))?;
         out.push((a, b));
     }
     if out.is_empty() {
@@ -232,7 +312,9 @@ pub fn parse_id_ranges(s: &str) -> Result<Vec<(u64, u64)>, String> {
 }
 
 pub fn parse_ctl(s: &str) -> Result<Ctl, String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("ctl needs name=value, got {s:?}"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("ctl needs name=value, got {s:?}"))?;
     let v = v.trim();
     let targets = |spec: &str| crate::parse::variables::parse_targets(spec);
     Ok(match k.trim().to_ascii_lowercase().as_str() {
@@ -240,15 +322,21 @@ pub fn parse_ctl(s: &str) -> Result<Ctl, String> {
         "ruleremovebytag" => Ctl::RuleRemoveByTag(v.to_string()),
         "ruleremovebymsg" => Ctl::RuleRemoveByMsg(v.to_string()),
         "ruleremovetargetbyid" => {
-            let (ids, t) = v.split_once(';').ok_or("ruleRemoveTargetById needs id;TARGET")?;
+            let (ids, t) = v
+                .split_once(';')
+                .ok_or("ruleRemoveTargetById needs id;TARGET")?;
             Ctl::RuleRemoveTargetById(parse_id_ranges(ids)?, targets(t)?)
         }
         "ruleremovetargetbytag" => {
-            let (tag, t) = v.split_once(';').ok_or("ruleRemoveTargetByTag needs tag;TARGET")?;
+            let (tag, t) = v
+                .split_once(';')
+                .ok_or("ruleRemoveTargetByTag needs tag;TARGET")?;
             Ctl::RuleRemoveTargetByTag(tag.to_string(), targets(t)?)
         }
         "ruleremovetargetbymsg" => {
-            let (m, t) = v.split_once(';').ok_or("ruleRemoveTargetByMsg needs msg;TARGET")?;
+            let (m, t) = v
+                .split_once(';')
+                .ok_or("ruleRemoveTargetByMsg needs msg;TARGET")?;
             Ctl::RuleRemoveTargetByMsg(m.to_string(), targets(t)?)
         }
         "ruleengine" => Ctl::RuleEngine(parse_engine_mode(v)?),
@@ -258,7 +346,9 @@ pub fn parse_ctl(s: &str) -> Result<Ctl, String> {
         "forcerequestbodyvariable" => Ctl::ForceRequestBodyVariable(on_off(v)?),
         "auditengine" => Ctl::AuditEngine,
         "auditlogparts" => Ctl::AuditLogParts,
-        "requestbodylimit" => Ctl::RequestBodyLimit(v.parse().map_err(|_| format!("bad limit {v:?}"))?),
+        "requestbodylimit" => {
+            Ctl::RequestBodyLimit(v.parse().map_err(|_| format!("bad limit {v:?}"))?)
+        }
         "parsexmlintoargs" => Ctl::ParseXmlIntoArgs,
         "hashengine" | "hashenforcement" => Ctl::HashEngine,
         "debugloglevel" => Ctl::Debug,
@@ -291,7 +381,8 @@ mod tests {
 
     #[test]
     fn splits_quoted_values() {
-        let a = split_actions("id:1, msg:'a, b \\'c\\'',setvar:'tx.x=+%{tx.y}',t:none ,pass").unwrap();
+        let a =
+            split_actions("id:1, msg:'a, b \\'c\\'',setvar:'tx.x=+%{tx.y}',t:none ,pass").unwrap();
         assert_eq!(a[1], ("msg".into(), Some("a, b 'c'".into())));
         assert_eq!(a.len(), 5);
     }
@@ -303,7 +394,9 @@ mod tests {
         assert_eq!(a.severity, Some(2));
         assert!(a.chain && a.capture);
         assert_eq!(a.run.len(), 2);
-        assert!(parse_actions("id:1,frobnicate").unwrap_err().contains("frobnicate"));
+        assert!(parse_actions("id:1,frobnicate")
+            .unwrap_err()
+            .contains("frobnicate"));
         assert!(parse_actions("t:nosuch").is_err());
     }
 }

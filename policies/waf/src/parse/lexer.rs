@@ -34,14 +34,22 @@ pub fn lex(text: &str) -> Result<Vec<RawDirective>, (usize, String)> {
         logical.clear();
         let mut it = words.into_iter();
         if let Some(name) = it.next() {
-            out.push(RawDirective { line: start_line, name, args: it.collect() });
+            out.push(RawDirective {
+                line: start_line,
+                name,
+                args: it.collect(),
+            });
         }
     }
     if !logical.is_empty() {
         let words = split_args(&logical).map_err(|m| (start_line, m))?;
         let mut it = words.into_iter();
         if let Some(name) = it.next() {
-            out.push(RawDirective { line: start_line, name, args: it.collect() });
+            out.push(RawDirective {
+                line: start_line,
+                name,
+                args: it.collect(),
+            });
         }
     }
     Ok(out)

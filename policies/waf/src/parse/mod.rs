@@ -23,7 +23,11 @@ struct Defaults {
 
 impl Default for Defaults {
     fn default() -> Self {
-        Defaults { disruptive: Disruptive::Pass, log: true, transforms: Vec::new() }
+        Defaults {
+            disruptive: Disruptive::Pass,
+            log: true,
+            transforms: Vec::new(),
+        }
     }
 }
 
@@ -35,6 +39,7 @@ pub struct Loader {
     pending: Option<(Rule, bool)>,
     errors: Vec<LoadError>,
     depth: usize,
+    chains: Vec<Vec<Transform>>,
 }
 
 impl Default for Loader {
@@ -52,24 +57,34 @@ impl Loader {
             pending: None,
             errors: Vec::new(),
             depth: 0,
+            chains: Vec::new(),
         }
     }
 
     pub fn load_file(&mut self, path: &Path) {
         let name = path.display().to_string();
         if self.depth > 32 {
-            self.errors.push(LoadError::new(&name, 0, "Include nested too deeply (loop?)"));
+            self.errors.push(LoadError::new(
+                &name,
+                0,
+                "Include nested too deeply (loop?)",
+            ));
             return;
         }
         match std::fs::read(path) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
-                let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+                let dir = path
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."));
                 self.depth += 1;
                 self.load_str(&text, &name, &dir);
                 self.depth -= 1;
             }
-            Err(e) => self.errors.push(LoadError::new(&name, 0, format!("cannot read: {e}"))),
+            Err(e) => self
+                .errors
+                .push(LoadError::new(&name, 0, format!("cannot read: {e}"))),
         }
     }
 
@@ -88,13 +103,21 @@ impl Loader {
             }
         }
         if let Some((rule, _)) = self.pending.take() {
-            self.errors.push(LoadError::new(file, rule.line, format!("rule {} ends with chain but no rule follows", rule.id)));
+            self.errors.push(LoadError::new(
+                file,
+                rule.line,
+                format!("rule {} ends with chain but no rule follows", rule.id),
+            ));
         }
     }
 
     pub fn finish(mut self) -> Result<RuleSet, LoadErrors> {
         if let Some((rule, _)) = self.pending.take() {
-            self.errors.push(LoadError::new(&rule.file, rule.line, "chain without a following rule"));
+            self.errors.push(LoadError::new(
+                &rule.file,
+                rule.line,
+                "chain without a following rule",
+            ));
         }
         if !self.errors.is_empty() {
             return Err(LoadErrors(self.errors));
@@ -102,14 +125,20 @@ impl Loader {
         Ok(RuleSet::new(self.config, self.phases))
     }
 
-    fn arg<'a>(d: &'a lexer::RawDirective, i: usize) -> Result<&'a str, String> {
-        d.args.get(i).map(String::as_str).ok_or_else(|| format!("{} needs more arguments", d.name))
+    fn arg(d: &lexer::RawDirective, i: usize) -> Result<&str, String> {
+        d.args
+            .get(i)
+            .map(String::as_str)
+            .ok_or_else(|| format!("{} needs more arguments", d.name))
     }
 
     fn directive(&mut self, d: &lexer::RawDirective, file: &str, dir: &Path) -> Result<(), String> {
         let name = d.name.to_ascii_lowercase();
         if self.pending.is_some() && name != "secrule" {
-            return Err(format!("{} inside a chain: the chained rule must follow directly", d.name));
+            return Err(format!(
+                "{} inside a chain: the chained rule must follow directly",
+                d.name
+            ));
         }
         let a0 = || Self::arg(d, 0);
         let on_off = |s: &str| -> Result<bool, String> {
@@ -119,7 +148,10 @@ impl Loader {
                 o => Err(format!("expected On or Off, got {o:?}")),
             }
         };
-        let num = |s: &str| -> Result<usize, String> { s.parse().map_err(|_| format!("expected a number, got {s:?}")) };
+        let num = |s: &str| -> Result<usize, String> {
+            s.parse()
+                .map_err(|_| format!("expected a number, got {s:?}"))
+        };
         match name.as_str() {
             "include" => self.include(a0()?, dir)?,
             "secrule" => {
@@ -134,7 +166,12 @@ impl Loader {
                 self.rule(Some(targets), operator, acts, file, d.line)?;
             }
             "secaction" => {
-                let op = Operator { kind: OpKind::UnconditionalMatch, negated: false, name: "unconditionalMatch", param: String::new() };
+                let op = Operator {
+                    kind: OpKind::UnconditionalMatch,
+                    negated: false,
+                    name: "unconditionalMatch",
+                    param: String::new(),
+                };
                 self.rule(None, op, a0()?, file, d.line)?;
             }
             "secmarker" => {
@@ -149,7 +186,11 @@ impl Loader {
                 if a.id.is_some() || a.chain || a.skip.is_some() || a.skip_after.is_some() {
                     return Err("SecDefaultAction cannot have id, chain, skip or skipAfter".into());
                 }
-                let mut def = Defaults { disruptive: a.disruptive.unwrap_or(Disruptive::Pass), log: a.log.unwrap_or(true), transforms: Vec::new() };
+                let mut def = Defaults {
+                    disruptive: a.disruptive.unwrap_or(Disruptive::Pass),
+                    log: a.log.unwrap_or(true),
+                    transforms: Vec::new(),
+                };
                 apply_transforms(&mut def.transforms, &a.transforms);
                 self.defaults[phase as usize - 1] = def;
             }
@@ -162,11 +203,18 @@ impl Loader {
                 num(a0()?)?;
             }
             "secresponsebodylimit" => self.config.response_body_limit = num(a0()?)?,
-            "secrequestbodylimitaction" => self.config.request_body_limit_action = limit_action(a0()?)?,
-            "secresponsebodylimitaction" => self.config.response_body_limit_action = limit_action(a0()?)?,
-            "secresponsebodymimetype" => {
-                self.config.response_mime_types.extend(d.args.iter().flat_map(|a| a.split_whitespace()).map(|s| s.to_ascii_lowercase()))
+            "secrequestbodylimitaction" => {
+                self.config.request_body_limit_action = limit_action(a0()?)?
             }
+            "secresponsebodylimitaction" => {
+                self.config.response_body_limit_action = limit_action(a0()?)?
+            }
+            "secresponsebodymimetype" => self.config.response_mime_types.extend(
+                d.args
+                    .iter()
+                    .flat_map(|a| a.split_whitespace())
+                    .map(|s| s.to_ascii_lowercase()),
+            ),
             "secresponsebodymimetypesclear" => self.config.response_mime_types.clear(),
             "secargumentseparator" => {
                 let s = a0()?;
@@ -181,7 +229,10 @@ impl Loader {
             "secrequestbodyprocessor" => {
                 parse_body_processor(a0()?)?;
             }
-            "seccollectiontimeout" | "secpcrematchlimit" | "secpcrematchlimitrecursion" | "secuploadfilelimit" => {
+            "seccollectiontimeout"
+            | "secpcrematchlimit"
+            | "secpcrematchlimitrecursion"
+            | "secuploadfilelimit" => {
                 num(a0()?)?;
             }
             "seccookieformat" => {
@@ -190,15 +241,46 @@ impl Loader {
                 }
             }
             // Logging, storage and identity settings: accepted, no effect on detection.
-            "secauditengine" | "secauditlog" | "secauditlog2" | "secauditlogparts" | "secauditlogrelevantstatus"
-            | "secauditlogtype" | "secauditlogformat" | "secauditlogstoragedir" | "secauditlogdirmode"
-            | "secauditlogfilemode" | "secdebuglog" | "secdebugloglevel" | "sectmpdir" | "secdatadir"
-            | "secuploaddir" | "secuploadkeepfiles" | "secuploadfilemode" | "secwebappid" | "secserversignature"
-            | "secstatusengine" | "secunicodemapfile" | "secunicodecodepage" | "sectmpsaveuploadedfiles"
-            | "secxmlexternalentity" | "secsensorid" | "secconnengine" | "secinterceptonerror"
-            | "secstreaminbodyinspection" | "secstreamoutbodyinspection" | "secruleinheritance"
-            | "seccachetransformations" | "secchrootdir" | "secgeolookupdb" | "secgsblookupdb" | "sechttpblkey"
-            | "sechashengine" | "sechashkey" | "sechashparam" | "sechashmethodrx" | "sechashmethodpm" => {
+            "secauditengine"
+            | "secauditlog"
+            | "secauditlog2"
+            | "secauditlogparts"
+            | "secauditlogrelevantstatus"
+            | "secauditlogtype"
+            | "secauditlogformat"
+            | "secauditlogstoragedir"
+            | "secauditlogdirmode"
+            | "secauditlogfilemode"
+            | "secdebuglog"
+            | "secdebugloglevel"
+            | "sectmpdir"
+            | "secdatadir"
+            | "secuploaddir"
+            | "secuploadkeepfiles"
+            | "secuploadfilemode"
+            | "secwebappid"
+            | "secserversignature"
+            | "secstatusengine"
+            | "secunicodemapfile"
+            | "secunicodecodepage"
+            | "sectmpsaveuploadedfiles"
+            | "secxmlexternalentity"
+            | "secsensorid"
+            | "secconnengine"
+            | "secinterceptonerror"
+            | "secstreaminbodyinspection"
+            | "secstreamoutbodyinspection"
+            | "secruleinheritance"
+            | "seccachetransformations"
+            | "secchrootdir"
+            | "secgeolookupdb"
+            | "secgsblookupdb"
+            | "sechttpblkey"
+            | "sechashengine"
+            | "sechashkey"
+            | "sechashparam"
+            | "sechashmethodrx"
+            | "sechashmethodpm" => {
                 if d.args.is_empty() {
                     return Err(format!("{} needs an argument", d.name));
                 }
@@ -226,20 +308,37 @@ impl Loader {
             }
             "secruleupdatetargetbymsg" => {
                 let m = a0()?.to_string();
-                self.update_targets(|r| r.msg.as_ref().and_then(|x| x.literal()) == Some(m.as_str()), d)?;
+                self.update_targets(
+                    |r| r.msg.as_ref().and_then(|x| x.literal()) == Some(m.as_str()),
+                    d,
+                )?;
             }
-            "secruleupdateactionbyid" => return Err("SecRuleUpdateActionById is not supported yet".into()),
-            "secremoterules" | "secremoterulesfailaction" => return Err(format!("{} is not supported (rules load only from local files)", d.name)),
+            "secruleupdateactionbyid" => {
+                return Err("SecRuleUpdateActionById is not supported yet".into())
+            }
+            "secremoterules" | "secremoterulesfailaction" => {
+                return Err(format!(
+                    "{} is not supported (rules load only from local files)",
+                    d.name
+                ))
+            }
             _ => return Err(format!("unknown directive {}", d.name)),
         }
         Ok(())
     }
 
     fn include(&mut self, pattern: &str, dir: &Path) -> Result<(), String> {
-        let full = if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { dir.join(pattern) };
+        let full = if Path::new(pattern).is_absolute() {
+            PathBuf::from(pattern)
+        } else {
+            dir.join(pattern)
+        };
         let full_s = full.display().to_string();
         if full_s.contains(['*', '?', '[']) {
-            let mut paths: Vec<PathBuf> = glob::glob(&full_s).map_err(|e| format!("bad Include pattern: {e}"))?.filter_map(Result::ok).collect();
+            let mut paths: Vec<PathBuf> = glob::glob(&full_s)
+                .map_err(|e| format!("bad Include pattern: {e}"))?
+                .filter_map(Result::ok)
+                .collect();
             paths.sort();
             for p in paths {
                 self.load_file(&p);
@@ -259,7 +358,11 @@ impl Loader {
         }
     }
 
-    fn update_targets(&mut self, pred: impl Fn(&Rule) -> bool, d: &lexer::RawDirective) -> Result<(), String> {
+    fn update_targets(
+        &mut self,
+        pred: impl Fn(&Rule) -> bool,
+        d: &lexer::RawDirective,
+    ) -> Result<(), String> {
         let add = variables::parse_targets(Self::arg(d, 1)?)?;
         let replace = match d.args.get(2) {
             Some(r) => Some(variables::parse_target(r)?),
@@ -271,9 +374,15 @@ impl Loader {
                 if !pred(r) {
                     continue;
                 }
-                let Some(first) = r.links.first_mut() else { continue };
+                let Some(first) = r.links.first_mut() else {
+                    continue;
+                };
                 if let Some(rep) = &replace {
-                    if let Some(pos) = first.targets.iter().position(|t| t.kind == rep.kind && t.selector.same_as(&rep.selector)) {
+                    if let Some(pos) = first
+                        .targets
+                        .iter()
+                        .position(|t| t.kind == rep.kind && t.selector.same_as(&rep.selector))
+                    {
                         first.targets.remove(pos);
                         for (i, t) in add.iter().enumerate() {
                             first.targets.insert(pos + i, t.clone());
@@ -287,7 +396,14 @@ impl Loader {
         Ok(())
     }
 
-    fn rule(&mut self, targets: Option<Vec<Target>>, operator: Operator, acts: &str, file: &str, line: usize) -> Result<(), String> {
+    fn rule(
+        &mut self,
+        targets: Option<Vec<Target>>,
+        operator: Operator,
+        acts: &str,
+        file: &str,
+        line: usize,
+    ) -> Result<(), String> {
         let a = parse_actions(acts)?;
         let targets = targets.unwrap_or_default();
         if let Some((mut rule, _)) = self.pending.take() {
@@ -296,7 +412,17 @@ impl Loader {
             }
             let mut transforms = self.defaults[rule.phase as usize - 1].transforms.clone();
             apply_transforms(&mut transforms, &a.transforms);
-            rule.links.push(Link { targets, operator, transforms, actions: a.run, capture: a.capture, multi_match: a.multi_match, line });
+            let tchain = self.intern(&transforms);
+            rule.links.push(Link {
+                targets,
+                operator,
+                transforms,
+                tchain,
+                actions: a.run,
+                capture: a.capture,
+                multi_match: a.multi_match,
+                line,
+            });
             if a.chain {
                 self.pending = Some((rule, true));
             } else {
@@ -313,11 +439,35 @@ impl Loader {
             None | Some(Disruptive::Block) => def.disruptive,
             Some(d) => d,
         };
-        let Actions { run, capture, multi_match, chain, status, log, msg, logdata, tags, severity, skip, skip_after, .. } = a;
+        let tchain = self.intern(&transforms);
+        let Actions {
+            run,
+            capture,
+            multi_match,
+            chain,
+            status,
+            log,
+            msg,
+            logdata,
+            tags,
+            severity,
+            skip,
+            skip_after,
+            ..
+        } = a;
         let rule = Rule {
             id,
             phase,
-            links: vec![Link { targets, operator, transforms, actions: run, capture, multi_match, line }],
+            links: vec![Link {
+                targets,
+                operator,
+                transforms,
+                tchain,
+                actions: run,
+                capture,
+                multi_match,
+                line,
+            }],
             disruptive,
             status,
             log: log.unwrap_or(def.log),
@@ -336,6 +486,16 @@ impl Loader {
             self.push_rule(rule);
         }
         Ok(())
+    }
+
+    fn intern(&mut self, t: &[Transform]) -> u32 {
+        match self.chains.iter().position(|c| c == t) {
+            Some(i) => i as u32,
+            None => {
+                self.chains.push(t.to_vec());
+                (self.chains.len() - 1) as u32
+            }
+        }
     }
 
     fn push_rule(&mut self, rule: Rule) {

@@ -47,7 +47,13 @@ fn split_targets(s: &str) -> Result<Vec<String>, String> {
                 after_colon = true;
                 cur.push(c);
             }
-            '/' if after_colon && prev == ':' && !cur.trim_start_matches(['!', '&']).to_ascii_uppercase().starts_with("XML:") => {
+            '/' if after_colon
+                && prev == ':'
+                && !cur
+                    .trim_start_matches(['!', '&'])
+                    .to_ascii_uppercase()
+                    .starts_with("XML:") =>
+            {
                 in_regex = true;
                 cur.push(c);
             }
@@ -94,7 +100,12 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
     if !kind.is_collection() && !matches!(selector, Selector::All) {
         return Err(format!("variable {name} takes no key"));
     }
-    Ok(Target { kind, selector, count, exclude })
+    Ok(Target {
+        kind,
+        selector,
+        count,
+        exclude,
+    })
 }
 
 fn parse_selector(kind: VarKind, k: &str) -> Result<Selector, String> {
@@ -109,7 +120,10 @@ fn parse_selector(kind: VarKind, k: &str) -> Result<Selector, String> {
             .map_err(|e| format!("bad regex key /{pat}/: {e}"))?;
         return Ok(Selector::Regex(re));
     }
-    let k = k.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')).unwrap_or(k);
+    let k = k
+        .strip_prefix('\'')
+        .and_then(|k| k.strip_suffix('\''))
+        .unwrap_or(k);
     if k.is_empty() {
         return Err("empty key".into());
     }

@@ -27,18 +27,34 @@ impl Val<'_> {
 fn pairs<'a>(kind: VarKind, p: &'a [Pair], names: bool, sel: &Selector, out: &mut Vec<Val<'a>>) {
     for (k, v) in p {
         if sel.matches(k) {
-            let value: Cow<'a, [u8]> = if names { Cow::Borrowed(k.as_bytes()) } else { Cow::Borrowed(v) };
-            out.push(Val { kind, key: Cow::Borrowed(k), value });
+            let value: Cow<'a, [u8]> = if names {
+                Cow::Borrowed(k.as_bytes())
+            } else {
+                Cow::Borrowed(v)
+            };
+            out.push(Val {
+                kind,
+                key: Cow::Borrowed(k),
+                value,
+            });
         }
     }
 }
 
 fn scalar<'a>(kind: VarKind, v: &'a [u8], out: &mut Vec<Val<'a>>) {
-    out.push(Val { kind, key: Cow::Borrowed(""), value: Cow::Borrowed(v) });
+    out.push(Val {
+        kind,
+        key: Cow::Borrowed(""),
+        value: Cow::Borrowed(v),
+    });
 }
 
 fn owned<'a>(kind: VarKind, v: Vec<u8>, out: &mut Vec<Val<'a>>) {
-    out.push(Val { kind, key: Cow::Borrowed(""), value: Cow::Owned(v) });
+    out.push(Val {
+        kind,
+        key: Cow::Borrowed(""),
+        value: Cow::Owned(v),
+    });
 }
 
 fn flag(b: bool) -> Vec<u8> {
@@ -49,16 +65,31 @@ fn flag(b: bool) -> Vec<u8> {
     }
 }
 
-fn map<'a>(kind: VarKind, m: impl Iterator<Item = (&'a String, &'a Vec<u8>)>, sel: &Selector, out: &mut Vec<Val<'static>>) {
+fn map<'a>(
+    kind: VarKind,
+    m: impl Iterator<Item = (&'a String, &'a Vec<u8>)>,
+    sel: &Selector,
+    out: &mut Vec<Val<'static>>,
+) {
     for (k, v) in m {
         if sel.matches(k) {
-            out.push(Val { kind, key: Cow::Owned(k.clone()), value: Cow::Owned(v.clone()) });
+            out.push(Val {
+                kind,
+                key: Cow::Owned(k.clone()),
+                value: Cow::Owned(v.clone()),
+            });
         }
     }
 }
 
 /// Appends the values `kind`/`sel` denote.
-pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector, out: &mut Vec<Val<'a>>) {
+pub fn collect<'a>(
+    req: &'a ReqVars,
+    st: &TxState,
+    kind: VarKind,
+    sel: &Selector,
+    out: &mut Vec<Val<'a>>,
+) {
     use VarKind::*;
     match kind {
         Args => {
@@ -74,7 +105,12 @@ pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector
         ArgsPost => pairs(kind, &req.args_post, false, sel, out),
         ArgsPostNames => pairs(kind, &req.args_post, true, sel, out),
         ArgsCombinedSize => {
-            let n: usize = req.args_get.iter().chain(req.args_post.iter()).map(|(k, v)| k.len() + v.len()).sum();
+            let n: usize = req
+                .args_get
+                .iter()
+                .chain(req.args_post.iter())
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
             owned(kind, n.to_string().into_bytes(), out)
         }
         RequestHeaders => pairs(kind, &req.headers, false, sel, out),
@@ -100,26 +136,47 @@ pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector
         Files => {
             for (n, f, _) in &req.files {
                 if sel.matches(n) {
-                    out.push(Val { kind, key: Cow::Borrowed(n), value: Cow::Borrowed(f) });
+                    out.push(Val {
+                        kind,
+                        key: Cow::Borrowed(n),
+                        value: Cow::Borrowed(f),
+                    });
                 }
             }
         }
         FilesNames => {
             for (n, _, _) in &req.files {
                 if sel.matches(n) {
-                    out.push(Val { kind, key: Cow::Borrowed(n), value: Cow::Borrowed(n.as_bytes()) });
+                    out.push(Val {
+                        kind,
+                        key: Cow::Borrowed(n),
+                        value: Cow::Borrowed(n.as_bytes()),
+                    });
                 }
             }
         }
         FilesSizes => {
             for (n, _, s) in &req.files {
                 if sel.matches(n) {
-                    out.push(Val { kind, key: Cow::Borrowed(n), value: Cow::Owned(s.to_string().into_bytes()) });
+                    out.push(Val {
+                        kind,
+                        key: Cow::Borrowed(n),
+                        value: Cow::Owned(s.to_string().into_bytes()),
+                    });
                 }
             }
         }
         FilesTmpNames | FilesTmpContent => {}
-        FilesCombinedSize => owned(kind, req.files.iter().map(|f| f.2).sum::<usize>().to_string().into_bytes(), out),
+        FilesCombinedSize => owned(
+            kind,
+            req.files
+                .iter()
+                .map(|f| f.2)
+                .sum::<usize>()
+                .to_string()
+                .into_bytes(),
+            out,
+        ),
         MultipartPartHeaders => pairs(kind, &req.part_headers, false, sel, out),
         MultipartFilename => {
             if let Some((_, f, _)) = req.files.last() {
@@ -172,10 +229,18 @@ pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector
             };
             if key.contains('@') {
                 for a in &d.attrs {
-                    out.push(Val { kind, key: Cow::Owned(key.to_string()), value: Cow::Borrowed(a) });
+                    out.push(Val {
+                        kind,
+                        key: Cow::Owned(key.to_string()),
+                        value: Cow::Borrowed(a),
+                    });
                 }
             } else {
-                out.push(Val { kind, key: Cow::Owned(key.to_string()), value: Cow::Borrowed(&d.text) });
+                out.push(Val {
+                    kind,
+                    key: Cow::Owned(key.to_string()),
+                    value: Cow::Borrowed(&d.text),
+                });
             }
         }
         ReqbodyError | ReqbodyProcessorError => owned(kind, flag(req.reqbody_error), out),
@@ -189,6 +254,16 @@ pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector
         OutboundDataError => owned(kind, flag(req.outbound_data_error), out),
         UrlencodedError => owned(kind, flag(req.urlencoded_error), out),
         Tx => {
+            if let Selector::Key(k) = sel {
+                if let Some(v) = st.tx.get(k.as_str()) {
+                    out.push(Val {
+                        kind,
+                        key: Cow::Owned(k.clone()),
+                        value: Cow::Owned(v.clone()),
+                    });
+                }
+                return;
+            }
             let mut tmp = Vec::new();
             map(kind, st.tx.iter(), sel, &mut tmp);
             out.extend(tmp);
@@ -202,19 +277,32 @@ pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector
             let tag = kind as u8;
             for ((t, k), v) in &st.other {
                 if *t == tag && sel.matches(k) {
-                    out.push(Val { kind, key: Cow::Owned(k.clone()), value: Cow::Owned(v.clone()) });
+                    out.push(Val {
+                        kind,
+                        key: Cow::Owned(k.clone()),
+                        value: Cow::Owned(v.clone()),
+                    });
                 }
             }
         }
         Rule => {
-            let items: [(&str, Vec<u8>); 3] = [
+            let items: [(&str, Vec<u8>); 2] = [
                 ("id", st.rule_id.to_string().into_bytes()),
-                ("msg", st.rule_msg.as_bytes().to_vec()),
-                ("severity", st.rule_severity.map(|s| s.to_string()).unwrap_or_default().into_bytes()),
+                (
+                    "severity",
+                    st.rule_severity
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                        .into_bytes(),
+                ),
             ];
             for (k, v) in items {
                 if sel.matches(k) {
-                    out.push(Val { kind, key: Cow::Borrowed(k), value: Cow::Owned(v) });
+                    out.push(Val {
+                        kind,
+                        key: Cow::Borrowed(k),
+                        value: Cow::Owned(v),
+                    });
                 }
             }
         }
@@ -223,8 +311,16 @@ pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector
         MatchedVars | MatchedVarsNames => {
             for (n, v) in &st.matched_vars {
                 if sel.matches(n) {
-                    let value = if kind == MatchedVars { v.clone() } else { n.clone().into_bytes() };
-                    out.push(Val { kind, key: Cow::Owned(n.clone()), value: Cow::Owned(value) });
+                    let value = if kind == MatchedVars {
+                        v.clone()
+                    } else {
+                        n.clone().into_bytes()
+                    };
+                    out.push(Val {
+                        kind,
+                        key: Cow::Owned(n.clone()),
+                        value: Cow::Owned(value),
+                    });
                 }
             }
         }
@@ -242,12 +338,20 @@ pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector
         }
         ResponseProtocol => scalar(kind, &req.resp_protocol, out),
         ResponseContentType => {
-            if let Some((_, v)) = req.resp_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+            if let Some((_, v)) = req
+                .resp_headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            {
                 scalar(kind, v, out)
             }
         }
         ResponseContentLength => {
-            if let Some((_, v)) = req.resp_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+            if let Some((_, v)) = req
+                .resp_headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            {
                 scalar(kind, v, out)
             }
         }
@@ -261,8 +365,12 @@ pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector
         RemoteUser | AuthType | PathInfo | WebserverErrorLog => {}
         HighestSeverity => owned(kind, b"255".to_vec(), out),
         Duration => owned(kind, b"0".to_vec(), out),
-        Time | TimeEpoch | TimeYear | TimeMon | TimeDay | TimeHour | TimeMin | TimeSec | TimeWday => {
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Time | TimeEpoch | TimeYear | TimeMon | TimeDay | TimeHour | TimeMin | TimeSec
+        | TimeWday => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             owned(kind, secs.to_string().into_bytes(), out)
         }
     }
@@ -270,7 +378,9 @@ pub fn collect<'a>(req: &'a ReqVars, st: &TxState, kind: VarKind, sel: &Selector
 
 /// True when an exclusion (`!VAR:key`) removes this value.
 pub fn excluded(v: &Val<'_>, exclusions: &[&Target]) -> bool {
-    exclusions.iter().any(|t| t.kind == v.kind && t.selector.matches(&v.key))
+    exclusions
+        .iter()
+        .any(|t| t.kind == v.kind && t.selector.matches(&v.key))
 }
 
 /// Expands `%{...}` macros; a missing variable expands to nothing.

@@ -2,8 +2,10 @@
 //! chain link, whole-chain match for logging and disruption, skipAfter.
 
 use super::collect::{collect, excluded, expand, Val};
-use super::{Interruption, MatchedRule, Transaction};
-use crate::model::{AllowScope, Ctl, Disruptive, EngineMode, Item, Link, Rule, RunAction, SetVarOp, Target, VarKind};
+use super::{Interruption, MatchedRule, ReqVars, Transaction};
+use crate::model::{
+    AllowScope, Ctl, Disruptive, EngineMode, Item, Link, Rule, RunAction, SetVarOp, Target, VarKind,
+};
 use crate::operator::{atoi, contains_word, find, invalid_url_encoding, ip_match, OpKind};
 use crate::transform;
 use std::borrow::Cow;
@@ -13,6 +15,15 @@ impl Transaction<'_> {
         if self.stop_all || (phase <= 2 && self.stop_request) {
             return;
         }
+        // The request variables are fixed during a phase: taking them out lets
+        // rules borrow values while actions mutate the transaction state.
+        let req = std::mem::take(&mut self.req);
+        self.tcache.clear();
+        self.run_phase_with(&req, phase);
+        self.req = req;
+    }
+
+    fn run_phase_with(&mut self, req: &ReqVars, phase: u8) {
         let rs = self.rs;
         let p = &rs.phases[phase as usize - 1];
         let mut i = 0;
@@ -31,7 +42,7 @@ impl Transaction<'_> {
                 i += 1;
                 continue;
             }
-            if !self.eval_rule(rule) {
+            if !self.eval_rule(req, rule) {
                 i += 1;
                 continue;
             }
@@ -40,7 +51,10 @@ impl Transaction<'_> {
                 phase,
                 logged: rule.log,
                 disruptive: rule.disruptive,
-                msg: rule.msg.as_ref().map(|m| String::from_utf8_lossy(&expand(m, &self.req, &self.st)).into_owned()),
+                msg: rule
+                    .msg
+                    .as_ref()
+                    .map(|m| String::from_utf8_lossy(&expand(m, req, &self.st)).into_owned()),
                 severity: rule.severity,
             });
             if self.engine() == EngineMode::Off {
@@ -48,8 +62,15 @@ impl Transaction<'_> {
             }
             if self.engine() == EngineMode::On {
                 match rule.disruptive {
-                    Disruptive::Deny | Disruptive::Drop | Disruptive::Redirect | Disruptive::Proxy => {
-                        self.outcome.interruption = Some(Interruption { rule_id: rule.id, status: rule.status.unwrap_or(403), action: rule.disruptive });
+                    Disruptive::Deny
+                    | Disruptive::Drop
+                    | Disruptive::Redirect
+                    | Disruptive::Proxy => {
+                        self.outcome.interruption = Some(Interruption {
+                            rule_id: rule.id,
+                            status: rule.status.unwrap_or(403),
+                            action: rule.disruptive,
+                        });
                         self.stop_all = true;
                         return;
                     }
@@ -77,15 +98,24 @@ impl Transaction<'_> {
     }
 
     fn rule_removed(&self, rule: &Rule) -> bool {
-        self.st.removed_ids.iter().any(|(a, b)| (*a..=*b).contains(&rule.id)) || self.st.removed_tags.iter().any(|t| rule.tags.iter().any(|rt| rt == t))
+        self.st
+            .removed_ids
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&rule.id))
+            || self
+                .st
+                .removed_tags
+                .iter()
+                .any(|t| rule.tags.iter().any(|rt| rt == t))
     }
 
-    fn eval_rule(&mut self, rule: &Rule) -> bool {
+    fn eval_rule(&mut self, req: &ReqVars, rule: &Rule) -> bool {
         self.st.matched_vars.clear();
         self.st.rule_id = rule.id;
         self.st.rule_severity = rule.severity;
-        self.st.rule_msg = rule.msg.as_ref().and_then(|m| m.literal()).unwrap_or("").to_string();
-        rule.links.iter().all(|link| self.eval_link(rule, link))
+        rule.links
+            .iter()
+            .all(|link| self.eval_link(req, rule, link))
     }
 
     fn runtime_exclusions<'a>(&'a self, rule: &Rule, out: &mut Vec<&'a Target>) {
@@ -101,40 +131,51 @@ impl Transaction<'_> {
         }
     }
 
-    fn eval_link(&mut self, rule: &Rule, link: &Link) -> bool {
+    fn eval_link<'q>(&mut self, req: &'q ReqVars, rule: &Rule, link: &Link) -> bool {
         if link.targets.is_empty() {
-            self.run_actions(link);
+            self.run_actions(req, link);
             return true;
         }
-        let mut values: Vec<Val<'static>> = Vec::new();
+        let mut values: Vec<Val<'q>> = Vec::new();
         {
             let mut excl: Vec<&Target> = link.targets.iter().filter(|t| t.exclude).collect();
             self.runtime_exclusions(rule, &mut excl);
-            let mut buf = Vec::new();
             for t in link.targets.iter().filter(|t| !t.exclude) {
-                buf.clear();
-                collect(&self.req, &self.st, t.kind, &t.selector, &mut buf);
-                if t.count {
-                    let n = buf.iter().filter(|v| !excluded(v, &excl)).count();
-                    values.push(Val { kind: t.kind, key: Cow::Borrowed(""), value: Cow::Owned(n.to_string().into_bytes()) });
-                    continue;
-                }
-                for v in buf.drain(..) {
-                    if !excluded(&v, &excl) {
-                        values.push(Val { kind: v.kind, key: Cow::Owned(v.key.into_owned()), value: Cow::Owned(v.value.into_owned()) });
+                let start = values.len();
+                collect(req, &self.st, t.kind, &t.selector, &mut values);
+                if !excl.is_empty() {
+                    let mut k = start;
+                    while k < values.len() {
+                        if excluded(&values[k], &excl) {
+                            values.remove(k);
+                        } else {
+                            k += 1;
+                        }
                     }
+                }
+                if t.count {
+                    let n = values.len() - start;
+                    values.truncate(start);
+                    values.push(Val {
+                        kind: t.kind,
+                        key: Cow::Borrowed(""),
+                        value: Cow::Owned(n.to_string().into_bytes()),
+                    });
                 }
             }
         }
         let mut any = false;
         for v in &values {
-            let (matched, caps, transformed) = self.check(link, &v.value);
+            let stable = matches!(v.value, Cow::Borrowed(_));
+            let (matched, caps, transformed) = self.check(req, link, &v.value, stable);
             if !matched {
                 continue;
             }
             any = true;
             let name = v.full_name();
-            self.st.matched_vars.push((name.clone(), transformed.clone()));
+            self.st
+                .matched_vars
+                .push((name.clone(), transformed.clone()));
             self.st.matched_var = transformed;
             self.st.matched_var_name = name;
             if link.capture {
@@ -144,23 +185,29 @@ impl Transaction<'_> {
                     }
                 }
             }
-            self.run_actions(link);
+            self.run_actions(req, link);
         }
         any
     }
 
     /// Runs the operator on the transformed value (each step with multiMatch).
-    fn check(&self, link: &Link, value: &[u8]) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
+    fn check(
+        &mut self,
+        req: &ReqVars,
+        link: &Link,
+        value: &[u8],
+        from_req: bool,
+    ) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
         if link.multi_match {
             let mut cur: Cow<[u8]> = Cow::Borrowed(value);
-            let (m, c) = self.op(link, &cur);
+            let (m, c) = self.op(req, link, &cur);
             if m {
                 return (true, c, cur.into_owned());
             }
             for t in &link.transforms {
                 if let Some(n) = transform::apply(*t, &cur) {
                     cur = Cow::Owned(n);
-                    let (m, c) = self.op(link, &cur);
+                    let (m, c) = self.op(req, link, &cur);
                     if m {
                         return (true, c, cur.into_owned());
                     }
@@ -168,23 +215,44 @@ impl Transaction<'_> {
             }
             return (false, None, Vec::new());
         }
-        let v = transform::apply_all(&link.transforms, value);
-        let (m, c) = self.op(link, &v);
-        (m, c, if m { v.into_owned() } else { Vec::new() })
+        if link.transforms.is_empty() {
+            let (m, c) = self.op(req, link, value);
+            return (m, c, if m { value.to_vec() } else { Vec::new() });
+        }
+        // Values borrowed from the request are stable for the phase: cache
+        // their transformed form per transformation chain.
+        let key = (value.as_ptr() as usize, value.len(), link.tchain);
+        if from_req {
+            if let Some(t) = self.tcache.get(&key) {
+                let t = std::mem::take(&mut *t.borrow_mut());
+                let (m, c) = self.op(req, link, &t);
+                let out = if m { t.clone() } else { Vec::new() };
+                if let Some(slot) = self.tcache.get(&key) {
+                    *slot.borrow_mut() = t;
+                }
+                return (m, c, out);
+            }
+        }
+        let v = transform::apply_all(&link.transforms, value).into_owned();
+        let (m, c) = self.op(req, link, &v);
+        let out = if m { v.clone() } else { Vec::new() };
+        if from_req {
+            self.tcache.insert(key, std::cell::RefCell::new(v));
+        }
+        (m, c, out)
     }
 
-    fn op(&self, link: &Link, v: &[u8]) -> (bool, Option<Vec<Vec<u8>>>) {
+    fn op(&self, req: &ReqVars, link: &Link, v: &[u8]) -> (bool, Option<Vec<Vec<u8>>>) {
         let op = &link.operator;
-        let ex = |m| expand(m, &self.req, &self.st);
+        let ex = |m| expand(m, req, &self.st);
         let mut caps = None;
         let m = match &op.kind {
             OpKind::Rx(r) => {
-                if link.capture && !op.negated {
+                let m = r.is_match(v);
+                if m && link.capture && !op.negated {
                     caps = r.captures(v);
-                    caps.is_some()
-                } else {
-                    r.is_match(v)
                 }
+                m
             }
             OpKind::Pm(ac) => match ac.find(v) {
                 Some(m) => {
@@ -214,7 +282,11 @@ impl Transaction<'_> {
             OpKind::DetectSqli => {
                 let r = libinjectionrs::detect_sqli(v);
                 if r.is_injection() && link.capture {
-                    caps = Some(vec![r.fingerprint.as_ref().map(|f| f.to_string().into_bytes()).unwrap_or_default()]);
+                    caps = Some(vec![r
+                        .fingerprint
+                        .as_ref()
+                        .map(|f| f.to_string().into_bytes())
+                        .unwrap_or_default()]);
                 }
                 r.is_injection()
             }
@@ -225,13 +297,15 @@ impl Transaction<'_> {
         (m != op.negated, caps)
     }
 
-    fn run_actions(&mut self, link: &Link) {
+    fn run_actions(&mut self, req: &ReqVars, link: &Link) {
         for a in &link.actions {
             match a {
                 RunAction::SetVar(sv) => {
-                    let key = String::from_utf8_lossy(&expand(&sv.key, &self.req, &self.st)).to_ascii_lowercase();
-                    let val = expand(&sv.value, &self.req, &self.st);
-                    let slot: &mut std::collections::BTreeMap<String, Vec<u8>> = match sv.collection {
+                    let key = String::from_utf8_lossy(&expand(&sv.key, req, &self.st))
+                        .to_ascii_lowercase();
+                    let val = expand(&sv.value, req, &self.st);
+                    let slot: &mut std::collections::BTreeMap<String, Vec<u8>> = match sv.collection
+                    {
                         VarKind::Tx => &mut self.st.tx,
                         _ => {
                             let tag = sv.collection as u8;
@@ -251,8 +325,8 @@ impl Transaction<'_> {
                     };
                 }
                 RunAction::SetEnv(k, v) => {
-                    let k = String::from_utf8_lossy(&expand(k, &self.req, &self.st)).into_owned();
-                    let v = expand(v, &self.req, &self.st);
+                    let k = String::from_utf8_lossy(&expand(k, req, &self.st)).into_owned();
+                    let v = expand(v, req, &self.st);
                     self.st.env.insert(k.to_ascii_lowercase(), v);
                 }
                 RunAction::Ctl(c) => self.ctl(c),
@@ -265,8 +339,13 @@ impl Transaction<'_> {
             Ctl::RuleRemoveById(r) => self.st.removed_ids.extend(r.iter().copied()),
             Ctl::RuleRemoveByTag(t) => self.st.removed_tags.push(t.clone()),
             Ctl::RuleRemoveByMsg(_) | Ctl::RuleRemoveTargetByMsg(..) => {}
-            Ctl::RuleRemoveTargetById(r, t) => self.st.removed_targets_by_id.push((r.clone(), t.clone())),
-            Ctl::RuleRemoveTargetByTag(tag, t) => self.st.removed_targets_by_tag.push((tag.clone(), t.clone())),
+            Ctl::RuleRemoveTargetById(r, t) => {
+                self.st.removed_targets_by_id.push((r.clone(), t.clone()))
+            }
+            Ctl::RuleRemoveTargetByTag(tag, t) => self
+                .st
+                .removed_targets_by_tag
+                .push((tag.clone(), t.clone())),
             Ctl::RuleEngine(m) => self.st.engine = Some(*m),
             Ctl::RequestBodyAccess(b) => self.st.request_body_access = Some(*b),
             Ctl::RequestBodyProcessor(p) => self.st.body_processor = Some(*p),
@@ -286,7 +365,15 @@ fn setvar_value(op: SetVarOp, cur: Option<&[u8]>, val: &[u8]) -> Option<Vec<u8>>
     match op {
         SetVarOp::Set => Some(val.to_vec()),
         SetVarOp::Delete => None,
-        SetVarOp::Add => Some((cur.map(atoi).unwrap_or(0) + atoi(val)).to_string().into_bytes()),
-        SetVarOp::Sub => Some((cur.map(atoi).unwrap_or(0) - atoi(val)).to_string().into_bytes()),
+        SetVarOp::Add => Some(
+            (cur.map(atoi).unwrap_or(0) + atoi(val))
+                .to_string()
+                .into_bytes(),
+        ),
+        SetVarOp::Sub => Some(
+            (cur.map(atoi).unwrap_or(0) - atoi(val))
+                .to_string()
+                .into_bytes(),
+        ),
     }
 }

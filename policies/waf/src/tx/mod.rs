@@ -65,13 +65,22 @@ pub struct Outcome {
 impl Outcome {
     /// Ids of logged rules, in match order.
     pub fn logged_ids(&self) -> Vec<u64> {
-        self.matched.iter().filter(|m| m.logged).map(|m| m.id).collect()
+        self.matched
+            .iter()
+            .filter(|m| m.logged)
+            .map(|m| m.id)
+            .collect()
     }
     /// Whether a deny/drop rule matched, whatever the engine mode.
     pub fn would_block(&self) -> bool {
-        self.matched.iter().any(|m| matches!(m.disruptive, Disruptive::Deny | Disruptive::Drop))
+        self.matched
+            .iter()
+            .any(|m| matches!(m.disruptive, Disruptive::Deny | Disruptive::Drop))
     }
 }
+
+/// Rule id ranges and the targets removed from them at run time.
+pub(crate) type IdTargets = (Vec<(u64, u64)>, Vec<Target>);
 
 /// Mutable per-transaction state that rules read and write.
 #[derive(Debug, Default)]
@@ -85,14 +94,13 @@ pub(crate) struct TxState {
     pub matched_vars: Vec<(String, Vec<u8>)>,
     pub removed_ids: Vec<(u64, u64)>,
     pub removed_tags: Vec<String>,
-    pub removed_targets_by_id: Vec<(Vec<(u64, u64)>, Vec<Target>)>,
+    pub removed_targets_by_id: Vec<IdTargets>,
     pub removed_targets_by_tag: Vec<(String, Vec<Target>)>,
     pub engine: Option<EngineMode>,
     pub request_body_access: Option<bool>,
     pub body_processor: Option<BodyProcessor>,
     pub force_body_var: bool,
     pub rule_id: u64,
-    pub rule_msg: String,
     pub rule_severity: Option<u8>,
 }
 
@@ -107,14 +115,27 @@ pub struct Transaction<'r> {
     /// Phases still to run are skipped once an interruption or `allow` says so.
     pub(crate) stop_request: bool,
     pub(crate) stop_all: bool,
+    /// Transformed request values by (address, length, transformation chain).
+    pub(crate) tcache:
+        std::collections::HashMap<(usize, usize, u32), std::cell::RefCell<Vec<u8>>, BuildFx>,
 }
 
 impl<'r> Transaction<'r> {
     pub fn new(rs: &'r RuleSet) -> Self {
         let n = TX_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut req = ReqVars::default();
-        req.unique_id = format!("pw{n:016x}").into_bytes();
-        Transaction { rs, req, st: TxState::default(), outcome: Outcome::default(), stop_request: false, stop_all: false }
+        let req = ReqVars {
+            unique_id: format!("pw{n:016x}").into_bytes(),
+            ..Default::default()
+        };
+        Transaction {
+            rs,
+            req,
+            st: TxState::default(),
+            outcome: Outcome::default(),
+            stop_request: false,
+            stop_all: false,
+            tcache: Default::default(),
+        }
     }
 
     pub fn engine(&self) -> EngineMode {
@@ -131,7 +152,11 @@ impl<'r> Transaction<'r> {
         if self.engine() == EngineMode::Off {
             return;
         }
-        if self.st.request_body_access.unwrap_or(self.rs.config.request_body_access) {
+        if self
+            .st
+            .request_body_access
+            .unwrap_or(self.rs.config.request_body_access)
+        {
             self.process_body(r);
         }
         self.run_phase(2);
@@ -150,7 +175,7 @@ impl<'r> Transaction<'r> {
             .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
             .unwrap_or_default();
         let mime = ct.split(';').next().unwrap_or("").trim().to_string();
-        let body_ok = cfg.response_body_access && cfg.response_mime_types.iter().any(|m| *m == mime);
+        let body_ok = cfg.response_body_access && cfg.response_mime_types.contains(&mime);
         let limit = cfg.response_body_limit;
         self.req.load_response(r, body_ok, limit);
         self.run_phase(3);
@@ -165,9 +190,17 @@ impl<'r> Transaction<'r> {
             self.stop_request = false;
             self.run_phase(5);
         }
-        let score = |k: &str| self.st.tx.get(k).map(|v| crate::operator::atoi(v)).unwrap_or(0);
-        self.outcome.inbound_anomaly_score = score("blocking_inbound_anomaly_score").max(score("inbound_anomaly_score"));
-        self.outcome.outbound_anomaly_score = score("blocking_outbound_anomaly_score").max(score("outbound_anomaly_score"));
+        let score = |k: &str| {
+            self.st
+                .tx
+                .get(k)
+                .map(|v| crate::operator::atoi(v))
+                .unwrap_or(0)
+        };
+        self.outcome.inbound_anomaly_score =
+            score("blocking_inbound_anomaly_score").max(score("inbound_anomaly_score"));
+        self.outcome.outbound_anomaly_score =
+            score("blocking_outbound_anomaly_score").max(score("outbound_anomaly_score"));
         self.outcome
     }
 }
@@ -181,5 +214,40 @@ impl RuleSet {
             tx.process_response(r);
         }
         tx.finish()
+    }
+}
+
+/// A small multiplicative hasher for the transformation cache: its keys are
+/// addresses and lengths, so SipHash's DoS resistance buys nothing here.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct BuildFx;
+
+#[derive(Default)]
+pub(crate) struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64);
+    }
+}
+
+impl std::hash::BuildHasher for BuildFx {
+    type Hasher = Fx;
+    fn build_hasher(&self) -> Fx {
+        Fx(0)
     }
 }

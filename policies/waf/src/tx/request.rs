@@ -46,7 +46,9 @@ pub struct ReqVars {
 }
 
 fn header<'a>(h: &'a [Pair], name: &str) -> Option<&'a [u8]> {
-    h.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    h.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
 }
 
 impl ReqVars {
@@ -61,7 +63,8 @@ impl ReqVars {
         self.line = format!("{} {} {}", r.method, r.uri, r.protocol).into_bytes();
         // Absolute-form targets keep only path and query in REQUEST_URI.
         let mut target = r.uri.as_bytes();
-        let absolute = target.first() != Some(&b'/') && crate::operator::find(target, b"://").is_some_and(|p| !target[..p].contains(&b'?'));
+        let absolute = target.first() != Some(&b'/')
+            && crate::operator::find(target, b"://").is_some_and(|p| !target[..p].contains(&b'?'));
         if let Some(p) = crate::operator::find(target, b"://").filter(|_| absolute) {
             let after = &target[p + 3..];
             target = match after.iter().position(|&c| c == b'/' || c == b'?') {
@@ -100,7 +103,10 @@ impl ReqVars {
         self.remote_addr = r.remote_addr.as_bytes().to_vec();
         self.remote_port = r.remote_port.to_string().into_bytes();
         self.server_port = r.server_port.to_string().into_bytes();
-        self.server_name = self.header("host").map(|h| h.split(|&c| c == b':').next().unwrap_or(h).to_vec()).unwrap_or_default();
+        self.server_name = self
+            .header("host")
+            .map(|h| h.split(|&c| c == b':').next().unwrap_or(h).to_vec())
+            .unwrap_or_default();
         let mut full = self.line.clone();
         full.extend_from_slice(b"\r\n");
         for (n, v) in &r.headers {
@@ -129,7 +135,11 @@ fn percent_only(s: &[u8]) -> Vec<u8> {
     let mut o = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'%' && i + 2 < s.len() && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit() {
+        if s[i] == b'%'
+            && i + 2 < s.len()
+            && s[i + 1].is_ascii_hexdigit()
+            && s[i + 2].is_ascii_hexdigit()
+        {
             let h = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
             o.push(h(s[i + 1]) << 4 | h(s[i + 2]));
             i += 3;
@@ -152,32 +162,49 @@ fn parse_cookies(v: &[u8], out: &mut Vec<Pair>) {
             Some(i) => (&part[..i], &part[i + 1..]),
             None => (part, &b""[..]),
         };
-        out.push((String::from_utf8_lossy(n.trim_ascii()).into_owned(), val.to_vec()));
+        out.push((
+            String::from_utf8_lossy(n.trim_ascii()).into_owned(),
+            val.to_vec(),
+        ));
     }
 }
 
 impl Transaction<'_> {
     pub(crate) fn process_body(&mut self, r: &Request) {
         let cfg = &self.rs.config;
-        let ct = self.req.header("content-type").map(|v| v.to_vec()).unwrap_or_default();
+        let ct = self
+            .req
+            .header("content-type")
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
         let ct_lower = ct.to_ascii_lowercase();
-        let proc = self.st.body_processor.or(if ct_lower.starts_with(b"application/x-www-form-urlencoded") {
-            Some(BodyProcessor::UrlEncoded)
-        } else if ct_lower.starts_with(b"multipart/form-data") {
-            Some(BodyProcessor::Multipart)
-        } else {
-            None
-        });
+        let proc = self.st.body_processor.or(
+            if ct_lower.starts_with(b"application/x-www-form-urlencoded") {
+                Some(BodyProcessor::UrlEncoded)
+            } else if ct_lower.starts_with(b"multipart/form-data") {
+                Some(BodyProcessor::Multipart)
+            } else {
+                None
+            },
+        );
         let mut body: &[u8] = &r.body;
-        let limit = if proc == Some(BodyProcessor::Multipart) { cfg.request_body_limit } else { cfg.request_body_no_files_limit.min(cfg.request_body_limit) };
+        let limit = if proc == Some(BodyProcessor::Multipart) {
+            cfg.request_body_limit
+        } else {
+            cfg.request_body_no_files_limit.min(cfg.request_body_limit)
+        };
         if body.len() > limit {
             self.req.inbound_data_error = true;
-            if cfg.request_body_limit_action == BodyLimitAction::Reject {
-                if self.engine() == EngineMode::On {
-                    self.outcome.interruption = Some(super::Interruption { rule_id: 0, status: 413, action: Disruptive::Deny });
-                    self.stop_request = true;
-                    return;
-                }
+            if cfg.request_body_limit_action == BodyLimitAction::Reject
+                && self.engine() == EngineMode::On
+            {
+                self.outcome.interruption = Some(super::Interruption {
+                    rule_id: 0,
+                    status: 413,
+                    action: Disruptive::Deny,
+                });
+                self.stop_request = true;
+                return;
             }
             body = &body[..limit];
         }
