@@ -8,9 +8,43 @@ pub enum CompiledRegex {
     Fancy(fancy_regex::Regex),
 }
 
+/// PCRE without UTF reads `\x{bc}` as the byte 0xBC; the regex crate in
+/// byte mode does so only for `\xbc`, so rewrite the braced form.
+fn byte_escapes(pat: &str) -> String {
+    let mut out = String::with_capacity(pat.len());
+    let mut it = pat.char_indices().peekable();
+    while let Some((i, c)) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let rest = &pat[i + 1..];
+        if let Some(inner) = rest
+            .strip_prefix("x{")
+            .and_then(|r| r.split_once('}'))
+            .map(|(h, _)| h)
+        {
+            if !inner.is_empty() && inner.len() <= 2 && inner.chars().all(|h| h.is_ascii_hexdigit())
+            {
+                out.push_str(&format!("\\x{inner:0>2}"));
+                for _ in 0..inner.len() + 3 {
+                    it.next();
+                }
+                continue;
+            }
+        }
+        out.push('\\');
+        if let Some((_, n)) = it.next() {
+            out.push(n);
+        }
+    }
+    out
+}
+
 impl CompiledRegex {
     pub fn new(pat: &str) -> Result<CompiledRegex, String> {
-        match regex::bytes::RegexBuilder::new(pat)
+        let pcre_bytes = byte_escapes(pat);
+        match regex::bytes::RegexBuilder::new(&pcre_bytes)
             .unicode(false)
             .size_limit(64 << 20)
             .dfa_size_limit(64 << 20)
@@ -69,5 +103,23 @@ impl CompiledRegex {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_semantics_like_pcre_without_utf() {
+        let r = CompiledRegex::new(r"\x{bc}[^>\x{be}]*[>\x{be}]|<[^\x{be}]*\x{be}").unwrap();
+        assert!(!r.is_fancy());
+        assert!(r.is_match(b"\xbcscript\xbealert"));
+        assert_eq!(
+            byte_escapes(r"\\x{bc}\x{e2}\x{2028}"),
+            r"\\x{bc}\xe2\x{2028}"
+        );
+        let r = CompiledRegex::new(r"(?i)^a.c$").unwrap();
+        assert!(r.is_match(b"A\xffC"));
     }
 }

@@ -246,9 +246,16 @@ pub fn collect<'a>(
         ReqbodyError | ReqbodyProcessorError => owned(kind, flag(req.reqbody_error), out),
         ReqbodyErrorMsg | ReqbodyProcessorErrorMsg => scalar(kind, &req.reqbody_error_msg, out),
         ReqbodyProcessor => {
-            if let Some(p) = req.reqbody_processor {
-                scalar(kind, p.as_bytes(), out)
-            }
+            let p = st
+                .body_processor
+                .or(req.default_processor)
+                .map(|p| p.name())
+                .unwrap_or("");
+            out.push(Val {
+                kind,
+                key: Cow::Borrowed(""),
+                value: Cow::Owned(p.as_bytes().to_vec()),
+            });
         }
         InboundDataError => owned(kind, flag(req.inbound_data_error), out),
         OutboundDataError => owned(kind, flag(req.outbound_data_error), out),

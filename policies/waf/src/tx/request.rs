@@ -31,6 +31,8 @@ pub struct ReqVars {
     pub reqbody_error: bool,
     pub reqbody_error_msg: Vec<u8>,
     pub reqbody_processor: Option<&'static str>,
+    /// The processor Content-Type selects, known from phase 1 on.
+    pub default_processor: Option<BodyProcessor>,
     pub urlencoded_error: bool,
     pub inbound_data_error: bool,
     pub outbound_data_error: bool,
@@ -95,6 +97,17 @@ impl ReqVars {
         self.args_get = args;
         self.urlencoded_error |= bad;
         self.headers = r.headers.clone();
+        let ct = self
+            .header("content-type")
+            .map(|v| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        self.default_processor = if ct.starts_with(b"application/x-www-form-urlencoded") {
+            Some(BodyProcessor::UrlEncoded)
+        } else if ct.starts_with(b"multipart/form-data") {
+            Some(BodyProcessor::Multipart)
+        } else {
+            None
+        };
         for (n, v) in &r.headers {
             if n.eq_ignore_ascii_case("cookie") {
                 parse_cookies(v, &mut self.cookies);
@@ -177,16 +190,7 @@ impl Transaction<'_> {
             .header("content-type")
             .map(|v| v.to_vec())
             .unwrap_or_default();
-        let ct_lower = ct.to_ascii_lowercase();
-        let proc = self.st.body_processor.or(
-            if ct_lower.starts_with(b"application/x-www-form-urlencoded") {
-                Some(BodyProcessor::UrlEncoded)
-            } else if ct_lower.starts_with(b"multipart/form-data") {
-                Some(BodyProcessor::Multipart)
-            } else {
-                None
-            },
-        );
+        let proc = self.st.body_processor.or(self.req.default_processor);
         let mut body: &[u8] = &r.body;
         let limit = if proc == Some(BodyProcessor::Multipart) {
             cfg.request_body_limit
@@ -209,7 +213,10 @@ impl Transaction<'_> {
             body = &body[..limit];
         }
         self.req.body = body.to_vec();
-        self.req.has_body_var = true;
+        // As ModSecurity v2 (and CRS's expectations): REQUEST_BODY exists for
+        // urlencoded bodies or when a rule forces it (CRS 901340 does for
+        // bodies no processor handles).
+        self.req.has_body_var = proc == Some(BodyProcessor::UrlEncoded) || self.st.force_body_var;
         self.req.full_request.extend_from_slice(body);
         let Some(proc) = proc else { return };
         self.req.reqbody_processor = Some(proc.name());
