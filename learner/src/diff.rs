@@ -148,6 +148,11 @@ pub fn diff(
         }
         let related = prules.iter().find(|p| related(p, b));
         let mut risks = rule_risks(b, &known_exes);
+        // Before the first approval every executable is new: say so once,
+        // on the process entries, rather than on every rule.
+        if policy.is_none() {
+            risks.retain(|r| !matches!(r, RiskHint::NewProcess { .. }));
+        }
         let (change, extends, widens) = match related {
             Some(p) => (ChangeKind::Widened, Some(p.id.clone()), widening(p, b)),
             None => (ChangeKind::Added, None, Vec::new()),
@@ -570,8 +575,9 @@ pub fn render_text(d: &BaselineDiff) -> String {
                 ChangeKind::Added | ChangeKind::Widened | ChangeKind::ProcessAdded
             ) {
                 out.push_str(&format!(
-                    "    evidence: {} flows, {} .. {}{}\n",
+                    "    evidence: {} flow{}, {} .. {}{}\n",
                     ev.count,
+                    if ev.count == 1 { "" } else { "s" },
                     ev.first_seen,
                     ev.last_seen,
                     if ev.replicas.is_empty() {

@@ -37,9 +37,23 @@ fn nothing_approved_means_everything_is_added_with_risks() {
     assert!(ext.risks.contains(&RiskHint::ExternalIpWithoutName {
         ip: "203.0.113.7/32".into()
     }));
-    assert!(ext.risks.contains(&RiskHint::NewProcess {
-        exe: "/usr/bin/nc".into()
-    }));
+    assert!(
+        !ext.risks
+            .iter()
+            .any(|r| matches!(r, RiskHint::NewProcess { .. })),
+        "said once, on the process entry"
+    );
+    let nc = d
+        .entries
+        .iter()
+        .find(|e| e.id == "process:/usr/bin/nc")
+        .unwrap();
+    assert_eq!(
+        nc.risks,
+        vec![RiskHint::NewProcess {
+            exe: "/usr/bin/nc".into()
+        }]
+    );
     let inbound = d.entries.iter().find(|e| e.id.starts_with("in-")).unwrap();
     assert!(inbound.risks.contains(&RiskHint::NewInboundExposure {
         port: "8080".into()

@@ -82,7 +82,7 @@ fn is_uuid(b: &[u8]) -> bool {
 
 /// Lower-case, without trailing dot, valid as an exact policy name.
 pub fn normalize_name(name: &str) -> Option<String> {
-    let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
     if n.starts_with("*.") || validate_fqdn_pattern(&n).is_err() {
         return None;
     }

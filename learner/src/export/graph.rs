@@ -160,16 +160,62 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const COL_W: f64 = 260.0;
-const GAP_W: f64 = 220.0;
-const ROW_H: f64 = 70.0;
+const COL_W: f64 = 250.0;
+const GAP_W: f64 = 300.0;
+const MIN_ROW_H: f64 = 70.0;
+const LINE_H: f64 = 12.0;
 const BOX_H: f64 = 36.0;
 const MARGIN: f64 = 40.0;
+const MAX_LABEL_LINES: usize = 6;
+
+/// Label lines for the edges at one node: grouped there (by the target for
+/// outbound edges, by the client for inbound ones) where edges have fanned
+/// out, so labels of different edges never share space.
+fn label_blocks(g: &Graph) -> BTreeMap<(usize, String), Vec<String>> {
+    let mut blocks: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
+    let basename = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
+    for ((from, to), (labels, count)) in &g.edges {
+        let inbound = g.clients.contains(from) && !g.processes.contains(from);
+        let (key, other) = if inbound {
+            ((0, from.clone()), to)
+        } else {
+            ((2, to.clone()), from)
+        };
+        let block = blocks.entry(key).or_default();
+        let many = g
+            .edges
+            .keys()
+            .filter(|(f, t)| if inbound { f == from } else { t == to })
+            .count()
+            > 1;
+        let mut lines: Vec<String> = labels.iter().take(MAX_LABEL_LINES).cloned().collect();
+        if labels.len() > MAX_LABEL_LINES {
+            lines.push(format!("… {} more", labels.len() - MAX_LABEL_LINES));
+        }
+        if let Some(first) = lines.first_mut() {
+            if *count > 0 {
+                first.push_str(&format!(
+                    " · {count} flow{}",
+                    if *count == 1 { "" } else { "s" }
+                ));
+            }
+            if many {
+                *first = format!("{}: {first}", basename(other));
+            }
+        }
+        block.extend(lines);
+    }
+    blocks
+}
 
 /// A self-contained SVG: clients left, the pod's processes in the middle,
-/// peers right; one row per node, edges as curves with their labels.
+/// peers right; one row per node, edges as curves, labels next to the node
+/// where the edge fans out.
 pub fn svg(doc: &PolicyDocument) -> String {
     let g = build(doc);
+    let blocks = label_blocks(&g);
+    let tallest = blocks.values().map(Vec::len).max().unwrap_or(0) as f64;
+    let row_h = MIN_ROW_H.max(tallest * LINE_H + BOX_H / 2.0 + 16.0);
     let rows = g
         .clients
         .len()
@@ -177,12 +223,13 @@ pub fn svg(doc: &PolicyDocument) -> String {
         .max(g.peers.len())
         .max(1);
     let width = MARGIN * 2.0 + COL_W * 3.0 + GAP_W * 2.0;
-    let height = MARGIN * 2.0 + 40.0 + rows as f64 * ROW_H;
+    let top = MARGIN + 40.0 + row_h - BOX_H - 8.0;
+    let height = top + rows as f64 * row_h + MARGIN;
     let col_x = |c: usize| MARGIN + c as f64 * (COL_W + GAP_W);
     let row_y = |i: usize, n: usize| {
         // centre shorter columns vertically
-        let offset = (rows - n) as f64 * ROW_H / 2.0;
-        MARGIN + 40.0 + offset + i as f64 * ROW_H
+        let offset = (rows - n) as f64 * row_h / 2.0;
+        top + offset + i as f64 * row_h
     };
     let pos = |col: usize, list: &Vec<String>, name: &str| {
         list.iter()
@@ -219,9 +266,9 @@ pub fn svg(doc: &PolicyDocument) -> String {
         col_x(1) - 15.0,
         MARGIN + 22.0,
         COL_W + 30.0,
-        rows as f64 * ROW_H + 10.0
+        height - MARGIN - 22.0 - 10.0
     );
-    for ((from, to), (labels, count)) in &g.edges {
+    for (from, to) in g.edges.keys() {
         let (a, b) = match (pos(0, &g.clients, from), pos(1, &g.processes, to)) {
             (Some(a), Some(b)) => (a, b),
             _ => match (pos(1, &g.processes, from), pos(2, &g.peers, to)) {
@@ -236,19 +283,24 @@ pub fn svg(doc: &PolicyDocument) -> String {
             o,
             "<path d=\"M{x1},{y1} C{mx},{y1} {mx},{y2} {x2},{y2}\" fill=\"none\" stroke=\"#555\" stroke-width=\"1.3\" marker-end=\"url(#arrow)\"/>"
         );
-        let mut lines: Vec<String> = labels.iter().take(4).cloned().collect();
-        if labels.len() > 4 {
-            lines.push(format!("… {} more", labels.len() - 4));
-        }
-        if *count > 0 {
-            lines.push(format!("{count} flows"));
-        }
-        let ly = (y1 + y2) / 2.0 - (lines.len() as f64 - 1.0) * 6.0;
+    }
+    for ((col, node), lines) in &blocks {
+        let (x, anchor, y_end) = match col {
+            0 => match pos(0, &g.clients, node) {
+                Some((x, y)) => (x + COL_W + 8.0, "start", y + BOX_H / 2.0 - 5.0),
+                None => continue,
+            },
+            _ => match pos(2, &g.peers, node) {
+                Some((x, y)) => (x - 12.0, "end", y + BOX_H / 2.0 - 5.0),
+                None => continue,
+            },
+        };
+        let n = lines.len() as f64;
         for (i, l) in lines.iter().enumerate() {
             let _ = writeln!(
                 o,
-                "<text x=\"{mx}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#333\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
-                ly + i as f64 * 12.0,
+                "<text x=\"{x}\" y=\"{}\" font-size=\"10\" text-anchor=\"{anchor}\" fill=\"#333\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
+                y_end - (n - 1.0 - i as f64) * LINE_H,
                 xml_escape(l)
             );
         }
