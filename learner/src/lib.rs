@@ -13,12 +13,14 @@ pub mod learn;
 pub mod merge;
 pub mod process;
 pub mod promote;
+pub mod sink;
 pub mod store;
 
 pub use diff::{diff, BaselineDiff, ChangeKind, DiffEntry, RiskHint};
 pub use error::LearnerError;
 pub use learn::{Learner, LearnerConfig};
 pub use merge::merge_baselines;
+pub use sink::LearningSink;
 pub use store::{Selection, Store};
 
 #[cfg(test)]

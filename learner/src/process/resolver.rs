@@ -226,6 +226,67 @@ mod tests {
         assert_eq!(r.resolve(&nobody), None);
     }
 
+    /// A fake /proc: pid → [(fd, link target)], exe, uid.
+    fn fake_proc(procs: &[(u32, &[(u32, &str)], &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (pid, fds, exe) in procs {
+            let base = d.path().join(pid.to_string());
+            std::fs::create_dir_all(base.join("fd")).unwrap();
+            for (fd, target) in fds.iter() {
+                std::os::unix::fs::symlink(target, base.join("fd").join(fd.to_string())).unwrap();
+            }
+            std::os::unix::fs::symlink(exe, base.join("exe")).unwrap();
+            std::fs::write(base.join("cmdline"), format!("{exe}\0--flag\0")).unwrap();
+            std::fs::write(
+                base.join("status"),
+                "Name:\tx\nUid:\t1001\t1001\t1001\t1001\n",
+            )
+            .unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn index_is_verified_and_misses_rescan_hot_pids_first() {
+        let d = fake_proc(&[
+            (10, &[(0, "/dev/null"), (3, "socket:[100]")], "/usr/bin/app"),
+            (
+                20,
+                &[(4, "socket:[200]"), (5, "pipe:[7]")],
+                "/usr/bin/worker",
+            ),
+            (30, &[], "/bin/sh"),
+        ]);
+        let r = ProcfsResolver::with_root(d.path().to_path_buf());
+        let p = r.process_of_inode(200).unwrap();
+        assert_eq!(
+            (p.pid, p.exe.as_str(), p.uid),
+            (20, "/usr/bin/worker", 1001)
+        );
+        assert_eq!(p.cmdline, vec!["/usr/bin/worker", "--flag"]);
+        let scanned = r.stats.rescanned_pids.load(Ordering::Relaxed);
+        // already indexed by the first scan: a hit, no rescan
+        assert_eq!(r.process_of_inode(100).unwrap().pid, 10);
+        assert_eq!(r.stats.hits.load(Ordering::Relaxed), 1);
+        assert_eq!(r.stats.rescanned_pids.load(Ordering::Relaxed), scanned);
+        // a new socket in the hot process: found by scanning one pid
+        std::os::unix::fs::symlink("socket:[201]", d.path().join("20/fd/6")).unwrap();
+        assert_eq!(r.process_of_inode(201).unwrap().pid, 20);
+        assert_eq!(r.stats.rescanned_pids.load(Ordering::Relaxed), scanned + 1);
+        // fd reused for another socket: the stale entry is refused
+        std::fs::remove_file(d.path().join("10/fd/3")).unwrap();
+        std::os::unix::fs::symlink("socket:[999]", d.path().join("10/fd/3")).unwrap();
+        assert_eq!(r.process_of_inode(100), None);
+        // not found: negative-cached, no second rescan right away
+        let before = r.stats.rescanned_pids.load(Ordering::Relaxed);
+        assert_eq!(r.process_of_inode(100), None);
+        assert_eq!(r.stats.rescanned_pids.load(Ordering::Relaxed), before);
+        // exec keeps fds: a changed exe is noticed
+        std::fs::remove_file(d.path().join("20/exe")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/nc", d.path().join("20/exe")).unwrap();
+        assert_eq!(r.process_of_inode(200).unwrap().exe, "/usr/bin/nc");
+    }
+
     #[test]
     fn dual_stack_listener_is_found_via_v4_mapped() {
         let Ok(l) = TcpListener::bind("[::]:0") else {
