@@ -227,7 +227,9 @@ mod tests {
     }
 
     /// A fake /proc: pid → [(fd, link target)], exe, uid.
-    fn fake_proc(procs: &[(u32, &[(u32, &str)], &str)]) -> tempfile::TempDir {
+    type FakeProc<'a> = (u32, &'a [(u32, &'a str)], &'a str);
+
+    fn fake_proc(procs: &[FakeProc]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         for (pid, fds, exe) in procs {
             let base = d.path().join(pid.to_string());
