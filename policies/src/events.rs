@@ -56,6 +56,29 @@ pub enum EventKind {
         qtype: String,
         refused: bool,
     },
+    /// Events a sink could not take (queue full or delivery failed), reported
+    /// so that losses are visible in the event stream itself.
+    EventsDropped {
+        sink: String,
+        count: u64,
+    },
+}
+
+impl EventKind {
+    /// The `kind` tag as serialised (`violation`, `policy_reload`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Violation => "violation",
+            EventKind::WouldBlock => "would_block",
+            EventKind::ModeChange { .. } => "mode_change",
+            EventKind::PolicyReload { .. } => "policy_reload",
+            EventKind::WafHit { .. } => "waf_hit",
+            EventKind::DlpHit { .. } => "dlp_hit",
+            EventKind::NewProcess => "new_process",
+            EventKind::DnsTunneling { .. } => "dns_tunneling",
+            EventKind::EventsDropped { .. } => "events_dropped",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,5 +396,44 @@ mod tests {
         );
         let back: SecurityEvent = serde_json::from_str(&mc.to_json_line()).unwrap();
         assert_eq!(back, mc);
+
+        // `name()` is the serialised tag, for every kind.
+        let kinds = [
+            EventKind::Violation,
+            EventKind::WouldBlock,
+            EventKind::ModeChange {
+                feature: "waf".into(),
+                from: Mode::Learn,
+                to: Mode::Monitor,
+            },
+            EventKind::PolicyReload {
+                result: ReloadResult::Ok,
+                version: 1,
+                error: None,
+            },
+            EventKind::WafHit {
+                rule_ids: vec!["942100".into()],
+                score: 5,
+            },
+            EventKind::DlpHit {
+                sensor: "iban".into(),
+                sample: "***".into(),
+            },
+            EventKind::NewProcess,
+            EventKind::DnsTunneling {
+                query: "x".into(),
+                qtype: "TXT".into(),
+                refused: true,
+            },
+            EventKind::EventsDropped {
+                sink: "webhook".into(),
+                count: 3,
+            },
+        ];
+        for k in kinds {
+            let e = SecurityEvent::new("k".into(), t, "a/b", "p", k.clone(), Mode::Learn);
+            let v: serde_json::Value = serde_json::from_str(&e.to_json_line()).unwrap();
+            assert_eq!(v["kind"], k.name());
+        }
     }
 }

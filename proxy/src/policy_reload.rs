@@ -1,0 +1,349 @@
+//! Policy hot reload: on SIGHUP or when the file's content changes (polled,
+//! which also catches Kubernetes ConfigMap updates — those swap a symlink,
+//! which file-watch APIs report unreliably), the file is loaded, validated
+//! and compiled off the hot path, then swapped into the [`DecisionHook`]
+//! atomically. In-flight decisions finish with the policy they loaded.
+//!
+//! An invalid file keeps the last good policy in force; the located error
+//! (`file:line:col: field.path: message`) is logged, counted
+//! (`podwarden_policy_reloads_total{result="error"}`,
+//! `podwarden_policy_last_reload_success 0`) and emitted as a
+//! `policy_reload` event with `result: error`.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use podwarden_policy::events::{EventKind, ReloadResult, SecurityEvent};
+use podwarden_policy::model::Feature;
+use podwarden_policy::{
+    load_policy_str, CompiledPolicy, Decide, Decision, Flow, Mode, PolicyError,
+};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use tokio::task::JoinHandle;
+
+use crate::events::EventBus;
+use crate::DecisionHook;
+
+/// The compiled policy as the hook sees it; also kept for explain/admin.
+#[derive(Clone)]
+pub struct SharedPolicy(pub Arc<CompiledPolicy>);
+
+impl Decide for SharedPolicy {
+    fn decide(&self, flow: &Flow) -> Decision {
+        self.0.decide(flow)
+    }
+}
+
+#[derive(Clone)]
+pub struct ReloadMetrics {
+    pub reloads: IntCounterVec,
+    pub version: IntGauge,
+    pub last_success: IntGauge,
+    pub last_reload_time: IntGauge,
+    pub rules: IntGauge,
+}
+
+impl ReloadMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "podwarden_policy_reloads_total",
+                "Policy load attempts, by result (ok, error).",
+            ),
+            &["result"],
+        )?;
+        let version = IntGauge::new(
+            "podwarden_policy_version",
+            "metadata.version of the policy in force.",
+        )?;
+        let last_success = IntGauge::new(
+            "podwarden_policy_last_reload_success",
+            "1 if the last policy load succeeded, 0 if it was rejected (the previous policy stays in force).",
+        )?;
+        let last_reload_time = IntGauge::new(
+            "podwarden_policy_last_reload_timestamp_seconds",
+            "Unix time of the last policy load attempt.",
+        )?;
+        let rules = IntGauge::new("podwarden_policy_rules", "Rules in the policy in force.")?;
+        for m in [&version, &last_success, &last_reload_time, &rules] {
+            registry.register(Box::new(m.clone()))?;
+        }
+        registry.register(Box::new(reloads.clone()))?;
+        Ok(ReloadMetrics {
+            reloads,
+            version,
+            last_success,
+            last_reload_time,
+            rules,
+        })
+    }
+}
+
+/// What one reload attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Same content as the policy in force; nothing done.
+    Unchanged,
+    Applied {
+        version: u64,
+        rules: usize,
+        mode: Mode,
+    },
+    /// Invalid or unreadable; the previous policy stays. Located message.
+    Rejected { error: String },
+}
+
+struct State {
+    digest: Option<u64>,
+    rejected_digest: Option<u64>,
+    modes: Option<[Mode; 3]>,
+    current: Option<Arc<CompiledPolicy>>,
+}
+
+pub struct PolicyReloader {
+    path: PathBuf,
+    hook: DecisionHook,
+    metrics: ReloadMetrics,
+    events: Option<EventBus>,
+    workload: String,
+    pod: String,
+    state: Mutex<State>,
+}
+
+const FEATURES: [(Feature, &str); 3] = [
+    (Feature::Network, "network"),
+    (Feature::Waf, "waf"),
+    (Feature::Dlp, "dlp"),
+];
+
+impl PolicyReloader {
+    pub fn new(
+        path: PathBuf,
+        hook: DecisionHook,
+        metrics: ReloadMetrics,
+        events: Option<EventBus>,
+        workload: &str,
+        pod: &str,
+    ) -> PolicyReloader {
+        PolicyReloader {
+            path,
+            hook,
+            metrics,
+            events,
+            workload: workload.to_string(),
+            pod: pod.to_string(),
+            state: Mutex::new(State {
+                digest: None,
+                rejected_digest: None,
+                modes: None,
+                current: None,
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The policy in force, if one was ever loaded.
+    pub fn current(&self) -> Option<Arc<CompiledPolicy>> {
+        self.lock().current.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Loads the file now (blocking: call from `spawn_blocking` or at
+    /// start). Re-reading an unchanged file does nothing; a file that was
+    /// rejected is reported once until it changes.
+    pub fn reload_now(&self) -> ReloadOutcome {
+        let name = self.path.display().to_string();
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(source) => {
+                let e = PolicyError::Io { path: name, source };
+                return self.reject(None, e);
+            }
+        };
+        let digest = digest(&text);
+        {
+            let st = self.lock();
+            if st.digest == Some(digest) || st.rejected_digest == Some(digest) {
+                return ReloadOutcome::Unchanged;
+            }
+        }
+        let compiled = load_policy_str(&text, &name).and_then(|doc| {
+            let modes = FEATURES.map(|(f, _)| doc.spec.mode_of(f));
+            CompiledPolicy::compile(&doc).map(|p| (p, modes))
+        });
+        match compiled {
+            Err(e) => self.reject(Some(digest), e),
+            Ok((policy, modes)) => self.apply(digest, policy, modes),
+        }
+    }
+
+    fn apply(&self, digest: u64, policy: CompiledPolicy, modes: [Mode; 3]) -> ReloadOutcome {
+        let policy = Arc::new(policy);
+        let (version, rules, mode) = (policy.version(), policy.rule_count(), policy.mode());
+        self.hook.swap(Box::new(SharedPolicy(policy.clone())));
+        let previous = {
+            let mut st = self.lock();
+            st.digest = Some(digest);
+            st.rejected_digest = None;
+            st.current = Some(policy);
+            st.modes.replace(modes)
+        };
+        self.metrics.reloads.with_label_values(&["ok"]).inc();
+        self.metrics.last_success.set(1);
+        self.metrics
+            .version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.metrics
+            .rules
+            .set(i64::try_from(rules).unwrap_or(i64::MAX));
+        self.metrics.last_reload_time.set(unix_now());
+        tracing::info!(file = %self.path.display(), version, rules, mode = mode.as_str(), "policy loaded");
+        self.emit(
+            EventKind::PolicyReload {
+                result: ReloadResult::Ok,
+                version,
+                error: None,
+            },
+            mode,
+        );
+        if let Some(prev) = previous {
+            for (i, (_, feature)) in FEATURES.iter().enumerate() {
+                if prev[i] != modes[i] {
+                    tracing::info!(
+                        feature,
+                        from = prev[i].as_str(),
+                        to = modes[i].as_str(),
+                        "mode changed"
+                    );
+                    self.emit(
+                        EventKind::ModeChange {
+                            feature: feature.to_string(),
+                            from: prev[i],
+                            to: modes[i],
+                        },
+                        modes[0],
+                    );
+                }
+            }
+        }
+        ReloadOutcome::Applied {
+            version,
+            rules,
+            mode,
+        }
+    }
+
+    fn reject(&self, digest: Option<u64>, e: PolicyError) -> ReloadOutcome {
+        let error = e.to_string();
+        let (version, mode) = {
+            let mut st = self.lock();
+            st.rejected_digest = digest;
+            match &st.current {
+                Some(p) => (p.version(), p.mode()),
+                None => (0, Mode::Learn),
+            }
+        };
+        self.metrics.reloads.with_label_values(&["error"]).inc();
+        self.metrics.last_success.set(0);
+        self.metrics.last_reload_time.set(unix_now());
+        tracing::error!(error = %error, kept_version = version, "policy rejected; the previous policy stays in force");
+        self.emit(
+            EventKind::PolicyReload {
+                result: ReloadResult::Error,
+                version,
+                error: Some(error.clone()),
+            },
+            mode,
+        );
+        ReloadOutcome::Rejected { error }
+    }
+
+    fn emit(&self, kind: EventKind, mode: Mode) {
+        if let Some(bus) = &self.events {
+            let now = SystemTime::now();
+            let id = format!("reload-{:x}-{:x}", unix_now_ms(now), std::process::id());
+            bus.emit(SecurityEvent::new(
+                id,
+                now,
+                &self.workload,
+                &self.pod,
+                kind,
+                mode,
+            ));
+        }
+    }
+
+    /// Reloads on SIGHUP and whenever the file's content changes (checked
+    /// every `poll`). Loading runs on the blocking pool, never on the data
+    /// path's workers.
+    pub fn spawn(self: Arc<Self>, poll: Duration) -> std::io::Result<JoinHandle<()>> {
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        Ok(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(poll.max(Duration::from_millis(10)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                #[cfg(unix)]
+                let forced = tokio::select! {
+                    _ = tick.tick() => false,
+                    s = hup.recv() => s.is_some(),
+                };
+                #[cfg(not(unix))]
+                let forced = {
+                    tick.tick().await;
+                    false
+                };
+                let me = self.clone();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    if forced {
+                        // SIGHUP: re-validate even an unchanged file, so an
+                        // operator gets an answer.
+                        me.forget_digest();
+                    }
+                    me.reload_now()
+                })
+                .await;
+                if let Err(e) = outcome {
+                    tracing::error!(error = %e, "policy reload task failed");
+                }
+            }
+        }))
+    }
+
+    fn forget_digest(&self) {
+        let mut st = self.lock();
+        st.digest = None;
+        st.rejected_digest = None;
+    }
+}
+
+fn digest(text: &str) -> u64 {
+    // Fixed keys: the digest only has to differ when the content does.
+    let mut h = std::hash::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+fn unix_now_ms(t: SystemTime) -> u128 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(unix_now_ms(SystemTime::now()) / 1000).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

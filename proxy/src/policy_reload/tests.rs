@@ -1,0 +1,220 @@
+use std::net::SocketAddr;
+
+use podwarden_policy::{Action, Direction};
+use prometheus::Registry;
+
+use super::*;
+use crate::events::{EventMetrics, Origin, RotatingFileConfig, SinkConfig};
+
+fn policy(mode: &str, version: u64, port: u16) -> String {
+    format!(
+        "apiVersion: podwarden.io/v1alpha1
+kind: WorkloadPolicy
+metadata: {{ workload: shop/checkout, version: {version} }}
+spec:
+  mode: {mode}
+  rules:
+    - id: out-db
+      direction: outbound
+      peer: {{ cidr: 198.51.100.0/24 }}
+      ports: [\"{port}\"]
+"
+    )
+}
+
+fn flow(port: u16) -> Flow {
+    let peer: SocketAddr = format!("198.51.100.7:{port}").parse().unwrap();
+    Flow::connection(Direction::Outbound, peer, "10.0.0.2:40000".parse().unwrap())
+}
+
+struct Fixture {
+    dir: PathBuf,
+    file: PathBuf,
+    events: PathBuf,
+    hook: DecisionHook,
+    metrics: ReloadMetrics,
+}
+
+fn fixture(name: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("podwarden-reload-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    Fixture {
+        file: dir.join("policy.yaml"),
+        events: dir.join("events.log"),
+        dir,
+        hook: DecisionHook::default(),
+        metrics: ReloadMetrics::new(&Registry::new()).unwrap(),
+    }
+}
+
+fn read_events(path: &Path) -> Vec<SecurityEvent> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn applies_keeps_last_good_on_error_and_reports() {
+    let fx = fixture("apply");
+    let em = EventMetrics::new(&Registry::new()).unwrap();
+    let sink = SinkConfig::File(RotatingFileConfig {
+        path: fx.events.clone(),
+        max_bytes: 1 << 20,
+        keep: 1,
+    });
+    let (bus, tasks) = EventBus::start(vec![sink], 100, Origin::default(), em);
+    let r = PolicyReloader::new(
+        fx.file.clone(),
+        fx.hook.clone(),
+        fx.metrics.clone(),
+        Some(bus.clone()),
+        "shop/checkout",
+        "p-1",
+    );
+
+    // Missing file: rejected, the allow-all learn hook stays.
+    assert!(matches!(r.reload_now(), ReloadOutcome::Rejected { .. }));
+    assert_eq!(fx.hook.decide(&flow(9999)).mode, Mode::Learn);
+
+    std::fs::write(&fx.file, policy("monitor", 1, 5432)).unwrap();
+    assert_eq!(
+        r.reload_now(),
+        ReloadOutcome::Applied {
+            version: 1,
+            rules: 1,
+            mode: Mode::Monitor
+        }
+    );
+    assert!(fx.hook.decide(&flow(9999)).would_deny);
+    assert_eq!(r.reload_now(), ReloadOutcome::Unchanged);
+
+    std::fs::write(&fx.file, policy("protect", 2, 5432)).unwrap();
+    assert!(matches!(
+        r.reload_now(),
+        ReloadOutcome::Applied { version: 2, .. }
+    ));
+    assert_eq!(fx.hook.decide(&flow(9999)).action, Action::Deny);
+    assert_eq!(fx.hook.decide(&flow(5432)).rule.as_deref(), Some("out-db"));
+
+    // Broken: a bad port on line 10. The version 2 policy keeps enforcing.
+    std::fs::write(
+        &fx.file,
+        policy("protect", 3, 5432).replace("\"5432\"", "\"70000\""),
+    )
+    .unwrap();
+    let ReloadOutcome::Rejected { error } = r.reload_now() else {
+        panic!("not rejected")
+    };
+    let name = fx.file.display().to_string();
+    assert!(error.starts_with(&format!("{name}:10:")), "{error}");
+    assert!(error.contains("spec.rules[0].ports[0]"), "{error}");
+    assert_eq!(fx.hook.decide(&flow(9999)).action, Action::Deny);
+    assert_eq!(fx.hook.decide(&flow(5432)).rule.as_deref(), Some("out-db"));
+    assert_eq!(r.current().unwrap().version(), 2);
+    // The same broken content is not reported again until it changes.
+    assert_eq!(r.reload_now(), ReloadOutcome::Unchanged);
+
+    assert_eq!(fx.metrics.reloads.with_label_values(&["ok"]).get(), 2);
+    assert_eq!(fx.metrics.reloads.with_label_values(&["error"]).get(), 2);
+    assert_eq!(fx.metrics.last_success.get(), 0);
+    assert_eq!(fx.metrics.version.get(), 2);
+    assert_eq!(fx.metrics.rules.get(), 1);
+
+    drop(r);
+    drop(bus);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events = read_events(&fx.events);
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "policy_reload",
+            "policy_reload",
+            "policy_reload",
+            "mode_change",
+            "mode_change",
+            "mode_change",
+            "policy_reload"
+        ]
+    );
+    // waf and dlp follow spec.mode, so all three features changed.
+    assert_eq!(
+        events[3].kind,
+        EventKind::ModeChange {
+            feature: "network".into(),
+            from: Mode::Monitor,
+            to: Mode::Protect
+        }
+    );
+    match &events[6].kind {
+        EventKind::PolicyReload {
+            result: ReloadResult::Error,
+            version: 2,
+            error: Some(e),
+        } => {
+            assert!(e.contains(":10:"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events[6].workload, "shop/checkout");
+    let _ = std::fs::remove_dir_all(&fx.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_the_file_and_sighup() {
+    let fx = fixture("watch");
+    std::fs::write(&fx.file, policy("protect", 1, 5432)).unwrap();
+    let r = Arc::new(PolicyReloader::new(
+        fx.file.clone(),
+        fx.hook.clone(),
+        fx.metrics.clone(),
+        None,
+        "a/b",
+        "p",
+    ));
+    let task = r.clone().spawn(Duration::from_millis(20)).unwrap();
+    let wait_for = |want: u64| {
+        let r = r.clone();
+        async move {
+            for _ in 0..500 {
+                if r.current().is_some_and(|p| p.version() == want) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    assert!(wait_for(1).await, "initial load");
+    // A content change is picked up by polling (atomic rename, as kubelet does).
+    let tmp = fx.dir.join("policy.yaml.tmp");
+    std::fs::write(&tmp, policy("protect", 2, 6379)).unwrap();
+    std::fs::rename(&tmp, &fx.file).unwrap();
+    assert!(wait_for(2).await, "change picked up");
+    assert_eq!(fx.hook.decide(&flow(6379)).rule.as_deref(), Some("out-db"));
+    assert_eq!(fx.hook.decide(&flow(5432)).action, Action::Deny);
+
+    // SIGHUP forces a re-validation even of unchanged content.
+    let before = fx.metrics.reloads.with_label_values(&["ok"]).get();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut reloaded = false;
+    for _ in 0..500 {
+        if fx.metrics.reloads.with_label_values(&["ok"]).get() > before {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(reloaded, "SIGHUP reload");
+    task.abort();
+    let _ = std::fs::remove_dir_all(&fx.dir);
+}
