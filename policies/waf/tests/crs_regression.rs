@@ -15,9 +15,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The test configuration of CRS's tests/docker-compose.yml: DetectionOnly,
-/// blocking paranoia 4, the ARG/FILE size settings, and the test marker rule.
+/// blocking paranoia 4, the ARG/FILE size settings, and the test marker rule;
+/// plus `arg_name_length=100` and `max_num_args=255` from the test
+/// configuration in tests/regression/README.md (rules 920360/920380 need them).
 const TEST_CONFIG: &str = r#"
-SecAction "id:900005,phase:1,nolog,pass,ctl:ruleEngine=DetectionOnly,setvar:tx.blocking_paranoia_level=4,setvar:tx.arg_length=400,setvar:tx.total_arg_length=6400,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535"
+SecAction "id:900005,phase:1,nolog,pass,ctl:ruleEngine=DetectionOnly,setvar:tx.blocking_paranoia_level=4,setvar:tx.arg_length=400,setvar:tx.total_arg_length=6400,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535,setvar:tx.arg_name_length=100,setvar:tx.max_num_args=255"
 SecResponseBodyMimeType text/plain text/html text/xml application/json
 SecRule REQUEST_HEADERS:X-CRS-Test "@rx ^.*$" "id:999999,phase:1,pass,t:none,log,msg:'%{MATCHED_VAR}'"
 "#;
@@ -53,7 +55,7 @@ fn ids(v: Option<&Value>) -> Vec<u64> {
 fn build_request(input: &Value) -> Result<Request, String> {
     if let Some(enc) = s(input, "encoded_request") {
         let raw = base64::engine::general_purpose::STANDARD
-            .decode(enc.trim())
+            .decode(enc.split_whitespace().collect::<String>())
             .map_err(|e| format!("bad encoded_request: {e}"))?;
         return podwarden_waf::http::parse_request(&raw).map_err(|e| e.to_string());
     }
