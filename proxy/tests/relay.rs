@@ -438,6 +438,21 @@ async fn inspector_blocks_request_body_with_403() {
     let (head, body) = read_response(&mut c).await;
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     assert!(body.contains("test-word"), "{body}");
+    assert_eq!(
+        srv.requests.load(Ordering::SeqCst),
+        0,
+        "small blocked body reached the server"
+    );
+    // A large streamed body is blocked mid-way: the client still gets a 403.
+    let mut c = TcpStream::connect(h.addr()).await.unwrap();
+    c.write_all(b"POST /big HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    c.write_all(b"5\r\nhello\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    c.write_all(b"6\r\nSECRET\r\n0\r\n\r\n").await.unwrap();
+    let (head, _) = read_response(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     // clean requests still pass
     let mut c = TcpStream::connect(h.addr()).await.unwrap();
     c.write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nclean")

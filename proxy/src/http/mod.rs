@@ -32,6 +32,9 @@ use body::{lock, BlockSlot, Phase, TapBody};
 use headers::{check_headers, request_info, strip_hop_by_hop, wants_upgrade};
 use upstream::{BoxError, ReqBody};
 
+/// Largest request body (by its declared length) read whole for inspection.
+const BUFFER_BODY_MAX: u64 = 64 * 1024;
+
 pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
 /// Per downstream connection state shared by its requests.
@@ -224,21 +227,60 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
         }
     }
     strip_hop_by_hop(&mut parts.headers, upgrade);
+    // Small bodies are read whole and inspected before anything is sent
+    // upstream, so a blocked request never reaches the server. Larger or
+    // unbounded bodies stream, and a block aborts the upstream request.
+    let small = body
+        .size_hint()
+        .upper()
+        .is_some_and(|u| u <= BUFFER_BODY_MAX);
+    let (buffered, body) = match chain.as_mut() {
+        Some(c) if small && !body.is_end_stream() => {
+            let bytes = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    debug!(error = %e, "client request body failed");
+                    rec.status = Some(400);
+                    return full(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        "bad request body\n".into(),
+                    );
+                }
+            };
+            sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            if let Verdict::Block(b) = c.request_body(&bytes, true) {
+                return blocked(&shared, &mut rec, "request_body", &b);
+            }
+            (Some(bytes), None)
+        }
+        _ => (None, Some(body)),
+    };
     let chain = chain.map(|c| Arc::new(Mutex::new(c)));
     let slot: BlockSlot = Arc::new(Mutex::new(None));
-    let empty = body.is_end_stream();
-    let mut tap = TapBody::new(
-        body,
-        Phase::Request,
-        chain.clone(),
-        sent.clone(),
-        slot.clone(),
-        None,
-    );
-    if empty {
-        tap = tap.already_ended();
-    }
-    let up_req = Request::from_parts(parts, tap.boxed());
+    let up_body: ReqBody = match (buffered, body) {
+        (Some(bytes), _) => Full::new(bytes).map_err(|never| match never {}).boxed(),
+        (None, None) => http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+        (None, Some(body)) => {
+            let empty = body.is_end_stream();
+            let tap = TapBody::new(
+                body,
+                Phase::Request,
+                chain.clone(),
+                sent.clone(),
+                slot.clone(),
+                None,
+            );
+            if empty {
+                tap.already_ended().boxed()
+            } else {
+                tap.boxed()
+            }
+        }
+    };
+    let up_req = Request::from_parts(parts, up_body);
 
     let dst = ctx.dst;
     let result = if up_req.version() == Version::HTTP_2 {
