@@ -153,6 +153,23 @@ fn backend_response(req: &Request) -> Response {
     resp
 }
 
+/// Why the remaining failures fail: each depends on what the web server in
+/// front of ModSecurity does to the raw request, not on the rule engine.
+const KNOWN_REASONS: &[(&str, &str, &str)] = &[
+    ("920181.yaml", "1", "Apache drops Content-Length when Transfer-Encoding is present before ModSecurity sees it; the engine gets both headers, as nginx/libmodsecurity3 would"),
+    ("920430.yaml", "5", "HTTP/0.9 request line (no version): the web server fills REQUEST_PROTOCOL; our harness passes an empty protocol"),
+    ("920620.yaml", "1", "Apache httpd merges repeated Content-Type headers into one; the engine sees two, as libmodsecurity3 on nginx does"),
+    ("920640.yaml", "5", "POST without Content-Length: the web server does not read a body; in-process the body is present"),
+    ("921140.yaml", "1", "Apache rejects a bare CR in a header value with 400 before ModSecurity runs"),
+];
+
+fn known_reason(rel: &str, id: &str) -> Option<&'static str> {
+    KNOWN_REASONS
+        .iter()
+        .find(|(f, t, _)| rel.ends_with(f) && *t == id)
+        .map(|(_, _, r)| *r)
+}
+
 enum Verdict {
     Pass,
     Fail(String),
@@ -268,7 +285,16 @@ fn crs_regression_suite() {
                 Verdict::Fail(why) => {
                     fail += 1;
                     entry.1 += 1;
-                    writeln!(failures, "- `{rel}` test {id}: {why}").unwrap();
+                    match known_reason(&rel, &id) {
+                        Some(r) => {
+                            writeln!(failures, "- `{rel}` test {id}: {why}. Reason: {r}").unwrap()
+                        }
+                        None => writeln!(
+                            failures,
+                            "- `{rel}` test {id}: {why}. Reason: not yet analysed"
+                        )
+                        .unwrap(),
+                    }
                 }
                 Verdict::NotApplicable(why) => {
                     na += 1;

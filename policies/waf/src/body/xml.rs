@@ -53,7 +53,8 @@ pub fn parse(body: &[u8]) -> Result<XmlDoc, String> {
 
 fn push_attrs(e: &quick_xml::events::BytesStart<'_>, doc: &mut XmlDoc) {
     for a in e.attributes().flatten() {
-        doc.attrs.push(crate::transform_decode::html_entity_decode(&a.value));
+        doc.attrs
+            .push(crate::transform_decode::html_entity_decode(&a.value));
     }
 }
 
