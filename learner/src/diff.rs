@@ -106,16 +106,55 @@ impl BaselineDiff {
     }
 }
 
+/// Rejected entry ids, each with the fingerprint of the rule as it was
+/// rejected: the same rule is not proposed again, but if it changes (a new
+/// process, path or method under the same id) it is, since that was never
+/// reviewed. `None` hides the id whatever its shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rejections(pub std::collections::BTreeMap<String, Option<String>>);
+
+impl Rejections {
+    pub fn hides(&self, id: &str, fingerprint: &str) -> bool {
+        match self.0.get(id) {
+            Some(None) => true,
+            Some(Some(fp)) => fp == fingerprint,
+            None => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<I: IntoIterator<Item = String>> From<I> for Rejections {
+    fn from(ids: I) -> Self {
+        Rejections(ids.into_iter().map(|i| (i, None)).collect())
+    }
+}
+
+/// The shape of a rule without its evidence and note.
+pub fn fingerprint(r: &Rule) -> String {
+    let mut shape = r.clone();
+    shape.evidence = None;
+    shape.note.clear();
+    crate::generalize::short_hash(&serde_json::to_string(&shape).unwrap_or_default())
+}
+
 pub fn process_entry_id(exe: &str) -> String {
     format!("process:{exe}")
 }
 
 /// Compares a learned baseline with the approved policy (if any), leaving
-/// out entries whose id is in `rejected`.
+/// out entries rejected before (see [`Rejections`]).
 pub fn diff(
     baseline: &PolicyDocument,
     policy: Option<&PolicyDocument>,
-    rejected: &BTreeSet<String>,
+    rejected: &Rejections,
 ) -> BaselineDiff {
     let empty: Vec<Rule> = Vec::new();
     let prules = policy.map(|p| &p.spec.rules).unwrap_or(&empty);
@@ -142,7 +181,7 @@ pub fn diff(
             unchanged += 1;
             continue;
         }
-        if rejected.contains(&b.id) {
+        if rejected.hides(&b.id, &fingerprint(b)) {
             n_rejected += 1;
             continue;
         }
@@ -196,7 +235,7 @@ pub fn diff(
             continue;
         }
         let id = process_entry_id(&pr.exe);
-        if rejected.contains(&id) {
+        if rejected.hides(&id, "") {
             n_rejected += 1;
             continue;
         }

@@ -26,7 +26,7 @@ fn nothing_approved_means_everything_is_added_with_risks() {
         l.ingest(&out("203.0.113.7:4444", 1, AppProtocol::Opaque).by("/usr/bin/nc"));
         l.ingest(&inb("10.0.0.9:5000", 8080, AppProtocol::Opaque).by("/app"));
     });
-    let d = diff(&b, None, &BTreeSet::new());
+    let d = diff(&b, None, &Rejections::default());
     assert_eq!(d.policy_version, None);
     let ext = d
         .entries
@@ -98,7 +98,7 @@ fn same_traffic_again_is_unchanged_and_unseen_policy_is_dropped() {
         processes: vec![],
         evidence: None,
     });
-    let d = diff(&baseline(learn), Some(&policy), &BTreeSet::new());
+    let d = diff(&baseline(learn), Some(&policy), &Rejections::default());
     assert_eq!(d.unchanged, 1);
     assert_eq!(
         kinds(&d),
@@ -132,7 +132,7 @@ fn new_process_and_new_path_widen_the_existing_rule() {
                 .req("GET", Some("users.example"), "/admin"),
         );
     });
-    let d = diff(&b, Some(&policy), &BTreeSet::new());
+    let d = diff(&b, Some(&policy), &Rejections::default());
     let w = d
         .entries
         .iter()
@@ -165,7 +165,7 @@ fn rejected_entries_are_hidden_and_counted() {
     let b = baseline(|l| {
         l.ingest(&out("203.0.113.7:4444", 1, AppProtocol::Opaque).by("/usr/bin/nc"));
     });
-    let rejected: BTreeSet<String> = [
+    let rejected: Rejections = [
         "out-opaque-203.0.113.7-4444".to_string(),
         "process:/usr/bin/nc".to_string(),
     ]

@@ -16,7 +16,7 @@ pub mod promote;
 pub mod sink;
 pub mod store;
 
-pub use diff::{diff, BaselineDiff, ChangeKind, DiffEntry, RiskHint};
+pub use diff::{diff, BaselineDiff, ChangeKind, DiffEntry, Rejections, RiskHint};
 pub use error::LearnerError;
 pub use learn::{Learner, LearnerConfig};
 pub use merge::merge_baselines;

@@ -12,7 +12,7 @@
 //! Every write is atomic (temp + rename), so a crash leaves the previous
 //! version. The current policy is the highest version present.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use podwarden_policy::model::{DocumentKind, PolicyDocument};
 use podwarden_policy::Mode;
 use serde::{Deserialize, Serialize};
 
-use crate::diff::{diff, BaselineDiff, ChangeKind};
+use crate::diff::{diff, fingerprint, BaselineDiff, ChangeKind, Rejections};
 use crate::error::LearnerError;
 use crate::evidence::now_rfc3339;
 use crate::learn::{write_atomic, Learner, LearnerConfig};
@@ -65,6 +65,9 @@ pub struct DecisionRecord {
     /// The policy version written by this decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// Rejections: the shape of each rejected rule (see [`Rejections`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fingerprints: BTreeMap<String, String>,
 }
 
 /// One row of `history`.
@@ -232,21 +235,26 @@ impl Store {
             .collect()
     }
 
-    /// Ids rejected and not approved since.
-    pub fn rejected(&self) -> Result<BTreeSet<String>, LearnerError> {
-        let mut set = BTreeSet::new();
+    /// Entries rejected and not approved since.
+    pub fn rejected(&self) -> Result<Rejections, LearnerError> {
+        let mut r = Rejections::default();
         for d in self.decisions()? {
             match d.kind {
-                DecisionKind::Reject => set.extend(d.ids),
+                DecisionKind::Reject => {
+                    for id in d.ids {
+                        let fp = d.fingerprints.get(&id).cloned();
+                        r.0.insert(id, fp);
+                    }
+                }
                 DecisionKind::Approve => {
                     for id in d.ids {
-                        set.remove(&id);
+                        r.0.remove(&id);
                     }
                 }
                 DecisionKind::Rollback => {}
             }
         }
-        Ok(set)
+        Ok(r)
     }
 
     fn append_decision(&self, d: &DecisionRecord) -> Result<(), LearnerError> {
@@ -329,6 +337,7 @@ impl Store {
             ids: chosen.iter().map(|e| e.id.clone()).collect(),
             reason: None,
             version: Some(version),
+            fingerprints: BTreeMap::new(),
         })?;
         Ok(doc)
     }
@@ -349,6 +358,7 @@ impl Store {
             return Err(LearnerError::Store("reject needs a name (--by)".into()));
         }
         let d = self.diff()?;
+        let mut fingerprints = BTreeMap::new();
         for id in ids {
             let e = d.entries.iter().find(|e| &e.id == id);
             if !matches!(
@@ -359,6 +369,9 @@ impl Store {
                     "{id} is not a proposal in the diff"
                 )));
             }
+            if let Some(rule) = e.and_then(|e| e.rule.as_ref()) {
+                fingerprints.insert(id.clone(), fingerprint(rule));
+            }
         }
         self.append_decision(&DecisionRecord {
             kind: DecisionKind::Reject,
@@ -367,6 +380,7 @@ impl Store {
             ids: ids.to_vec(),
             reason: reason.map(String::from),
             version: None,
+            fingerprints,
         })
     }
 
@@ -406,6 +420,7 @@ impl Store {
             ids: Vec::new(),
             reason: Some(format!("rollback to v{to}")),
             version: Some(version),
+            fingerprints: BTreeMap::new(),
         })?;
         Ok(doc)
     }

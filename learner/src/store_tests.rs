@@ -143,3 +143,24 @@ fn missing_and_corrupt_files_are_clear_errors() {
     std::fs::write(s.dir().join("decisions.jsonl"), "{bad\n").unwrap();
     assert!(matches!(s.rejected(), Err(LearnerError::Json { .. })));
 }
+
+#[test]
+fn a_rejected_rule_that_changes_is_proposed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = learned_store(dir.path());
+    let id = "out-opaque-203.0.113.7-4444".to_string();
+    s.reject(std::slice::from_ref(&id), "alice", None).unwrap();
+    // more of the same: still hidden
+    let mut l = s.load_learner(None).unwrap();
+    l.ingest(&out("203.0.113.7:4444", 9, AppProtocol::Opaque).by("/usr/bin/nc"));
+    s.save_learner(&l).unwrap();
+    assert!(s.diff().unwrap().entries.iter().all(|e| e.id != id));
+    // a different process under the same id was never reviewed
+    l.ingest(&out("203.0.113.7:4444", 9, AppProtocol::Opaque).by("/bin/bash"));
+    s.save_learner(&l).unwrap();
+    let d = s.diff().unwrap();
+    assert!(
+        d.entries.iter().any(|e| e.id == id),
+        "changed rule must be proposed again"
+    );
+}
