@@ -13,13 +13,16 @@
 # and podwarden-proxy's idle RSS. Prints ratios to direct and the targets.
 #
 # Needs root. Builds podwarden-proxy in release mode. Usage: bash benches/datapath.sh
-# Env: DURATION (s), CONNS (wrk/redis connections, default 16), PROXY_THREADS (default 2).
+# Env: DURATION (s), ROUNDS (modes interleaved, median reported; default 1),
+#      CONNS (wrk/redis connections, default 16), PROXY_THREADS (default 2).
 set -euo pipefail
+trap 'echo "datapath.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 root=$PWD
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-16}"
 PROXY_THREADS="${PROXY_THREADS:-2}"
+ROUNDS="${ROUNDS:-1}"
 
 if [ "$(id -u)" != 0 ]; then
   echo "datapath.sh needs root (it creates network namespaces)" >&2
@@ -133,69 +136,70 @@ backend iperf
   server s1 $SERVER:5201
 EOF
 
-declare -A R
-# wrk: rps, p50, p90, p99 (ms)
+# All three run side by side in the same pod, so modes can be interleaved
+# round by round (the median is reported): the rules are applied once, and
+# "direct" is the load generator running as the proxy's UID, which the rules
+# exempt; haproxy also runs as that UID so its upstream legs go straight out.
+bg proxy pod 1337 env PODWARDEN_LOG=warn "$BIN" run --admin-addr 127.0.0.1:15000 --worker-threads "$PROXY_THREADS"
+bg haproxy pod 1337 haproxy -f "$work/haproxy.cfg" -db
+for p in 15001 15006 15000 10080 16379 15201; do wait_port pod $p; done
+proxy_pid=$(ns pod ss -ltnpH "sport = :15001" | sed -nE 's/.*pid=([0-9]+).*/\1/p' | head -1)
+ns pod "$BIN" init >/dev/null
+rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+sleep 1
+idle_rss=$(rss_mb "$proxy_pid")
+
+declare -A R  # "mode.metric" -> space-separated values, one per round
+add() { R[$1]="${R[$1]:-} $2"; }
+as() { local uid=$1; shift; ns pod setpriv --reuid "$uid" --regid "$uid" --clear-groups -- "$@"; }
+uid_of() { [ "$1" = podwarden ] && echo 1000 || echo 1337; }
+
 run_wrk() { # mode url
   local out
-  out=$(app wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2" 2>&1)
-  echo "$out" >"$work/wrk-$1.txt"
-  R[$1.http_rps]=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  out=$(as "$(uid_of "$1")" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2" 2>&1)
+  echo "$out" >>"$work/wrk-$1.txt"
+  add "$1.http_rps" "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
   for q in 50 90 99; do
-    R[$1.http_p$q]=$(awk -v q="$q%" '$1 == q {v=$2; u=v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v);
-      f = (u == "us") ? 0.001 : (u == "s") ? 1000 : 1; printf "%.3f", v * f}' <<<"$out")
+    add "$1.http_p$q" "$(awk -v q="$q%" '$1 == q {v=$2; u=v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v);
+      f = (u == "us") ? 0.001 : (u == "s") ? 1000 : 1; printf "%.3f", v * f}' <<<"$out")"
   done
   local errs; errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)
   [ -z "$errs" ] || echo "  wrk ($1): $errs" >&2
 }
 run_redis() { # mode host port
-  # Enough requests for ~DURATION seconds at direct speed; bounded by timeout anyway.
-  local n=${REDIS_N:-0} out
-  if [ "$n" = 0 ]; then n=$((DURATION * 20000)); fi
-  out=$(app timeout $((DURATION * 4)) redis-benchmark -h "$2" -p "$3" -c "$CONNS" -n "$n" -t ping_inline -q 2>&1 | tr '\r' '\n' | grep 'requests per second' | tail -1)
-  echo "$out" >"$work/redis-$1.txt"
-  R[$1.tcp_rps]=$(sed -E 's/.*: ([0-9.]+) requests per second.*/\1/' <<<"$out")
+  local n=$((DURATION * 20000)) out
+  out=$(as "$(uid_of "$1")" timeout $((DURATION * 4)) redis-benchmark -h "$2" -p "$3" -c "$CONNS" -n "$n" -t ping_inline -q 2>&1 | tr '\r' '\n' | grep 'requests per second' | tail -1)
+  echo "$out" >>"$work/redis-$1.txt"
+  add "$1.tcp_rps" "$(sed -E 's/.*: ([0-9.]+) requests per second.*/\1/' <<<"$out")"
 }
 run_iperf() { # mode host port
   local out
-  out=$(app iperf3 -c "$2" -p "$3" -t "$DURATION" -J 2>&1)
-  echo "$out" >"$work/iperf-$1.json"
-  R[$1.gbps]=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))' <<<"$out" 2>/dev/null || echo "")
+  out=$(as "$(uid_of "$1")" iperf3 -c "$2" -p "$3" -t "$DURATION" -J 2>&1)
+  add "$1.gbps" "$(python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))' <<<"$out" 2>/dev/null || echo "")"
 }
-rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-echo "== direct" >&2
-run_wrk direct "http://$SERVER/"
-run_redis direct "$SERVER" 6379
-run_iperf direct "$SERVER" 5201
-
-echo "== haproxy" >&2
-bg haproxy pod - haproxy -f "$work/haproxy.cfg" -db
-for p in 10080 16379 15201; do wait_port pod $p; done
-run_wrk haproxy "http://127.0.0.1:10080/"
-run_redis haproxy 127.0.0.1 16379
-run_iperf haproxy 127.0.0.1 15201
-kill -- "-$last_pid" 2>/dev/null || true
-
-echo "== podwarden" >&2
-bg proxy pod 1337 env PODWARDEN_LOG=warn "$BIN" run --admin-addr 127.0.0.1:15000 --worker-threads "$PROXY_THREADS"
-for p in 15001 15006 15000; do wait_port pod $p; done
-proxy_pid=$(ns pod ss -ltnpH "sport = :15001" | sed -nE 's/.*pid=([0-9]+).*/\1/p' | head -1)
-ns pod "$BIN" init >/dev/null
-sleep 1
-idle_rss=$(rss_mb "$proxy_pid")
-run_wrk podwarden "http://$SERVER/"
-run_redis podwarden "$SERVER" 6379
-run_iperf podwarden "$SERVER" 5201
+for round in $(seq "$ROUNDS"); do
+  for mode in direct podwarden haproxy; do
+    echo "== round $round: $mode" >&2
+    case $mode in
+      haproxy) run_wrk $mode "http://127.0.0.1:10080/"; run_redis $mode 127.0.0.1 16379; run_iperf $mode 127.0.0.1 15201 ;;
+      *) run_wrk $mode "http://$SERVER/"; run_redis $mode "$SERVER" 6379; run_iperf $mode "$SERVER" 5201 ;;
+    esac
+  done
+done
 loaded_rss=$(rss_mb "$proxy_pid")
 records=$(ns pod curl -s --max-time 5 http://127.0.0.1:15000/flows | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo "?")
+intercepted=$(ns pod iptables -t nat -nvxL PODWARDEN_REDIRECT | awk '$3 == "REDIRECT" {print $1}')
 
+median() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:] if x]; print(("%.3f" % statistics.median(v)).rstrip("0").rstrip(".") if v else "")' $1; }
 ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print('%.2f' % (float(a)/float(b)) if a and b and float(b) else '-')" "${1:-}" "${2:-}"; }
 row() { # label key [target]
-  local d=${R[direct.$2]:-} p=${R[podwarden.$2]:-} h=${R[haproxy.$2]:-}
+  local d p h
+  d=$(median "${R[direct.$2]:-}"); p=$(median "${R[podwarden.$2]:-}"); h=$(median "${R[haproxy.$2]:-}")
   printf "%-30s %12s %12s %7s %12s %7s   %s\n" "$1" "$d" "$p" "$(ratio "$p" "$d")" "$h" "$(ratio "$h" "$d")" "${3:-}"
 }
 echo
-echo "podwarden data-path benchmark: ${DURATION}s per run, $CONNS connections, $(nproc) CPUs, proxy threads $PROXY_THREADS"
+echo "podwarden data-path benchmark: ${DURATION}s per run, median of $ROUNDS round(s), $CONNS connections, $(nproc) CPUs, proxy threads $PROXY_THREADS, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-30s %12s %12s %7s %12s %7s   %s\n" "" "direct" "podwarden" "ratio" "haproxy" "ratio" "target (podwarden/direct)"
 row "HTTP/1.1 rps (wrk → nginx)" http_rps ">= 0.60"
 row "HTTP p50 latency ms" http_p50
@@ -205,3 +209,4 @@ row "opaque TCP rps (redis PING)" tcp_rps ">= 0.80"
 row "bulk TCP Gbit/s (iperf3)" gbps ">= 0.70"
 echo
 echo "podwarden-proxy RSS: idle ${idle_rss} MB (target <= 15 MB), after load ${loaded_rss} MB; /flows holds $records records"
+echo "connections the rules redirected to the proxy: $intercepted (only the podwarden mode's)"
