@@ -7,7 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::IpNet;
 use podwarden_learner::generalize::path_template;
 use podwarden_learner::learn::{WIDEST_V4_PREFIX, WIDEST_V6_PREFIX};
-use podwarden_learner::{merge_baselines, Learner, LearnerConfig};
+use podwarden_learner::promote::promote;
+use podwarden_learner::{diff, merge_baselines, Learner, LearnerConfig, Rejections};
 use podwarden_policy::model::{Peer, PolicyDocument};
 use podwarden_policy::{
     AppProtocol, Decision, Direction, Flow, FlowRecord, HttpRequestInfo, ProcessInfo, RecordKind,
@@ -185,6 +186,17 @@ proptest! {
         let rb = learn(&b, "r2");
         let parts: u64 = ra.spec.rules.iter().chain(rb.spec.rules.iter()).filter(|r| r.http.is_none()).filter_map(|r| r.evidence.as_ref()).map(|e| e.count).sum();
         prop_assert_eq!(total, parts);
+    }
+
+    #[test]
+    fn approving_everything_leaves_nothing_to_review(recs in prop::collection::vec(record(), 0..30)) {
+        let b = learn(&recs, "r1");
+        let d = diff(&b, None, &Rejections::default());
+        let chosen: Vec<_> = d.proposals().cloned().collect();
+        let policy = promote(None, Some(&b), "ns/app", &chosen);
+        let again = diff(&b, Some(&policy), &Rejections::default());
+        prop_assert!(again.is_empty(), "left after approving all: {:?}", again.entries.iter().map(|e| &e.id).collect::<Vec<_>>());
+        prop_assert_eq!(again.unchanged, b.spec.rules.len());
     }
 
     #[test]
