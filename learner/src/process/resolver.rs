@@ -11,6 +11,10 @@ use podwarden_policy::ProcessInfo;
 
 use super::procfs;
 use super::sockdiag::SockDiag;
+
+thread_local! {
+    static DIAG: std::cell::RefCell<Option<SockDiag>> = const { std::cell::RefCell::new(None) };
+}
 use super::{ProcessResolver, SocketTuple};
 
 /// Counters for metrics and the benchmark report.
@@ -36,7 +40,6 @@ struct Index {
 
 pub struct ProcfsResolver {
     proc_root: PathBuf,
-    diag: Mutex<Option<SockDiag>>,
     index: Mutex<Index>,
     negative_ttl: Duration,
     pub stats: ResolverStats,
@@ -50,7 +53,6 @@ impl ProcfsResolver {
     pub fn with_root(proc_root: PathBuf) -> Self {
         ProcfsResolver {
             proc_root,
-            diag: Mutex::new(None),
             index: Mutex::new(Index::default()),
             negative_ttl: Duration::from_millis(500),
             stats: ResolverStats::default(),
@@ -64,28 +66,32 @@ impl ProcfsResolver {
         }
     }
 
-    /// The inode of the socket with this tuple, via netlink.
+    /// The inode of the socket with this tuple, via netlink. Each thread
+    /// keeps its own netlink socket, so data-path workers never queue
+    /// behind one another for the kernel round trip.
     pub fn socket_inode(&self, t: &SocketTuple) -> Option<u64> {
-        let mut g = self.diag.lock().ok()?;
-        if g.is_none() {
-            match SockDiag::new() {
-                Ok(d) => *g = Some(d),
-                Err(e) => {
-                    tracing::warn!(error = %e, "sock_diag unavailable; process attribution off");
-                    return None;
+        DIAG.with(|cell| {
+            let mut g = cell.try_borrow_mut().ok()?;
+            if g.is_none() {
+                match SockDiag::new() {
+                    Ok(d) => *g = Some(d),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sock_diag unavailable; process attribution off");
+                        return None;
+                    }
                 }
             }
-        }
-        let d = g.as_mut()?;
-        match d.find_tcp(t.local, t.remote) {
-            Ok(o) => o.map(|o| o.inode),
-            Err(e) => {
-                tracing::debug!(error = %e, "sock_diag lookup failed");
-                // A broken socket is replaced on the next call.
-                *g = None;
-                None
+            let d = g.as_mut()?;
+            match d.find_tcp(t.local, t.remote) {
+                Ok(o) => o.map(|o| o.inode),
+                Err(e) => {
+                    tracing::debug!(error = %e, "sock_diag lookup failed");
+                    // A broken socket is replaced on the next call.
+                    *g = None;
+                    None
+                }
             }
-        }
+        })
     }
 
     /// Process owning socket `inode`, from the index or a targeted rescan.
