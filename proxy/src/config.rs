@@ -42,6 +42,12 @@ pub struct Config {
     pub worker_threads: usize,
     /// Policy file (consumed by the policy engine once wired in).
     pub policy_file: Option<PathBuf>,
+    /// DNS listener port (UDP and TCP) that `init` redirects the pod's DNS
+    /// to; 0 disables it.
+    pub dns_port: u16,
+    /// Resolvers DNS queries are forwarded to; empty = the `nameserver`
+    /// lines of /etc/resolv.conf.
+    pub dns_upstreams: Vec<SocketAddr>,
     /// Send every connection to this address instead of its original
     /// destination. For benchmarks and local runs without iptables only.
     pub fixed_dst: Option<SocketAddr>,
@@ -66,6 +72,8 @@ impl Default for Config {
             worker_threads: 2,
             policy_file: None,
             fixed_dst: None,
+            dns_port: 15053,
+            dns_upstreams: Vec::new(),
         }
     }
 }
@@ -119,6 +127,13 @@ impl Config {
             return Err(invalid(
                 "admin_addr",
                 "port must differ from the traffic listener ports",
+            ));
+        }
+        let d = self.dns_port;
+        if d != 0 && (d == self.outbound_port || d == self.inbound_port || d == admin) {
+            return Err(invalid(
+                "dns_port",
+                "must differ from the listener and admin ports",
             ));
         }
         if !(10..=10_000).contains(&self.detect_timeout_ms) {
@@ -201,6 +216,12 @@ pub struct RunArgs {
     /// Policy file (reserved for the policy engine)
     #[arg(long)]
     pub policy_file: Option<PathBuf>,
+    /// DNS listener port, 0 to disable [default: 15053]
+    #[arg(long)]
+    pub dns_port: Option<u16>,
+    /// Resolver to forward DNS to, IP or IP:PORT (repeatable) [default: /etc/resolv.conf]
+    #[arg(long = "dns-upstream", value_name = "ADDR", value_parser = parse_dns_upstream)]
+    pub dns_upstreams: Vec<SocketAddr>,
     /// Testing only: relay every connection to this address instead of its
     /// original destination (benchmarks without iptables)
     #[arg(long)]
@@ -230,6 +251,12 @@ impl RunArgs {
             flow_ring_size,
             worker_threads
         );
+        if let Some(p) = self.dns_port {
+            c.dns_port = p;
+        }
+        if !self.dns_upstreams.is_empty() {
+            c.dns_upstreams = self.dns_upstreams.clone();
+        }
         if let Some(d) = self.fixed_dst {
             c.fixed_dst = Some(d);
         }
@@ -239,6 +266,21 @@ impl RunArgs {
         c.validate()?;
         Ok(c)
     }
+}
+
+fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{s:?} is not an IP address or IP:PORT"))
+}
+
+/// `nameserver` addresses from resolv.conf text (port 53).
+pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().split('%').next()?.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
 }
 
 #[cfg(test)]
@@ -280,6 +322,29 @@ mod tests {
         assert_eq!(c.workload, "api");
         assert_eq!(c.admin_addr, "0.0.0.0:9901".parse().unwrap());
         assert_eq!(c.inbound_port, 15006);
+    }
+
+    #[test]
+    fn dns_upstreams_parse() {
+        assert_eq!(
+            parse_dns_upstream("192.0.2.53").unwrap(),
+            "192.0.2.53:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_dns_upstream("[2001:db8::53]:5353").unwrap(),
+            "[2001:db8::53]:5353".parse().unwrap()
+        );
+        assert!(parse_dns_upstream("dns.example").is_err());
+        let r = resolv_conf_nameservers(
+            "# c\nnameserver 10.96.0.10\nsearch x\nnameserver fe80::1%eth0\n",
+        );
+        assert_eq!(
+            r,
+            vec![
+                "10.96.0.10:53".parse().unwrap(),
+                "[fe80::1]:53".parse().unwrap()
+            ]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod config;
 pub mod detect;
+pub mod dns;
 pub mod hook;
 pub mod http;
 pub mod init;

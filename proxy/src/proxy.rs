@@ -43,6 +43,8 @@ pub struct Shared {
     pub pool: UpstreamPool,
     pub listener_ports: OnceLock<Vec<u16>>,
     pub ready: AtomicBool,
+    /// Names the DNS listener saw resolved, for `Flow::peer_names`.
+    pub names: crate::dns::NameCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,7 @@ impl ProxyBuilder {
             orig_dst: self.orig_dst,
             listener_ports: OnceLock::new(),
             ready: AtomicBool::new(false),
+            names: crate::dns::NameCache::default(),
         };
         Ok(Proxy {
             shared: Arc::new(shared),
@@ -302,6 +305,9 @@ async fn handle_conn(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr,
         Direction::Outbound => Flow::connection(dir, dst, client),
         Direction::Inbound => Flow::connection(dir, client, dst),
     };
+    if dir == Direction::Outbound {
+        flow.peer_names = shared.names.names_for(dst.ip());
+    }
 
     let mut stream = stream;
     let mut buf = BytesMut::with_capacity(4096);

@@ -87,6 +87,7 @@ async fn ready_only_after_listeners_bound() {
         listen_ip: "127.0.0.1".parse().unwrap(),
         outbound_port: 0,
         inbound_port: 0,
+        dns_port: 0,
         ..Default::default()
     })
     .build()
@@ -187,4 +188,51 @@ async fn connect_tunnel_is_forwarded_and_target_recorded() {
         .await;
     let info = recs.iter().find_map(|r| r.flow.http.clone()).unwrap();
     assert_eq!(info.target.as_deref(), Some("db.example:5432"));
+}
+
+#[tokio::test]
+async fn dns_listener_forwards_records_and_learns_names() {
+    // Fake resolver: answers any query with www.example.com A 192.0.2.7.
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        loop {
+            let (n, from) = upstream.recv_from(&mut buf).await.unwrap();
+            let q = &buf[..n];
+            let mut r = vec![q[0], q[1], 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+            r.extend_from_slice(&q[12..]); // the question
+            r.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]);
+            upstream.send_to(&r, from).await.unwrap();
+        }
+    });
+    let srv = http_server().await;
+    let h = Harness::start(srv.addr).await;
+    let listen = podwarden_proxy::dns::start(
+        h.proxy.shared().clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        vec![up_addr],
+    )
+    .await
+    .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut q = vec![0xBE, 0xEF, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+    client.send_to(&q, listen).await.unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..2], &[0xBE, 0xEF]);
+    assert_eq!(&buf[n - 4..n], &[192, 0, 2, 7]);
+    let names = h
+        .proxy
+        .shared()
+        .names
+        .names_for("192.0.2.7".parse().unwrap());
+    assert_eq!(names, vec!["www.example.com"]);
+    let recs = h.records_until(|r| !r.is_empty()).await;
+    assert_eq!(recs[0].flow.protocol, podwarden_policy::AppProtocol::Dns);
+    assert_eq!(recs[0].flow.peer, up_addr);
 }

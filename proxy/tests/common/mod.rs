@@ -37,6 +37,7 @@ impl Harness {
             inbound_port: 0,
             admin_addr: "127.0.0.1:0".parse().unwrap(),
             detect_timeout_ms: 100,
+            dns_port: 0,
             ..Config::default()
         };
         let proxy = Proxy::builder(config)
