@@ -129,6 +129,16 @@ fn learned_policy_allows_normal_and_denies_anomalies() {
         .approve(&Selection::All, "secops", Some(Mode::Protect))
         .unwrap();
     let compiled = CompiledPolicy::compile(&policy).expect("learned policy compiles");
+    // the file the store wrote passes the policy loader's validation too
+    let loaded = podwarden_policy::load_policy_file(&store.policy_path(1))
+        .unwrap_or_else(|e| panic!("stored policy does not load: {e}"));
+    assert_eq!(loaded, policy);
+    let baseline = podwarden_policy::load_policy_file(&store.baseline_path())
+        .unwrap_or_else(|e| panic!("stored baseline does not load: {e}"));
+    assert_eq!(
+        baseline.spec.rules.len(),
+        store.baseline().unwrap().spec.rules.len()
+    );
 
     // replay with values never seen while learning
     for n in 100..130 {
