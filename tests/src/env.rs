@@ -67,6 +67,7 @@ pub fn require(test: &str, tools: &[&str], bins: &[&str]) -> bool {
         "ip6tables-restore",
         "setpriv",
         "ss",
+        "ping",
     ]
     .iter()
     .chain(tools)

@@ -11,8 +11,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::netns::{unique_stem, Netns};
 
@@ -168,11 +169,51 @@ impl Topology {
         attach(&topo.router, &topo.server, "r-server", &SERVER)?;
         attach(&topo.router, &topo.unknown, "r-unknown", &UNKNOWN)?;
         attach(&topo.router, &topo.client, "r-client", &CLIENT)?;
+        topo.wait_ready()?;
         // Lets the unprivileged app open ICMP echo sockets, so "the app cannot
         // ping out" is tested against a ping that would otherwise work.
         topo.pod
             .exec(&["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"])?;
         Ok(topo)
+    }
+
+    /// Waits for IPv6 duplicate address detection to finish and each leaf to
+    /// reach the router over both families, so that a test's first packet is
+    /// not lost to a link or neighbour entry still coming up.
+    fn wait_ready(&self) -> Result<()> {
+        let leaves = [
+            (&self.pod, &POD),
+            (&self.server, &SERVER),
+            (&self.unknown, &UNKNOWN),
+            (&self.client, &CLIENT),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for ns in leaves.iter().map(|(n, _)| *n).chain([&self.router]) {
+            while !ns
+                .exec(&["ip", "-6", "addr", "show", "tentative"])?
+                .trim()
+                .is_empty()
+            {
+                if Instant::now() > deadline {
+                    bail!("IPv6 addresses still tentative in {}", ns.name());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        for (ns, link) in leaves {
+            for router in [link.v4_router.to_string(), link.v6_router.to_string()] {
+                while !ns
+                    .output(None, &["ping", "-c", "1", "-W", "1", &router])?
+                    .status
+                    .success()
+                {
+                    if Instant::now() > deadline {
+                        bail!("{} cannot reach its router {router}", ns.name());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Logs of every process in every namespace, for failure messages.
