@@ -254,9 +254,10 @@ pub fn run(args: Args) -> Result<i32> {
             }
             s.save_learner(&l)?;
             println!(
-                "learned {n} flow records into {} ({} rule shapes; baseline at {})",
+                "learned {n} flow records into {} ({} rule shapes, {} records not learnable in total; baseline at {})",
                 s.workload(),
                 l.len(),
+                l.skipped(),
                 s.baseline_path().display()
             );
             Ok(0)

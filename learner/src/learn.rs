@@ -47,6 +47,15 @@ pub struct LearnerConfig {
     pub inbound_min_clients: usize,
     /// Path templates kept per rule; more are counted as dropped.
     pub max_paths_per_rule: usize,
+    /// Distinct rule shapes kept; records of further shapes are counted in
+    /// `skipped` (an Internet-facing pod would otherwise grow a rule per
+    /// scanner address). Never widened instead.
+    #[serde(default = "default_max_rules")]
+    pub max_rules: usize,
+}
+
+fn default_max_rules() -> usize {
+    10_000
 }
 
 impl LearnerConfig {
@@ -58,6 +67,7 @@ impl LearnerConfig {
             inbound_v6_prefix: 64,
             inbound_min_clients: 2,
             max_paths_per_rule: 256,
+            max_rules: default_max_rules(),
         }
     }
 
@@ -216,7 +226,8 @@ impl Learner {
         self.rules.is_empty()
     }
 
-    /// Records that could not be learned (service port 0).
+    /// Records that could not be learned (service port 0, or a new shape
+    /// beyond `max_rules`).
     pub fn skipped(&self) -> u64 {
         self.skipped
     }
@@ -250,6 +261,10 @@ impl Learner {
         let replica = self.config.replica.as_deref();
         let max_paths = self.config.max_paths_per_rule;
         let at = rec.start_ms;
+        if self.rules.len() >= self.config.max_rules && !self.rules.contains_key(&key) {
+            self.skipped += 1;
+            return;
+        }
         let agg = self.rules.entry(key).or_default();
         if agg.evidence.count == 0 {
             if let Some(r) = replica {

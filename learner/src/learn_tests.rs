@@ -282,3 +282,30 @@ fn path_cap_drops_without_widening() {
         .note
         .contains("2 requests on further paths not learned"));
 }
+
+#[test]
+fn rule_cap_counts_instead_of_growing() {
+    let mut c = LearnerConfig::new("a/b");
+    c.max_rules = 2;
+    let mut l = Learner::new(c).unwrap();
+    for i in 1..=5u8 {
+        l.ingest(&inb(
+            &format!("203.0.113.{i}:1000"),
+            22,
+            AppProtocol::Opaque,
+        ));
+    }
+    // known shapes still learn
+    l.ingest(&inb("203.0.113.1:1001", 22, AppProtocol::Opaque));
+    assert_eq!(l.len(), 2);
+    assert_eq!(l.skipped(), 3);
+    let doc = l.baseline();
+    assert_eq!(
+        doc.spec
+            .rules
+            .iter()
+            .map(|r| r.evidence.as_ref().unwrap().count)
+            .sum::<u64>(),
+        3
+    );
+}
