@@ -281,6 +281,15 @@ impl Netns {
             .join("\n")
     }
 
+    /// Gives processes in this namespace their own /etc/resolv.conf (`ip netns
+    /// exec` bind-mounts /etc/netns/<name>/resolv.conf); removed on drop.
+    pub fn set_resolv_conf(&self, content: &str) -> Result<()> {
+        let dir = Path::new("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("resolv.conf"), content)?;
+        Ok(())
+    }
+
     /// Waits until something listens on TCP `port` in this namespace.
     pub fn wait_listening(&self, port: u16, timeout: Duration) -> Result<()> {
         self.wait_socket("-ltnH", port, timeout)
@@ -335,5 +344,7 @@ impl Drop for Netns {
             Command::new("ip").args(["netns", "del", &self.name]),
             COMMAND_TIMEOUT,
         );
+        // Only our own per-namespace directory (see set_resolv_conf).
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
     }
 }

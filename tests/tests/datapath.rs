@@ -417,3 +417,104 @@ fn connecting_to_the_proxy_ports_directly_does_not_loop() {
         "ok\n"
     );
 }
+
+/// Waits on the proxy: `run` does not start the DNS listener yet (proxy/src/dns.rs
+/// exists but is not wired into main), and with it wired in by hand the UDP
+/// answer never reached the app: the listener binds the wildcard address, so its
+/// reply to a REDIRECTed query leaves from the pod IP instead of 127.0.0.1/::1
+/// and conntrack cannot undo the NAT. Binding 127.0.0.1 and ::1 (as
+/// tests/fixtures/dns_stub.py does, see init_rules.rs) fixes that.
+#[test]
+#[ignore = "needs the proxy's DNS listener started by `run` and bound to loopback"]
+fn dns_is_answered_through_the_proxy_and_names_reach_later_flows() {
+    if !require(
+        "dns_is_answered_through_the_proxy_and_names_reach_later_flows",
+        &["curl", "dig", "python3"],
+        BIN,
+    ) {
+        return;
+    }
+    let t = Topology::new().unwrap();
+    let resolver = SERVER.v4.to_string();
+    t.server
+        .spawn(
+            "dns",
+            None,
+            &[
+                podwarden_e2e::python(),
+                &podwarden_e2e::pod::fixture("dns_server.py"),
+                "53",
+                &format!("api.example.test={}", SERVER.v4),
+                &format!("api.example.test={}", SERVER.v6),
+            ],
+        )
+        .unwrap();
+    t.server
+        .wait_udp_bound(53, std::time::Duration::from_secs(5))
+        .unwrap();
+    servers::http(
+        &t.server,
+        &t.scratch,
+        "web",
+        8000,
+        &[("named.txt", "by name\n")],
+    )
+    .unwrap();
+    t.pod
+        .set_resolv_conf(&format!("nameserver {resolver}\n"))
+        .unwrap();
+    t.start_proxy(&["--dns-upstream", &resolver]).unwrap();
+    t.pod
+        .wait_udp_bound(15053, std::time::Duration::from_secs(5))
+        .expect("the proxy's DNS listener");
+    t.init(&["--dns-resolver", &resolver]).unwrap();
+
+    let answer = t
+        .pod
+        .exec_as(
+            Some(podwarden_e2e::APP_UID),
+            &[
+                "dig",
+                "+short",
+                "+tries=1",
+                "+time=3",
+                &format!("@{resolver}"),
+                "api.example.test",
+                "A",
+            ],
+        )
+        .unwrap();
+    assert_eq!(answer.trim(), SERVER.v4.to_string());
+    // The upstream saw the query from the pod (the proxy forwarded it).
+    let log = t.server.log_of("dns");
+    assert!(
+        log.contains(&format!("QUERY api.example.test 1 from ::ffff:{}", POD.v4)),
+        "{log}"
+    );
+    let q = t
+        .wait_flow("for the DNS query", |r| r.flow.protocol == AppProtocol::Dns)
+        .unwrap();
+    assert_eq!(q.flow.direction, Direction::Outbound);
+
+    // The app resolving through the pod's resolv.conf, then connecting by name.
+    let body = t
+        .app_curl(&["-4", "http://api.example.test:8000/named.txt"])
+        .unwrap();
+    assert_eq!(body, "by name\n");
+    let rec = t
+        .wait_flow("for the request by name", |r| {
+            outbound_to(r, 8000) && r.flow.http.as_ref().is_some_and(|h| h.path == "/named.txt")
+        })
+        .unwrap();
+    assert!(
+        rec.flow
+            .peer_names
+            .iter()
+            .any(|n| n.trim_end_matches('.') == "api.example.test"),
+        "{rec:?}"
+    );
+    assert_eq!(
+        rec.flow.http.as_ref().unwrap().host.as_deref(),
+        Some("api.example.test")
+    );
+}
