@@ -39,6 +39,10 @@ impl Rng {
         &items[self.range(0, items.len() as u64 - 1) as usize]
     }
 
+    pub fn pick_str(&mut self, items: &[&'static str]) -> &'static str {
+        items[self.range(0, items.len() as u64 - 1) as usize]
+    }
+
     pub fn chance(&mut self, percent: u64) -> bool {
         self.range(0, 99) < percent
     }
@@ -154,7 +158,7 @@ pub fn card(rng: &mut Rng) -> Value {
     Value {
         sensor: "credit_card",
         text,
-        field: *rng.pick(&["card_number", "cc", "pan", "cardNumber", "payment_card"]),
+        field: rng.pick_str(&["card_number", "cc", "pan", "cardNumber", "payment_card"]),
     }
 }
 
@@ -181,7 +185,7 @@ pub fn ssn(rng: &mut Rng) -> Value {
     Value {
         sensor: "ssn",
         text,
-        field: *rng.pick(&["ssn", "SSN", "social_security_number", "taxpayer_ssn"]),
+        field: rng.pick_str(&["ssn", "SSN", "social_security_number", "taxpayer_ssn"]),
     }
 }
 
@@ -241,7 +245,7 @@ pub fn iban(rng: &mut Rng) -> Value {
     Value {
         sensor: "iban",
         text,
-        field: *rng.pick(&["iban", "IBAN", "account_iban", "beneficiary"]),
+        field: rng.pick_str(&["iban", "IBAN", "account_iban", "beneficiary"]),
     }
 }
 
@@ -253,7 +257,7 @@ pub fn aws_key_id(rng: &mut Rng) -> Value {
     Value {
         sensor: "aws_access_key_id",
         text: aws_key_id_text(rng),
-        field: *rng.pick(&["aws_access_key_id", "AccessKeyId", "accessKey"]),
+        field: rng.pick_str(&["aws_access_key_id", "AccessKeyId", "accessKey"]),
     }
 }
 
@@ -289,7 +293,7 @@ pub fn github(rng: &mut Rng) -> Value {
     Value {
         sensor: "github_token",
         text,
-        field: *rng.pick(&["GITHUB_TOKEN", "token", "gh_token", "password"]),
+        field: rng.pick_str(&["GITHUB_TOKEN", "token", "gh_token", "password"]),
     }
 }
 
@@ -324,7 +328,7 @@ pub fn slack(rng: &mut Rng) -> Value {
     Value {
         sensor: "slack_token",
         text,
-        field: *rng.pick(&["SLACK_BOT_TOKEN", "slack_token", "token"]),
+        field: rng.pick_str(&["SLACK_BOT_TOKEN", "slack_token", "token"]),
     }
 }
 
@@ -339,7 +343,7 @@ pub fn slack_webhook(rng: &mut Rng) -> Value {
     Value {
         sensor: "slack_webhook",
         text,
-        field: *rng.pick(&["webhook_url", "SLACK_WEBHOOK", "url"]),
+        field: rng.pick_str(&["webhook_url", "SLACK_WEBHOOK", "url"]),
     }
 }
 
@@ -353,7 +357,7 @@ pub fn stripe(rng: &mut Rng) -> Value {
     Value {
         sensor: "stripe_key",
         text,
-        field: *rng.pick(&["STRIPE_SECRET_KEY", "stripe_key", "apiKey"]),
+        field: rng.pick_str(&["STRIPE_SECRET_KEY", "stripe_key", "apiKey"]),
     }
 }
 
@@ -361,7 +365,7 @@ pub fn google(rng: &mut Rng) -> Value {
     Value {
         sensor: "google_api_key",
         text: format!("AIza{}", rng.string(B64URL, 35)),
-        field: *rng.pick(&["key", "GOOGLE_API_KEY", "apiKey"]),
+        field: rng.pick_str(&["key", "GOOGLE_API_KEY", "apiKey"]),
     }
 }
 
@@ -389,7 +393,7 @@ pub fn jwt(rng: &mut Rng) -> Value {
     Value {
         sensor: "jwt",
         text,
-        field: *rng.pick(&["access_token", "id_token", "Authorization", "jwt"]),
+        field: rng.pick_str(&["access_token", "id_token", "Authorization", "jwt"]),
     }
 }
 
@@ -426,7 +430,7 @@ pub fn private_key(rng: &mut Rng) -> Value {
     Value {
         sensor: "private_key",
         text,
-        field: *rng.pick(&["private_key", "ssh_key", "tls.key"]),
+        field: rng.pick_str(&["private_key", "ssh_key", "tls.key"]),
     }
 }
 
@@ -876,10 +880,8 @@ pub fn generate(seed: u64, n_pos: usize, n_neg: usize) -> Vec<Sample> {
         });
     }
     for _ in 0..n_neg {
-        let fields: Vec<(&str, String)> = (0..rng.range(1, 3))
-            .map(|_| negative(&mut rng))
-            .map(|(k, v)| (k, v))
-            .collect();
+        let fields: Vec<(&str, String)> =
+            (0..rng.range(1, 3)).map(|_| negative(&mut rng)).collect();
         let (container, doc) = contain(&mut rng, &fields);
         let (encoding, data) = encode(&mut rng, doc, &[]);
         out.push(Sample {

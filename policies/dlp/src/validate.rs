@@ -21,7 +21,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         double = !double;
         n += 1;
     }
-    n > 1 && sum % 10 == 0
+    n > 1 && matches!(sum % 10, 0)
 }
 
 /// Card brand of a digit string (digits only), by IIN range and length.
