@@ -30,6 +30,7 @@
 //!   processes still require a known, listed one).
 //! * IPv4-mapped IPv6 peers (`::ffff:192.0.2.1`) are judged as IPv4.
 
+mod dns_verdict;
 mod explain;
 pub(crate) mod index;
 pub mod names;
@@ -40,6 +41,7 @@ use std::collections::HashSet;
 
 use ipnet::IpNet;
 
+pub use dns_verdict::DnsVerdict;
 pub use explain::{Explanation, Mismatch, NearMiss, Violation};
 use index::{ip_key, FastMap, PortTable, PrefixIndex, RuleIdx};
 use names::{normalise, parent_suffixes, NamePattern};
@@ -49,7 +51,7 @@ use target::{parse_target, TargetHost};
 use crate::error::{Diagnostic, Diagnostics, PolicyError};
 use crate::flow::{AppProtocol, Decide, Decision, Direction, Flow, HttpRequestInfo, Mode};
 use crate::load::validate;
-use crate::model::{Feature, Peer, PolicyDocument, PortSpec};
+use crate::model::{DnsSettings, Feature, Peer, PolicyDocument, PortSpec};
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledHttp {
@@ -215,6 +217,7 @@ pub struct CompiledPolicy {
     outbound: DirIndex,
     inbound: DirIndex,
     baseline: HashSet<String>,
+    dns: DnsSettings,
 }
 
 impl CompiledPolicy {
@@ -245,6 +248,7 @@ impl CompiledPolicy {
             outbound: DirIndex::default(),
             inbound: DirIndex::default(),
             baseline: doc.spec.processes.iter().map(|p| p.exe.clone()).collect(),
+            dns: doc.spec.dns.clone(),
         };
         for (i, rule) in doc.spec.rules.iter().enumerate() {
             let idx = RuleIdx::try_from(i).map_err(|_| {
