@@ -21,9 +21,10 @@ impl Masks {
         self.b64.reserve(words + 1);
         let mut chunks = buf.chunks_exact(64);
         for c in &mut chunks {
-            let mut block = [0u8; 64];
-            block.copy_from_slice(c);
-            let (d, b) = classify64(&block);
+            let Ok(block) = <&[u8; 64]>::try_from(c) else {
+                break;
+            };
+            let (d, b) = classify64(block);
             self.digit.push(d);
             self.b64.push(b);
         }
