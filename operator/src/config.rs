@@ -73,19 +73,34 @@ impl Default for ControllerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: String, source: serde_yaml_ng::Error },
+    Parse {
+        path: String,
+        source: serde_yaml_ng::Error,
+    },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
 }
 
 impl OperatorConfig {
     pub fn load(path: &str) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         let cfg: OperatorConfig =
-            serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
-        cfg.validate().map_err(|reason| ConfigError::Invalid { path: path.into(), reason })?;
+            serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.into(),
+                source,
+            })?;
+        cfg.validate().map_err(|reason| ConfigError::Invalid {
+            path: path.into(),
+            reason,
+        })?;
         Ok(cfg)
     }
 
@@ -138,7 +153,8 @@ metricsPort: 9090
         let mut bad = c.clone();
         bad.inject.dns_port = bad.inject.admin_port;
         assert!(bad.validate().unwrap_err().contains("15000"));
-        let e = serde_yaml_ng::from_str::<OperatorConfig>("inject: { proxyImagee: x }").unwrap_err();
+        let e =
+            serde_yaml_ng::from_str::<OperatorConfig>("inject: { proxyImagee: x }").unwrap_err();
         assert!(e.to_string().contains("proxyImagee"), "{e}");
     }
 }

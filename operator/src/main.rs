@@ -15,7 +15,11 @@ use podwarden_operator::tls::{self, TlsMaterial};
 use podwarden_operator::webhook::{serve_health, serve_webhook, ApiNamespaces, CertStore};
 
 #[derive(Parser)]
-#[command(name = "podwarden-operator", version, about = "podwarden operator: webhook and controllers")]
+#[command(
+    name = "podwarden-operator",
+    version,
+    about = "podwarden operator: webhook and controllers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,6 +31,21 @@ enum Command {
     Crds,
     /// Validate a configuration file and print it with defaults filled in.
     CheckConfig { path: String },
+    /// Compliance report from the cluster (kubeconfig) or a snapshot file.
+    Compliance {
+        /// table, json or html.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Approvals older than this do not count as reviewed.
+        #[arg(long, default_value_t = 90)]
+        max_age_days: u32,
+        /// Read a ClusterSnapshot (JSON) instead of the cluster.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// Whether sidecars export events to an external sink (cluster mode).
+        #[arg(long)]
+        events_exported: bool,
+    },
     /// Run the webhook server and the controller.
     Run {
         #[arg(long, default_value = "/etc/podwarden/config.yaml")]
@@ -45,6 +64,31 @@ fn main() -> anyhow::Result<()> {
             print!("{}", serde_yaml_ng::to_string(&cfg)?);
             Ok(())
         }
+        Command::Compliance {
+            format,
+            max_age_days,
+            snapshot,
+            events_exported,
+        } => {
+            let snap = match snapshot {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {path}"))?;
+                    serde_json::from_str(&text).with_context(|| format!("parsing {path}"))?
+                }
+                None => {
+                    tokio::runtime::Runtime::new()?.block_on(cluster_snapshot(events_exported))?
+                }
+            };
+            let report = podwarden_operator::compliance::evaluate(&snap, max_age_days);
+            match format.as_str() {
+                "table" => print!("{}", podwarden_operator::compliance::table(&report)),
+                "json" => println!("{}", serde_json::to_string_pretty(&report)?),
+                "html" => print!("{}", podwarden_operator::compliance::html(&report)),
+                other => anyhow::bail!("unknown format {other:?}: expected table, json or html"),
+            }
+            Ok(())
+        }
         Command::Run { config } => {
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -56,28 +100,67 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+async fn cluster_snapshot(
+    events_exported: bool,
+) -> anyhow::Result<podwarden_operator::compliance::ClusterSnapshot> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::ListParams;
+    use podwarden_operator::crd::WorkloadPolicy;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let lp = ListParams::default();
+    let ns = Api::<Namespace>::all(client.clone()).list(&lp).await?.items;
+    let pods = Api::<Pod>::all(client.clone()).list(&lp).await?.items;
+    let policies = Api::<WorkloadPolicy>::all(client).list(&lp).await?.items;
+    let now = podwarden_operator::controller::reconcile::now_rfc3339();
+    Ok(podwarden_operator::compliance::snapshot_from_objects(
+        &ns,
+        &pods,
+        &policies,
+        events_exported,
+        &now,
+    ))
+}
+
 fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 async fn run(mut cfg: OperatorConfig) -> anyhow::Result<()> {
     let token = std::fs::read_to_string(&cfg.controller.admin_token_file)
         .with_context(|| format!("reading admin token {}", cfg.controller.admin_token_file))?;
     let token = token.trim().to_string();
-    anyhow::ensure!(token.len() >= 32, "admin token is shorter than 32 characters");
+    anyhow::ensure!(
+        token.len() >= 32,
+        "admin token is shorter than 32 characters"
+    );
     cfg.inject.admin_token_sha256 = Some(sha256_hex(token.as_bytes()));
 
-    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
     let namespace = cfg.inject.operator_namespace.clone();
     let certs = CertStore::new();
     let ready = Arc::new(AtomicBool::new(false));
 
-    let health = tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, cfg.metrics_port))).await?;
+    let health =
+        tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, cfg.metrics_port)))
+            .await?;
     tokio::spawn(serve_health(health, ready.clone()));
 
     // TLS first: the webhook must not accept connections it cannot serve.
     {
-        let (client, certs, ready, w) = (client.clone(), certs.clone(), ready.clone(), cfg.webhook.clone());
+        let (client, certs, ready, w) = (
+            client.clone(),
+            certs.clone(),
+            ready.clone(),
+            cfg.webhook.clone(),
+        );
         let ns = namespace.clone();
         tokio::spawn(async move {
             loop {
@@ -96,11 +179,22 @@ async fn run(mut cfg: OperatorConfig) -> anyhow::Result<()> {
         });
     }
 
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, cfg.webhook.port))).await?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, cfg.webhook.port)))
+            .await?;
     let ns_api = Arc::new(ApiNamespaces(Api::<Namespace>::all(client.clone())));
-    tokio::spawn(serve_webhook(listener, certs, ns_api, Arc::new(cfg.inject.clone())));
+    tokio::spawn(serve_webhook(
+        listener,
+        certs,
+        ns_api,
+        Arc::new(cfg.inject.clone()),
+    ));
 
-    let controller = Controller::new(client, SidecarClient::new(token, Duration::from_secs(5)), cfg.inject.admin_port);
+    let controller = Controller::new(
+        client,
+        SidecarClient::new(token, Duration::from_secs(5)),
+        cfg.inject.admin_port,
+    );
     tracing::info!("podwarden operator running");
     tokio::select! {
         _ = controller.run(Duration::from_secs(cfg.controller.sync_interval_seconds)) => {}
@@ -135,13 +229,25 @@ async fn ensure_generated(
     let material = match current {
         Some(m) if !tls::needs_rotation(&m, now, w.validity_days) => m,
         previous => {
-            let m = tls::generate(&w.service_name, namespace, now, w.validity_days, previous.as_ref())?;
-            let data = tls::to_secret_data(&m).into_iter().map(|(k, v)| (k, ByteString(v))).collect();
+            let m = tls::generate(
+                &w.service_name,
+                namespace,
+                now,
+                w.validity_days,
+                previous.as_ref(),
+            )?;
+            let data = tls::to_secret_data(&m)
+                .into_iter()
+                .map(|(k, v)| (k, ByteString(v)))
+                .collect();
             let pp = PostParams::default();
             let written = match existing {
                 None => {
                     let s = Secret {
-                        metadata: ObjectMeta { name: Some(w.tls_secret.clone()), ..Default::default() },
+                        metadata: ObjectMeta {
+                            name: Some(w.tls_secret.clone()),
+                            ..Default::default()
+                        },
                         data: Some(data),
                         type_: Some("Opaque".into()),
                         ..Default::default()
@@ -159,7 +265,9 @@ async fn ensure_generated(
                     m
                 }
                 // Another replica rotated first: use theirs next round.
-                Err(kube::Error::Api(e)) if e.code == 409 => anyhow::bail!("TLS secret changed concurrently; retrying"),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    anyhow::bail!("TLS secret changed concurrently; retrying")
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -176,8 +284,15 @@ async fn ensure_generated(
         }) != Some(want.clone())
     });
     if stale {
-        let patch: json_patch::Patch = serde_json::from_value(tls::ca_bundle_patch(&material, webhooks.len()))?;
-        hooks.patch(&w.configuration_name, &PatchParams::default(), &Patch::<()>::Json(patch)).await?;
+        let patch: json_patch::Patch =
+            serde_json::from_value(tls::ca_bundle_patch(&material, webhooks.len()))?;
+        hooks
+            .patch(
+                &w.configuration_name,
+                &PatchParams::default(),
+                &Patch::<()>::Json(patch),
+            )
+            .await?;
         tracing::info!(webhook = %w.configuration_name, "caBundle updated");
     }
     Ok(())

@@ -15,14 +15,16 @@ pub struct Metrics {
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     // Registration only fails on duplicate names, which is a programming error caught by tests.
     let _ = r.register(Box::new(c.clone()));
     c
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     let _ = r.register(Box::new(g.clone()));
     g
 }
@@ -30,12 +32,42 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new();
     Metrics {
-        admission: counter(&r, "podwarden_operator_admission_total", "Admission reviews by result (injected, skipped, denied, error).", &["result"]),
-        sidecar_requests: counter(&r, "podwarden_operator_sidecar_requests_total", "Calls to sidecar admin APIs by operation and result.", &["op", "result"]),
-        violations: gauge(&r, "podwarden_operator_workload_violations_last_hour", "Policy violations reported by a workload's sidecars over the last hour.", &["namespace", "workload"]),
-        out_of_sync: gauge(&r, "podwarden_operator_workload_pods_out_of_sync", "Pods of a workload not running the approved policy version.", &["namespace", "workload"]),
-        baseline_rules: gauge(&r, "podwarden_operator_baseline_rules", "Rules in a workload's learned baseline.", &["namespace", "workload"]),
-        mode: gauge(&r, "podwarden_operator_workload_mode", "1 for the mode of a workload's approved policy.", &["namespace", "workload", "mode"]),
+        admission: counter(
+            &r,
+            "podwarden_operator_admission_total",
+            "Admission reviews by result (injected, skipped, denied, error).",
+            &["result"],
+        ),
+        sidecar_requests: counter(
+            &r,
+            "podwarden_operator_sidecar_requests_total",
+            "Calls to sidecar admin APIs by operation and result.",
+            &["op", "result"],
+        ),
+        violations: gauge(
+            &r,
+            "podwarden_operator_workload_violations_last_hour",
+            "Policy violations reported by a workload's sidecars over the last hour.",
+            &["namespace", "workload"],
+        ),
+        out_of_sync: gauge(
+            &r,
+            "podwarden_operator_workload_pods_out_of_sync",
+            "Pods of a workload not running the approved policy version.",
+            &["namespace", "workload"],
+        ),
+        baseline_rules: gauge(
+            &r,
+            "podwarden_operator_baseline_rules",
+            "Rules in a workload's learned baseline.",
+            &["namespace", "workload"],
+        ),
+        mode: gauge(
+            &r,
+            "podwarden_operator_workload_mode",
+            "1 for the mode of a workload's approved policy.",
+            &["namespace", "workload", "mode"],
+        ),
         registry: r,
     }
 });
@@ -43,18 +75,35 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 /// Text exposition of every metric.
 pub fn render() -> String {
     let enc = prometheus::TextEncoder::new();
-    enc.encode_to_string(&METRICS.registry.gather()).unwrap_or_default()
+    enc.encode_to_string(&METRICS.registry.gather())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn all_metrics_are_registered_and_rendered() {
-        super::METRICS.admission.with_label_values(&["injected"]).inc();
-        super::METRICS.mode.with_label_values(&["shop", "Deployment/checkout", "protect"]).set(1);
+        super::METRICS
+            .admission
+            .with_label_values(&["injected"])
+            .inc();
+        super::METRICS
+            .mode
+            .with_label_values(&["shop", "Deployment/checkout", "protect"])
+            .set(1);
         let text = super::render();
-        assert!(text.contains("podwarden_operator_admission_total{result=\"injected\"} 1"), "{text}");
-        assert!(text.contains("podwarden_operator_workload_mode{mode=\"protect\""), "{text}");
-        assert_eq!(super::METRICS.registry.gather().len(), 2, "only touched vectors are exposed");
+        assert!(
+            text.contains("podwarden_operator_admission_total{result=\"injected\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podwarden_operator_workload_mode{mode=\"protect\""),
+            "{text}"
+        );
+        assert_eq!(
+            super::METRICS.registry.gather().len(),
+            2,
+            "only touched vectors are exposed"
+        );
     }
 }

@@ -59,7 +59,8 @@ pub fn generate(
     let not_after = now + Duration::days(i64::from(validity_days.max(1)));
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name.push(DnType::CommonName, "podwarden webhook CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "podwarden webhook CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = now - Duration::minutes(5);
@@ -69,7 +70,8 @@ pub fn generate(
 
     let key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(service_names(service, namespace))?;
-    leaf.distinguished_name.push(DnType::CommonName, format!("{service}.{namespace}.svc"));
+    leaf.distinguished_name
+        .push(DnType::CommonName, format!("{service}.{namespace}.svc"));
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     leaf.not_before = now - Duration::minutes(5);
@@ -140,8 +142,11 @@ pub fn from_secret_data(d: &BTreeMap<String, Vec<u8>>) -> Result<TlsMaterial, Tl
         let b = d.get(k).ok_or(TlsError::Missing(k))?;
         String::from_utf8(b.clone()).map_err(|e| TlsError::Invalid(k, e.to_string()))
     };
-    let not_after = OffsetDateTime::parse(&text(NOT_AFTER)?, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| TlsError::Invalid(NOT_AFTER, e.to_string()))?;
+    let not_after = OffsetDateTime::parse(
+        &text(NOT_AFTER)?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|e| TlsError::Invalid(NOT_AFTER, e.to_string()))?;
     Ok(TlsMaterial {
         ca_pem: text(CA)?,
         previous_ca_pem: d.get(PREV).and_then(|b| String::from_utf8(b.clone()).ok()),
@@ -152,7 +157,10 @@ pub fn from_secret_data(d: &BTreeMap<String, Vec<u8>>) -> Result<TlsMaterial, Tl
 }
 
 /// The certified key rustls serves.
-pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<tokio_rustls::rustls::sign::CertifiedKey, TlsError> {
+pub fn certified_key(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<tokio_rustls::rustls::sign::CertifiedKey, TlsError> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Invalid(CRT, e.to_string()))?;
@@ -164,7 +172,9 @@ pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<tokio_rustls::rust
         .ok_or_else(|| TlsError::Invalid(KEY, "no private key in PEM".into()))?;
     let signing = tokio_rustls::rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    Ok(tokio_rustls::rustls::sign::CertifiedKey::new(certs, signing))
+    Ok(tokio_rustls::rustls::sign::CertifiedKey::new(
+        certs, signing,
+    ))
 }
 
 #[cfg(test)]
@@ -172,7 +182,11 @@ mod tests {
     use super::*;
 
     fn now() -> OffsetDateTime {
-        OffsetDateTime::parse("2026-11-23T12:00:00Z", &time::format_description::well_known::Rfc3339).unwrap()
+        OffsetDateTime::parse(
+            "2026-11-23T12:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -192,7 +206,9 @@ mod tests {
         assert!(needs_rotation(&m, now() + Duration::days(61), 90));
         assert!(needs_rotation(&m, now() + Duration::days(200), 90));
         let next = generate("pw", "ns", now() + Duration::days(61), 90, Some(&m)).unwrap();
-        let bundle = base64::engine::general_purpose::STANDARD.decode(ca_bundle(&next)).unwrap();
+        let bundle = base64::engine::general_purpose::STANDARD
+            .decode(ca_bundle(&next))
+            .unwrap();
         let bundle = String::from_utf8(bundle).unwrap();
         assert!(bundle.contains(&m.ca_pem) && bundle.contains(&next.ca_pem));
         let p = ca_bundle_patch(&next, 2);
@@ -204,20 +220,36 @@ mod tests {
         use tokio_rustls::rustls::client::danger::ServerCertVerifier;
         use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
         let m = generate("podwarden", "podwarden-system", now(), 90, None).unwrap();
-        let ca: Vec<CertificateDer> = rustls_pemfile::certs(&mut m.ca_pem.as_bytes()).collect::<Result<_, _>>().unwrap();
-        let leaf: Vec<CertificateDer> = rustls_pemfile::certs(&mut m.cert_pem.as_bytes()).collect::<Result<_, _>>().unwrap();
+        let ca: Vec<CertificateDer> = rustls_pemfile::certs(&mut m.ca_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let leaf: Vec<CertificateDer> = rustls_pemfile::certs(&mut m.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
         let mut roots = tokio_rustls::rustls::RootCertStore::empty();
         roots.add(ca[0].clone()).unwrap();
         let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let verifier = tokio_rustls::rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
-            .build()
-            .unwrap();
-        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs((now() + Duration::days(1)).unix_timestamp() as u64));
-        for name in ["podwarden.podwarden-system.svc", "podwarden.podwarden-system.svc.cluster.local"] {
+        let verifier = tokio_rustls::rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots.into(),
+            provider,
+        )
+        .build()
+        .unwrap();
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            (now() + Duration::days(1)).unix_timestamp() as u64,
+        ));
+        for name in [
+            "podwarden.podwarden-system.svc",
+            "podwarden.podwarden-system.svc.cluster.local",
+        ] {
             let sn = ServerName::try_from(name).unwrap();
-            verifier.verify_server_cert(&leaf[0], &[], &sn, &[], at).unwrap();
+            verifier
+                .verify_server_cert(&leaf[0], &[], &sn, &[], at)
+                .unwrap();
         }
         let wrong = ServerName::try_from("evil.example").unwrap();
-        assert!(verifier.verify_server_cert(&leaf[0], &[], &wrong, &[], at).is_err());
+        assert!(verifier
+            .verify_server_cert(&leaf[0], &[], &wrong, &[], at)
+            .is_err());
     }
 }

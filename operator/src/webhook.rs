@@ -124,8 +124,10 @@ async fn handle_webhook<N: NamespaceLabels>(
     };
     let out = review(&body, ns.as_ref(), &cfg).await;
     let mut r = text(StatusCode::OK, out);
-    r.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 
@@ -167,7 +169,8 @@ pub async fn serve_webhook<N: NamespaceLabels + 'static>(
                     return;
                 }
             };
-            let svc = hyper::service::service_fn(move |r| handle_webhook(r, ns.clone(), cfg.clone()));
+            let svc =
+                hyper::service::service_fn(move |r| handle_webhook(r, ns.clone(), cfg.clone()));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
@@ -181,7 +184,9 @@ pub async fn serve_webhook<N: NamespaceLabels + 'static>(
 /// `/healthz` (process alive), `/readyz` (certificate loaded) and `/metrics`.
 pub async fn serve_health(listener: TcpListener, ready: Arc<AtomicBool>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let ready = ready.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |r: Request<Incoming>| {

@@ -60,7 +60,11 @@ fn status_404(path: &str) -> (StatusCode, Value) {
 impl FakeApi {
     fn handle(&mut self, method: &Method, path: &str, body: &[u8]) -> (StatusCode, Value) {
         self.log.push(format!("{method} {path}"));
-        let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(body).unwrap() };
+        let body: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(body).unwrap()
+        };
         let (obj_path, sub) = match path.strip_suffix("/status") {
             Some(p) => (p.to_string(), true),
             None => (path.to_string(), false),
@@ -75,7 +79,10 @@ impl FakeApi {
             Method::POST => {
                 let name = body["metadata"]["name"].as_str().unwrap().to_string();
                 let key = format!("{obj_path}/{name}");
-                assert!(!self.objects.contains_key(&key), "create of an existing object");
+                assert!(
+                    !self.objects.contains_key(&key),
+                    "create of an existing object"
+                );
                 let mut o = body.clone();
                 o["metadata"]["resourceVersion"] = json!(rv);
                 o["metadata"]["namespace"] = json!(namespace_of(path));
@@ -84,10 +91,15 @@ impl FakeApi {
                 (StatusCode::CREATED, o)
             }
             Method::PUT => {
-                let Some(cur) = self.objects.get(&obj_path) else { return status_404(path) };
+                let Some(cur) = self.objects.get(&obj_path) else {
+                    return status_404(path);
+                };
                 // Optimistic concurrency, as the real API server does.
                 if body["metadata"]["resourceVersion"] != cur["metadata"]["resourceVersion"] {
-                    return (StatusCode::CONFLICT, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "conflict", "reason": "Conflict", "code": 409}));
+                    return (
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "conflict", "reason": "Conflict", "code": 409}),
+                    );
                 }
                 let mut o = body.clone();
                 o["metadata"]["resourceVersion"] = json!(rv);
@@ -124,8 +136,15 @@ fn mock_client() -> (kube::Client, Arc<Mutex<FakeApi>>) {
         while let Some((req, send)) = handle.next_request().await {
             let (parts, body) = req.into_parts();
             let bytes = body.collect().await.unwrap().to_bytes();
-            let (status, out) = served.lock().unwrap().handle(&parts.method, parts.uri.path(), &bytes);
-            let resp = Response::builder().status(status).body(Body::from(serde_json::to_vec(&out).unwrap())).unwrap();
+            let (status, out) =
+                served
+                    .lock()
+                    .unwrap()
+                    .handle(&parts.method, parts.uri.path(), &bytes);
+            let resp = Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&out).unwrap()))
+                .unwrap();
             send.send_response(resp);
         }
     });
@@ -149,29 +168,42 @@ async fn fake_sidecar(state: Arc<Mutex<SidecarState>>) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let state = state.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let state = state.clone();
                     async move {
-                        let authorized = req.headers().get("authorization").and_then(|v| v.to_str().ok())
+                        let authorized = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
                             == Some(&format!("Bearer {TOKEN}"));
                         let (parts, body) = req.into_parts();
                         let bytes = body.collect().await.unwrap().to_bytes();
                         let mut s = state.lock().unwrap();
                         let reply = |code: StatusCode, v: Value| {
-                            Response::builder().status(code).body(Full::new(Bytes::from(v.to_string()))).unwrap()
+                            Response::builder()
+                                .status(code)
+                                .body(Full::new(Bytes::from(v.to_string())))
+                                .unwrap()
                         };
                         if !authorized {
                             s.unauthorized += 1;
-                            return Ok::<_, std::convert::Infallible>(reply(StatusCode::UNAUTHORIZED, json!("bad token")));
+                            return Ok::<_, std::convert::Infallible>(reply(
+                                StatusCode::UNAUTHORIZED,
+                                json!("bad token"),
+                            ));
                         }
                         let status = |s: &SidecarState| json!({"policyVersion": s.version, "mode": s.mode.unwrap_or(Mode::Learn), "violationsLastHour": s.violations});
                         Ok(match (parts.method.as_str(), parts.uri.path()) {
                             ("GET", "/baseline") => match &s.baseline {
                                 Some(b) => reply(StatusCode::OK, b.clone()),
-                                None => reply(StatusCode::SERVICE_UNAVAILABLE, json!("nothing learned")),
+                                None => {
+                                    reply(StatusCode::SERVICE_UNAVAILABLE, json!("nothing learned"))
+                                }
                             },
                             ("GET", "/status") => reply(StatusCode::OK, status(&s)),
                             ("PUT", "/policy") => {
@@ -185,7 +217,9 @@ async fn fake_sidecar(state: Arc<Mutex<SidecarState>>) -> SocketAddr {
                         })
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
             });
         }
     });
@@ -209,7 +243,11 @@ fn baseline_doc(rules: &[(&str, &str, u16, &str)]) -> Value {
 }
 
 fn workload() -> WorkloadRef {
-    WorkloadRef { namespace: "shop".into(), kind: WorkloadKind::Deployment, name: "checkout".into() }
+    WorkloadRef {
+        namespace: "shop".into(),
+        kind: WorkloadKind::Deployment,
+        name: "checkout".into(),
+    }
 }
 
 const BASE: &str = "/apis/podwarden.io/v1alpha1/namespaces/shop";
@@ -224,7 +262,12 @@ struct Setup {
 async fn setup() -> Setup {
     let (client, api) = mock_client();
     let a = Arc::new(Mutex::new(SidecarState {
-        baseline: Some(baseline_doc(&[("out-payments", "api.payments.example", 443, "checkout-1")])),
+        baseline: Some(baseline_doc(&[(
+            "out-payments",
+            "api.payments.example",
+            443,
+            "checkout-1",
+        )])),
         ..Default::default()
     }));
     let b = Arc::new(Mutex::new(SidecarState {
@@ -237,16 +280,34 @@ async fn setup() -> Setup {
     let mut pods = Vec::new();
     for (i, s) in [&a, &b].into_iter().enumerate() {
         let addr = fake_sidecar(s.clone()).await;
-        pods.push(InjectedPod { name: format!("checkout-{}", i + 1), workload: workload(), admin: addr });
+        pods.push(InjectedPod {
+            name: format!("checkout-{}", i + 1),
+            workload: workload(),
+            admin: addr,
+        });
     }
-    let controller = Controller::new(client, SidecarClient::new(TOKEN, Duration::from_secs(5)), 15000);
-    Setup { controller, api, sidecars: vec![a, b], pods }
+    let controller = Controller::new(
+        client,
+        SidecarClient::new(TOKEN, Duration::from_secs(5)),
+        15000,
+    );
+    Setup {
+        controller,
+        api,
+        sidecars: vec![a, b],
+        pods,
+    }
 }
 
 #[tokio::test]
 async fn learn_updates_the_baseline_cr_from_every_replica() {
     let s = setup().await;
-    let cr = s.controller.sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z").await.unwrap().unwrap();
+    let cr = s
+        .controller
+        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
+        .await
+        .unwrap()
+        .unwrap();
     let status = cr.status.clone().unwrap();
     assert_eq!(status.rule_count, 2);
     assert_eq!(status.replica_count, 2);
@@ -258,29 +319,59 @@ async fn learn_updates_the_baseline_cr_from_every_replica() {
     assert_eq!(ev.count, 20, "evidence of both replicas adds up");
     assert_eq!(ev.replicas, ["checkout-1", "checkout-2"]);
 
-    let stored = s.api.lock().unwrap().objects[&format!("{BASE}/workloadbaselines/deployment-checkout")].clone();
+    let stored = s.api.lock().unwrap().objects
+        [&format!("{BASE}/workloadbaselines/deployment-checkout")]
+        .clone();
     assert_eq!(stored["kind"], "WorkloadBaseline");
-    assert_eq!(stored["spec"]["workload"], json!({"kind": "Deployment", "name": "checkout"}));
+    assert_eq!(
+        stored["spec"]["workload"],
+        json!({"kind": "Deployment", "name": "checkout"})
+    );
     assert_eq!(stored["status"]["ruleCount"], 2);
     let log = s.api.lock().unwrap().log.clone();
     assert_eq!(
         log,
-        [format!("PATCH {BASE}/workloadbaselines/deployment-checkout"), format!("PATCH {BASE}/workloadbaselines/deployment-checkout/status")]
+        [
+            format!("PATCH {BASE}/workloadbaselines/deployment-checkout"),
+            format!("PATCH {BASE}/workloadbaselines/deployment-checkout/status")
+        ]
     );
 
     // A replica that fails is reported, the others still count.
     s.sidecars[1].lock().unwrap().baseline = None;
-    let cr = s.controller.sync_baseline(&workload(), &s.pods, "2026-11-23T12:01:00Z").await.unwrap().unwrap();
+    let cr = s
+        .controller
+        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:01:00Z")
+        .await
+        .unwrap()
+        .unwrap();
     let st = cr.status.unwrap();
     assert_eq!(st.replica_count, 1);
-    assert!(st.replicas[1].error.as_deref().unwrap().contains("503"), "{:?}", st.replicas);
+    assert!(
+        st.replicas[1].error.as_deref().unwrap().contains("503"),
+        "{:?}",
+        st.replicas
+    );
 }
 
 #[tokio::test]
 async fn approve_versions_the_policy_cr_and_keeps_history() {
     let s = setup().await;
-    s.controller.sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z").await.unwrap();
-    let v1 = s.controller.approve("shop", "deployment-checkout", None, "alice@example.com", "2026-11-23T12:05:00Z").await.unwrap();
+    s.controller
+        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
+        .await
+        .unwrap();
+    let v1 = s
+        .controller
+        .approve(
+            "shop",
+            "deployment-checkout",
+            None,
+            "alice@example.com",
+            "2026-11-23T12:05:00Z",
+        )
+        .await
+        .unwrap();
     assert_eq!(v1.spec.version, 1);
     assert_eq!(v1.spec.approved_by, "alice@example.com");
     assert_eq!(v1.spec.policy.rules.len(), 2);
@@ -288,16 +379,42 @@ async fn approve_versions_the_policy_cr_and_keeps_history() {
     assert!(v1.spec.history.is_empty());
 
     // Nothing new in the baseline: approval is refused, not a no-op version.
-    let e = s.controller.approve("shop", "deployment-checkout", None, "alice@example.com", "2026-11-23T12:06:00Z").await.unwrap_err();
-    assert!(matches!(e, ControllerError::Approve(ApproveError::NothingNew(1))), "{e}");
+    let e = s
+        .controller
+        .approve(
+            "shop",
+            "deployment-checkout",
+            None,
+            "alice@example.com",
+            "2026-11-23T12:06:00Z",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ControllerError::Approve(ApproveError::NothingNew(1))),
+        "{e}"
+    );
 
     // The workload learns a new flow; approving it makes version 2.
     s.sidecars[0].lock().unwrap().baseline = Some(baseline_doc(&[
         ("out-payments", "api.payments.example", 443, "checkout-1"),
         ("out-cache", "cache.shop.example", 6379, "checkout-1"),
     ]));
-    s.controller.sync_baseline(&workload(), &s.pods, "2026-11-23T13:00:00Z").await.unwrap();
-    let v2 = s.controller.approve("shop", "deployment-checkout", None, "bob@example.com", "2026-11-23T13:05:00Z").await.unwrap();
+    s.controller
+        .sync_baseline(&workload(), &s.pods, "2026-11-23T13:00:00Z")
+        .await
+        .unwrap();
+    let v2 = s
+        .controller
+        .approve(
+            "shop",
+            "deployment-checkout",
+            None,
+            "bob@example.com",
+            "2026-11-23T13:05:00Z",
+        )
+        .await
+        .unwrap();
     assert_eq!(v2.spec.version, 2);
     assert_eq!(v2.spec.policy.rules.len(), 3);
     assert_eq!(v2.spec.history.len(), 1);
@@ -305,24 +422,61 @@ async fn approve_versions_the_policy_cr_and_keeps_history() {
     assert_eq!(v2.spec.history[0].approved_by, "alice@example.com");
     assert_eq!(v2.spec.history[0].policy.as_ref().unwrap().rules.len(), 2);
 
-    let v3 = s.controller.set_mode("shop", "deployment-checkout", Mode::Protect, "carol@example.com", "2026-11-23T14:00:00Z").await.unwrap();
+    let v3 = s
+        .controller
+        .set_mode(
+            "shop",
+            "deployment-checkout",
+            Mode::Protect,
+            "carol@example.com",
+            "2026-11-23T14:00:00Z",
+        )
+        .await
+        .unwrap();
     assert_eq!((v3.spec.version, v3.spec.policy.mode), (3, Mode::Protect));
     assert_eq!(v3.spec.change, "mode learn -> protect");
 
     let log = s.api.lock().unwrap().log.clone();
     assert!(log.contains(&format!("POST {BASE}/workloadpolicies")));
-    assert_eq!(log.iter().filter(|l| *l == &format!("PUT {BASE}/workloadpolicies/deployment-checkout")).count(), 2);
+    assert_eq!(
+        log.iter()
+            .filter(|l| *l == &format!("PUT {BASE}/workloadpolicies/deployment-checkout"))
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn sidecars_receive_the_approved_policy_and_status_reports_it() {
     let s = setup().await;
     // Nothing approved yet: nothing distributed.
-    assert!(s.controller.distribute(&workload(), &s.pods).await.unwrap().is_none());
-    s.controller.sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z").await.unwrap();
-    s.controller.approve("shop", "deployment-checkout", None, "alice@example.com", "2026-11-23T12:05:00Z").await.unwrap();
+    assert!(s
+        .controller
+        .distribute(&workload(), &s.pods)
+        .await
+        .unwrap()
+        .is_none());
+    s.controller
+        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
+        .await
+        .unwrap();
+    s.controller
+        .approve(
+            "shop",
+            "deployment-checkout",
+            None,
+            "alice@example.com",
+            "2026-11-23T12:05:00Z",
+        )
+        .await
+        .unwrap();
 
-    let st = s.controller.distribute(&workload(), &s.pods).await.unwrap().unwrap();
+    let st = s
+        .controller
+        .distribute(&workload(), &s.pods)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(st.in_sync, "2/2");
     assert_eq!(st.observed_version, 1);
     for sc in &s.sidecars {
@@ -331,7 +485,10 @@ async fn sidecars_receive_the_approved_policy_and_status_reports_it() {
         let doc = &sc.policies[0];
         assert_eq!(doc.metadata.version, 1);
         assert_eq!(doc.metadata.workload, "shop/checkout");
-        assert_eq!(doc.metadata.approved_by.as_deref(), Some("alice@example.com"));
+        assert_eq!(
+            doc.metadata.approved_by.as_deref(),
+            Some("alice@example.com")
+        );
         assert_eq!(doc.spec.rules.len(), 2);
     }
     // Already in sync: no second PUT.
@@ -339,16 +496,32 @@ async fn sidecars_receive_the_approved_policy_and_status_reports_it() {
     assert_eq!(s.sidecars[0].lock().unwrap().policies.len(), 1);
 
     // Mode change flows to the running sidecars without a restart.
-    s.controller.set_mode("shop", "deployment-checkout", Mode::Monitor, "carol@example.com", "2026-11-23T14:00:00Z").await.unwrap();
+    s.controller
+        .set_mode(
+            "shop",
+            "deployment-checkout",
+            Mode::Monitor,
+            "carol@example.com",
+            "2026-11-23T14:00:00Z",
+        )
+        .await
+        .unwrap();
     s.sidecars[1].lock().unwrap().violations = 7;
-    let st = s.controller.distribute(&workload(), &s.pods).await.unwrap().unwrap();
+    let st = s
+        .controller
+        .distribute(&workload(), &s.pods)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(st.in_sync, "2/2");
     assert_eq!(st.violations_last_hour, 7);
     for sc in &s.sidecars {
         assert_eq!(sc.lock().unwrap().mode, Some(Mode::Monitor));
         assert_eq!(sc.lock().unwrap().version, 2);
     }
-    let stored = s.api.lock().unwrap().objects[&format!("{BASE}/workloadpolicies/deployment-checkout")].clone();
+    let stored = s.api.lock().unwrap().objects
+        [&format!("{BASE}/workloadpolicies/deployment-checkout")]
+        .clone();
     assert_eq!(stored["status"]["inSync"], "2/2");
     assert_eq!(stored["status"]["pods"][1]["violationsLastHour"], 7);
     assert_eq!(stored["status"]["pods"][0]["mode"], "monitor");
@@ -357,8 +530,20 @@ async fn sidecars_receive_the_approved_policy_and_status_reports_it() {
 #[tokio::test]
 async fn a_sidecar_rejecting_our_token_is_reported_not_skipped() {
     let s = setup().await;
-    s.controller.sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z").await.unwrap();
-    s.controller.approve("shop", "deployment-checkout", None, "alice@example.com", "2026-11-23T12:05:00Z").await.unwrap();
+    s.controller
+        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
+        .await
+        .unwrap();
+    s.controller
+        .approve(
+            "shop",
+            "deployment-checkout",
+            None,
+            "alice@example.com",
+            "2026-11-23T12:05:00Z",
+        )
+        .await
+        .unwrap();
     let (client, _api) = (s.controller, ());
     drop(client);
     // A controller with the wrong token: sidecars refuse it.
@@ -367,10 +552,27 @@ async fn a_sidecar_rejecting_our_token_is_reported_not_skipped() {
         let src = s.api.lock().unwrap();
         api.lock().unwrap().objects = src.objects.clone();
     }
-    let wrong = Controller::new(kc, SidecarClient::new("not-the-token-not-the-token-xxxxx", Duration::from_secs(5)), 15000);
-    let st = wrong.distribute(&workload(), &s.pods).await.unwrap().unwrap();
+    let wrong = Controller::new(
+        kc,
+        SidecarClient::new("not-the-token-not-the-token-xxxxx", Duration::from_secs(5)),
+        15000,
+    );
+    let st = wrong
+        .distribute(&workload(), &s.pods)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(st.in_sync, "0/2");
-    assert!(st.pods.iter().all(|p| p.error.as_deref().is_some_and(|e| e.contains("401"))), "{:?}", st.pods);
-    assert!(s.sidecars.iter().all(|sc| sc.lock().unwrap().policies.is_empty()));
+    assert!(
+        st.pods
+            .iter()
+            .all(|p| p.error.as_deref().is_some_and(|e| e.contains("401"))),
+        "{:?}",
+        st.pods
+    );
+    assert!(s
+        .sidecars
+        .iter()
+        .all(|sc| sc.lock().unwrap().policies.is_empty()));
     assert_eq!(s.sidecars[0].lock().unwrap().unauthorized, 1);
 }

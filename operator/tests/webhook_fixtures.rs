@@ -44,7 +44,8 @@ fn run_case(dir: &Path) -> Outcome {
     let pod = resp.patch.as_ref().map(|bytes| {
         let patch: json_patch::Patch = serde_json::from_slice(bytes).unwrap();
         let mut pod = review_json["request"]["object"].clone();
-        json_patch::patch(&mut pod, &patch).unwrap_or_else(|e| panic!("{}: patch does not apply: {e}", dir.display()));
+        json_patch::patch(&mut pod, &patch)
+            .unwrap_or_else(|e| panic!("{}: patch does not apply: {e}", dir.display()));
         pod
     });
     let response = json!({
@@ -61,7 +62,11 @@ fn run_case(dir: &Path) -> Outcome {
         let review: AdmissionReview<Pod> = serde_json::from_value(again).unwrap();
         let req2: AdmissionRequest<Pod> = review.try_into().unwrap();
         let resp2 = mutate(&req2, &labels, &cfg);
-        assert!(resp2.allowed && resp2.patch.is_none(), "{}: not idempotent", dir.display());
+        assert!(
+            resp2.allowed && resp2.patch.is_none(),
+            "{}: not idempotent",
+            dir.display()
+        );
         // And it is still a Pod the typed API accepts.
         serde_json::from_value::<Pod>(p.clone()).unwrap();
     }
@@ -86,7 +91,10 @@ fn check_or_update(path: &Path, actual: &Value, failures: &mut Vec<String>) {
                 ));
             }
         }
-        Err(_) => failures.push(format!("{} is missing (run with UPDATE_FIXTURES=1)", path.display())),
+        Err(_) => failures.push(format!(
+            "{} is missing (run with UPDATE_FIXTURES=1)",
+            path.display()
+        )),
     }
 }
 
@@ -102,7 +110,11 @@ fn webhook_fixtures_match_expected_pods() {
     let mut failures = Vec::new();
     for dir in &dirs {
         let out = run_case(dir);
-        check_or_update(&dir.join("expected-response.json"), &out.response, &mut failures);
+        check_or_update(
+            &dir.join("expected-response.json"),
+            &out.response,
+            &mut failures,
+        );
         let pod_file = dir.join("expected-pod.json");
         match &out.pod {
             Some(p) => check_or_update(&pod_file, p, &mut failures),
@@ -120,13 +132,28 @@ fn webhook_fixtures_match_expected_pods() {
 /// careless `UPDATE_FIXTURES=1` cannot bless a wrong injection.
 #[test]
 fn injected_pods_have_the_security_properties() {
-    for case in ["deployment-basic", "multi-container-init-modes", "statefulset-pod-label-opt-in"] {
-        let pod = run_case(&fixtures().join(case)).pod.unwrap_or_else(|| panic!("{case}: not injected"));
+    for case in [
+        "deployment-basic",
+        "multi-container-init-modes",
+        "statefulset-pod-label-opt-in",
+    ] {
+        let pod = run_case(&fixtures().join(case))
+            .pod
+            .unwrap_or_else(|| panic!("{case}: not injected"));
         let inits = pod["spec"]["initContainers"].as_array().unwrap();
-        assert_eq!(inits[0]["name"], "podwarden-init", "{case}: iptables init must run first");
-        assert_eq!(inits[0]["securityContext"]["capabilities"]["add"], json!(["NET_ADMIN", "NET_RAW"]));
+        assert_eq!(
+            inits[0]["name"], "podwarden-init",
+            "{case}: iptables init must run first"
+        );
+        assert_eq!(
+            inits[0]["securityContext"]["capabilities"]["add"],
+            json!(["NET_ADMIN", "NET_RAW"])
+        );
         assert_eq!(inits[0]["securityContext"]["runAsUser"], 0);
-        assert_eq!(inits[1]["name"], "podwarden-proxy", "{case}: native sidecar right after init");
+        assert_eq!(
+            inits[1]["name"], "podwarden-proxy",
+            "{case}: native sidecar right after init"
+        );
         assert_eq!(inits[1]["restartPolicy"], "Always");
         let sc = &inits[1]["securityContext"];
         assert_eq!(sc["runAsUser"], 1337);
@@ -138,31 +165,70 @@ fn injected_pods_have_the_security_properties() {
         assert_eq!(pod["spec"]["shareProcessNamespace"], true);
         // No podwarden container among the app containers in native mode.
         for c in pod["spec"]["containers"].as_array().unwrap() {
-            assert!(!c["name"].as_str().unwrap().starts_with("podwarden"), "{case}");
+            assert!(
+                !c["name"].as_str().unwrap().starts_with("podwarden"),
+                "{case}"
+            );
         }
     }
-    let pod = run_case(&fixtures().join("multi-container-init-modes")).pod.unwrap();
+    let pod = run_case(&fixtures().join("multi-container-init-modes"))
+        .pod
+        .unwrap();
     let env = &pod["spec"]["initContainers"][1]["env"];
-    let get = |n: &str| env.as_array().unwrap().iter().find(|e| e["name"] == n).map(|e| e["value"].clone());
+    let get = |n: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .map(|e| e["value"].clone())
+    };
     assert_eq!(get("PODWARDEN_MODE"), Some(json!("protect")));
     assert_eq!(get("PODWARDEN_WAF_MODE"), Some(json!("monitor")));
     assert_eq!(get("PODWARDEN_DLP_MODE"), Some(json!("learn")));
-    assert_eq!(get("PODWARDEN_WORKLOAD"), Some(json!("shop/Deployment/cart")));
-    let names: Vec<_> = pod["spec"]["initContainers"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
-    assert_eq!(names, vec![json!("podwarden-init"), json!("podwarden-proxy"), json!("migrate"), json!("wait-for-redis")]);
+    assert_eq!(
+        get("PODWARDEN_WORKLOAD"),
+        Some(json!("shop/Deployment/cart"))
+    );
+    let names: Vec<_> = pod["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            json!("podwarden-init"),
+            json!("podwarden-proxy"),
+            json!("migrate"),
+            json!("wait-for-redis")
+        ]
+    );
 
     let legacy = run_case(&fixtures().join("legacy-sidecar-with-init"));
     let pod = legacy.pod.unwrap();
     assert_eq!(pod["spec"]["containers"][0]["name"], "podwarden-proxy");
     assert!(pod["spec"]["containers"][0].get("restartPolicy").is_none());
-    assert!(pod["spec"]["containers"][0]["lifecycle"]["postStart"]["exec"]["command"][1] == "wait-ready");
-    assert_eq!(pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"], "invoices");
+    assert!(
+        pod["spec"]["containers"][0]["lifecycle"]["postStart"]["exec"]["command"][1]
+            == "wait-ready"
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"],
+        "invoices"
+    );
     assert_eq!(legacy.response["warnings"].as_array().unwrap().len(), 1);
 }
 
 #[test]
 fn skipped_and_denied_cases() {
-    for case in ["already-injected", "host-network", "opted-out", "namespace-not-labelled", "operator-namespace"] {
+    for case in [
+        "already-injected",
+        "host-network",
+        "opted-out",
+        "namespace-not-labelled",
+        "operator-namespace",
+    ] {
         let out = run_case(&fixtures().join(case));
         assert!(out.pod.is_none(), "{case} must not be mutated");
         assert_eq!(out.response["allowed"], true, "{case} must be admitted");
@@ -170,14 +236,20 @@ fn skipped_and_denied_cases() {
     let out = run_case(&fixtures().join("bad-mode-denied"));
     assert_eq!(out.response["allowed"], false);
     let msg = out.response["message"].as_str().unwrap();
-    assert!(msg.contains("podwarden.io/mode") && msg.contains("protcet"), "{msg}");
+    assert!(
+        msg.contains("podwarden.io/mode") && msg.contains("protcet"),
+        "{msg}"
+    );
 }
 
 /// Validates the expected pods against the Kubernetes OpenAPI schemas with
 /// `kubernetes-validate` (PyPI), when it is installed.
 #[test]
 fn expected_pods_validate_against_kubernetes_schemas() {
-    let ok = std::process::Command::new("kubernetes-validate").arg("--version").output().map(|o| o.status.success());
+    let ok = std::process::Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success());
     if !matches!(ok, Ok(true)) {
         println!("skipped: kubernetes-validate not installed (pip install kubernetes-validate; scripts/check-chart.sh does)");
         return;
@@ -185,7 +257,8 @@ fn expected_pods_validate_against_kubernetes_schemas() {
     // Pods of controllers are admitted before the API server names them
     // (generateName); give them the name it would, as kubernetes-validate
     // requires one.
-    let dir = std::env::temp_dir().join(format!("podwarden-webhook-validate-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("podwarden-webhook-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut files = Vec::new();
     for e in std::fs::read_dir(fixtures()).unwrap() {
@@ -197,7 +270,10 @@ fn expected_pods_validate_against_kubernetes_schemas() {
                 let name = format!("{}x7k2p", pod["metadata"]["generateName"].as_str().unwrap());
                 pod["metadata"]["name"] = json!(name);
             }
-            let out = dir.join(format!("{}.json", case.file_name().unwrap().to_string_lossy()));
+            let out = dir.join(format!(
+                "{}.json",
+                case.file_name().unwrap().to_string_lossy()
+            ));
             std::fs::write(&out, serde_json::to_vec(&pod).unwrap()).unwrap();
             files.push(out);
         }

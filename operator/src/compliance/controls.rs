@@ -155,7 +155,11 @@ pub fn evaluate(snapshot: &ClusterSnapshot, max_review_age_days: u32) -> Report 
                 .iter()
                 .map(|c| check(c.control, w, now, max_review_age_days))
                 .collect();
-            workloads.push(WorkloadReport { namespace: ns.name.clone(), workload: w.name.clone(), results });
+            workloads.push(WorkloadReport {
+                namespace: ns.name.clone(),
+                workload: w.name.clone(),
+                results,
+            });
         }
     }
     workloads.sort_by(|a, b| (&a.namespace, &a.workload).cmp(&(&b.namespace, &b.workload)));
@@ -180,23 +184,42 @@ pub fn evaluate(snapshot: &ClusterSnapshot, max_review_age_days: u32) -> Report 
 }
 
 fn result(control: Control, outcome: Outcome, reason: impl Into<String>) -> ControlResult {
-    ControlResult { control, outcome, reason: reason.into() }
-}
-
-fn by_mode(control: Control, what: &str, mode: Option<Mode>) -> ControlResult {
-    match mode {
-        Some(Mode::Protect) => result(control, Outcome::Pass, format!("{what} in protect")),
-        Some(Mode::Monitor) => {
-            result(control, Outcome::Partial, format!("{what} in monitor: detects, does not block"))
-        }
-        Some(Mode::Learn) => result(control, Outcome::Fail, format!("{what} in learn: nothing is evaluated")),
-        None => result(control, Outcome::Fail, "no approved policy"),
+    ControlResult {
+        control,
+        outcome,
+        reason: reason.into(),
     }
 }
 
-fn check(control: Control, w: &WorkloadState, now: Option<time::OffsetDateTime>, max_days: u32) -> ControlResult {
+fn by_mode(control: Control, what: &str, mode: Option<Mode>, when_none: &str) -> ControlResult {
+    match mode {
+        Some(Mode::Protect) => result(control, Outcome::Pass, format!("{what} in protect")),
+        Some(Mode::Monitor) => result(
+            control,
+            Outcome::Partial,
+            format!("{what} in monitor: detects, does not block"),
+        ),
+        Some(Mode::Learn) => result(
+            control,
+            Outcome::Fail,
+            format!("{what} in learn: nothing is evaluated"),
+        ),
+        None => result(control, Outcome::Fail, when_none),
+    }
+}
+
+fn check(
+    control: Control,
+    w: &WorkloadState,
+    now: Option<time::OffsetDateTime>,
+    max_days: u32,
+) -> ControlResult {
     if w.injected_pods == 0 {
-        return result(control, Outcome::Fail, format!("no pod of {} runs the podwarden sidecar", w.name));
+        return result(
+            control,
+            Outcome::Fail,
+            format!("no pod of {} runs the podwarden sidecar", w.name),
+        );
     }
     match control {
         Control::NetworkSegmentation => {
@@ -204,16 +227,42 @@ fn check(control: Control, w: &WorkloadState, now: Option<time::OffsetDateTime>,
                 return result(
                     control,
                     Outcome::Fail,
-                    format!("{} of {} pods run without the sidecar", w.pods - w.injected_pods, w.pods),
+                    format!(
+                        "{} of {} pods run without the sidecar",
+                        w.pods - w.injected_pods,
+                        w.pods
+                    ),
                 );
             }
-            by_mode(control, "network allowlist", w.network_mode)
+            by_mode(
+                control,
+                "network allowlist",
+                w.network_mode,
+                "no approved policy",
+            )
         }
-        Control::Waf => by_mode(control, "WAF", w.waf_mode),
-        Control::Dlp => by_mode(control, "DLP", w.dlp_mode),
+        Control::Waf | Control::Dlp if w.network_mode.is_none() => {
+            result(control, Outcome::Fail, "no approved policy")
+        }
+        Control::Waf => by_mode(
+            control,
+            "WAF",
+            w.waf_mode,
+            "WAF not configured in the policy",
+        ),
+        Control::Dlp => by_mode(
+            control,
+            "DLP",
+            w.dlp_mode,
+            "DLP not configured in the policy",
+        ),
         Control::EventsExported => {
             if w.events_exported {
-                result(control, Outcome::Pass, "events are shipped to an external sink")
+                result(
+                    control,
+                    Outcome::Pass,
+                    "events are shipped to an external sink",
+                )
             } else {
                 result(control, Outcome::Fail, "events stay in the pod's log only")
             }
@@ -221,13 +270,21 @@ fn check(control: Control, w: &WorkloadState, now: Option<time::OffsetDateTime>,
         Control::BaselineReviewed => match (&w.approved_at, now) {
             (None, _) => result(control, Outcome::Fail, "never approved"),
             (Some(at), Some(now)) => match parse_time(at) {
-                None => result(control, Outcome::Fail, format!("approval time {at:?} is not RFC 3339")),
+                None => result(
+                    control,
+                    Outcome::Fail,
+                    format!("approval time {at:?} is not RFC 3339"),
+                ),
                 Some(t) => {
                     let days = (now - t).whole_days();
                     if days <= i64::from(max_days) {
                         result(control, Outcome::Pass, format!("approved {days} days ago"))
                     } else {
-                        result(control, Outcome::Fail, format!("approved {days} days ago (limit {max_days})"))
+                        result(
+                            control,
+                            Outcome::Fail,
+                            format!("approved {days} days ago (limit {max_days})"),
+                        )
                     }
                 }
             },
@@ -268,19 +325,39 @@ mod tests {
         ClusterSnapshot {
             taken_at: "2026-11-23T12:00:00Z".into(),
             namespaces: vec![
-                NamespaceState { name: "shop".into(), injection_enabled: true, workloads },
-                NamespaceState { name: "legacy".into(), injection_enabled: false, workloads: vec![] },
+                NamespaceState {
+                    name: "shop".into(),
+                    injection_enabled: true,
+                    workloads,
+                },
+                NamespaceState {
+                    name: "legacy".into(),
+                    injection_enabled: false,
+                    workloads: vec![],
+                },
             ],
         }
     }
 
     #[test]
     fn modes_map_to_outcomes() {
-        let r = evaluate(&snapshot(vec![wl("Deployment/a", Some(Mode::Protect)), wl("Deployment/b", Some(Mode::Learn))]), 90);
-        assert_eq!(outcome(&r, "Deployment/a", Control::NetworkSegmentation), Outcome::Pass);
+        let r = evaluate(
+            &snapshot(vec![
+                wl("Deployment/a", Some(Mode::Protect)),
+                wl("Deployment/b", Some(Mode::Learn)),
+            ]),
+            90,
+        );
+        assert_eq!(
+            outcome(&r, "Deployment/a", Control::NetworkSegmentation),
+            Outcome::Pass
+        );
         assert_eq!(outcome(&r, "Deployment/a", Control::Waf), Outcome::Pass);
         assert_eq!(outcome(&r, "Deployment/a", Control::Dlp), Outcome::Partial);
-        assert_eq!(outcome(&r, "Deployment/b", Control::NetworkSegmentation), Outcome::Fail);
+        assert_eq!(
+            outcome(&r, "Deployment/b", Control::NetworkSegmentation),
+            Outcome::Fail
+        );
         assert_eq!(r.uncovered_namespaces, vec!["legacy".to_string()]);
     }
 
@@ -289,7 +366,10 @@ mod tests {
         let mut w = wl("Deployment/a", Some(Mode::Protect));
         w.injected_pods = 2;
         let r = evaluate(&snapshot(vec![w]), 90);
-        assert_eq!(outcome(&r, "Deployment/a", Control::NetworkSegmentation), Outcome::Fail);
+        assert_eq!(
+            outcome(&r, "Deployment/a", Control::NetworkSegmentation),
+            Outcome::Fail
+        );
         let w = &r.workloads[0].results[0];
         assert!(w.reason.contains("1 of 3"), "{}", w.reason);
     }
@@ -297,20 +377,46 @@ mod tests {
     #[test]
     fn review_age_is_measured_from_the_snapshot() {
         let w = wl("Deployment/a", Some(Mode::Protect)); // approved 53 days before
-        assert_eq!(outcome(&evaluate(&snapshot(vec![w.clone()]), 90), "Deployment/a", Control::BaselineReviewed), Outcome::Pass);
-        assert_eq!(outcome(&evaluate(&snapshot(vec![w.clone()]), 30), "Deployment/a", Control::BaselineReviewed), Outcome::Fail);
+        assert_eq!(
+            outcome(
+                &evaluate(&snapshot(vec![w.clone()]), 90),
+                "Deployment/a",
+                Control::BaselineReviewed
+            ),
+            Outcome::Pass
+        );
+        assert_eq!(
+            outcome(
+                &evaluate(&snapshot(vec![w.clone()]), 30),
+                "Deployment/a",
+                Control::BaselineReviewed
+            ),
+            Outcome::Fail
+        );
         let mut never = w;
         never.approved_at = None;
-        assert_eq!(outcome(&evaluate(&snapshot(vec![never]), 90), "Deployment/a", Control::BaselineReviewed), Outcome::Fail);
+        assert_eq!(
+            outcome(
+                &evaluate(&snapshot(vec![never]), 90),
+                "Deployment/a",
+                Control::BaselineReviewed
+            ),
+            Outcome::Fail
+        );
     }
 
     #[test]
     fn every_control_maps_to_all_four_frameworks() {
         for c in CONTROLS {
-            assert!(!c.pci_dss.is_empty() && !c.soc2.is_empty() && !c.gdpr.is_empty() && !c.hipaa.is_empty());
+            assert!(
+                !c.pci_dss.is_empty()
+                    && !c.soc2.is_empty()
+                    && !c.gdpr.is_empty()
+                    && !c.hipaa.is_empty()
+            );
         }
         let r = evaluate(&snapshot(vec![wl("Deployment/a", None)]), 90);
         assert_eq!(r.workloads[0].results.len(), CONTROLS.len());
-        assert_eq!(r.totals(), (2, 1, 2)); // events + review pass, DLP monitor partial, no policy fails the rest
+        assert_eq!(r.totals(), (2, 0, 3)); // events + review pass; without a policy the 3 mode controls fail
     }
 }

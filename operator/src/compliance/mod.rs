@@ -5,9 +5,11 @@
 
 pub mod controls;
 pub mod render;
+pub mod snapshot;
 
 pub use controls::{evaluate, Control, ControlResult, Outcome, Report, WorkloadReport, CONTROLS};
 pub use render::{html, table};
+pub use snapshot::snapshot_from_objects;
 
 use podwarden_policy::Mode;
 use serde::{Deserialize, Serialize};

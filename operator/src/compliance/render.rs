@@ -32,16 +32,28 @@ pub fn table(r: &Report) -> String {
     }
     out.push('\n');
     for w in &r.workloads {
-        let _ = write!(out, "{:<wl_width$}", format!("{}/{}", w.namespace, w.workload));
+        let _ = write!(
+            out,
+            "{:<wl_width$}",
+            format!("{}/{}", w.namespace, w.workload)
+        );
         for res in &w.results {
             let _ = write!(out, "  {:<9}", res.outcome.as_str());
         }
         out.push('\n');
     }
     let (p, q, f) = r.totals();
-    let _ = writeln!(out, "\n{p} pass, {q} partial, {f} fail (approvals older than {} days fail)", r.max_review_age_days);
+    let _ = writeln!(
+        out,
+        "\n{p} pass, {q} partial, {f} fail (approvals older than {} days fail)",
+        r.max_review_age_days
+    );
     if !r.uncovered_namespaces.is_empty() {
-        let _ = writeln!(out, "namespaces without any injected workload: {}", r.uncovered_namespaces.join(", "));
+        let _ = writeln!(
+            out,
+            "namespaces without any injected workload: {}",
+            r.uncovered_namespaces.join(", ")
+        );
     }
     out.push_str("\ncontrols:\n");
     for c in CONTROLS {
@@ -111,7 +123,12 @@ pub fn html(r: &Report) -> String {
     }
     h.push_str("</tr>\n");
     for w in &r.workloads {
-        let _ = write!(h, "<tr><td>{}</td><td>{}</td>", esc(&w.namespace), esc(&w.workload));
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td>",
+            esc(&w.namespace),
+            esc(&w.workload)
+        );
         for res in &w.results {
             let class = res.outcome.as_str();
             let _ = write!(
@@ -161,7 +178,11 @@ mod tests {
         };
         let snap = ClusterSnapshot {
             taken_at: "2026-11-23T00:00:00Z".into(),
-            namespaces: vec![NamespaceState { name: "shop".into(), injection_enabled: true, workloads: vec![w] }],
+            namespaces: vec![NamespaceState {
+                name: "shop".into(),
+                injection_enabled: true,
+                workloads: vec![w],
+            }],
         };
         evaluate(&snap, 90)
     }
@@ -181,7 +202,10 @@ mod tests {
         let h = html(&report());
         assert!(h.contains("Deployment/&lt;script&gt;"));
         assert!(!h.contains("<script>"));
-        assert!(!h.contains("http://") && !h.contains("https://"), "no external resources");
+        assert!(
+            !h.contains("http://") && !h.contains("https://"),
+            "no external resources"
+        );
         assert_eq!(h.matches("<tr>").count(), 1 + 1 + 1 + CONTROLS.len());
         assert!(h.contains("class=\"partial\""));
     }

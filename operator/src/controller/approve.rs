@@ -35,50 +35,79 @@ pub fn approve(
     approver: &str,
     now: &str,
 ) -> Result<WorkloadPolicy, ApproveError> {
-    let ns = baseline
-        .metadata
-        .namespace
-        .clone()
-        .ok_or_else(|| ApproveError::NoNamespace(baseline.metadata.name.clone().unwrap_or_default()))?;
+    let ns = baseline.metadata.namespace.clone().ok_or_else(|| {
+        ApproveError::NoNamespace(baseline.metadata.name.clone().unwrap_or_default())
+    })?;
     let workload = format!("{ns}/{}", baseline.spec.workload.name);
     if let Some(cur) = current {
         if cur.spec.workload != baseline.spec.workload {
             return Err(ApproveError::WorkloadMismatch {
-                baseline: format!("{:?}/{}", baseline.spec.workload.kind, baseline.spec.workload.name),
+                baseline: format!(
+                    "{:?}/{}",
+                    baseline.spec.workload.kind, baseline.spec.workload.name
+                ),
                 policy: format!("{:?}/{}", cur.spec.workload.kind, cur.spec.workload.name),
             });
         }
     }
     let base_doc = document(&workload, DocumentKind::Baseline, 0, &baseline.spec.policy);
-    let cur_doc = current.map(|c| document(&workload, DocumentKind::WorkloadPolicy, c.spec.version, &c.spec.policy));
+    let cur_doc = current.map(|c| {
+        document(
+            &workload,
+            DocumentKind::WorkloadPolicy,
+            c.spec.version,
+            &c.spec.policy,
+        )
+    });
     let d = podwarden_learner::diff(&base_doc, cur_doc.as_ref(), &BTreeSet::new());
     let chosen: Vec<_> = match select {
         None => d.entries.clone(),
         Some(ids) => {
-            let unknown: Vec<&str> =
-                ids.iter().filter(|id| !d.entries.iter().any(|e| &e.id == *id)).map(String::as_str).collect();
+            let unknown: Vec<&str> = ids
+                .iter()
+                .filter(|id| !d.entries.iter().any(|e| &e.id == *id))
+                .map(String::as_str)
+                .collect();
             if !unknown.is_empty() {
                 return Err(ApproveError::UnknownSelection(unknown.join(", ")));
             }
-            d.entries.iter().filter(|e| ids.contains(&e.id)).cloned().collect()
+            d.entries
+                .iter()
+                .filter(|e| ids.contains(&e.id))
+                .cloned()
+                .collect()
         }
     };
     let version = current.map_or(0, |c| c.spec.version);
     if chosen.is_empty() && current.is_some() {
         return Err(ApproveError::NothingNew(version));
     }
-    let promoted = podwarden_learner::promote::promote(cur_doc.as_ref(), Some(&base_doc), &workload, &chosen);
+    let promoted =
+        podwarden_learner::promote::promote(cur_doc.as_ref(), Some(&base_doc), &workload, &chosen);
     let mut policy = promoted.spec;
     if current.is_none() {
         policy.mode = Mode::Learn;
     }
     let change = format!("approved {} baseline entries", chosen.len());
-    Ok(next_version(baseline_target_meta(baseline, current), baseline, current, policy, approver, now, change))
+    Ok(next_version(
+        baseline_target_meta(baseline, current),
+        baseline,
+        current,
+        policy,
+        approver,
+        now,
+        change,
+    ))
 }
 
 /// The policy with the workload mode changed to `mode`: a new version, so
 /// every sidecar's reported version tells whether it has the change.
-pub fn set_mode(current: &WorkloadPolicy, mode: Mode, who: &str, now: &str) -> Option<WorkloadPolicy> {
+pub fn set_mode(
+    current: &WorkloadPolicy,
+    mode: Mode,
+    who: &str,
+    now: &str,
+) -> Option<WorkloadPolicy> {
     if current.spec.policy.mode == mode {
         return None;
     }
@@ -91,7 +120,10 @@ pub fn set_mode(current: &WorkloadPolicy, mode: Mode, who: &str, now: &str) -> O
     Some(next)
 }
 
-fn baseline_target_meta(baseline: &WorkloadBaseline, current: Option<&WorkloadPolicy>) -> ObjectMeta {
+fn baseline_target_meta(
+    baseline: &WorkloadBaseline,
+    current: Option<&WorkloadPolicy>,
+) -> ObjectMeta {
     match current {
         // Keep name, resourceVersion (optimistic concurrency on replace), labels.
         Some(c) => c.metadata.clone(),
@@ -124,10 +156,20 @@ fn next_version(
             history: Vec::new(),
         },
     };
-    WorkloadPolicy { metadata, spec, status: None }
+    WorkloadPolicy {
+        metadata,
+        spec,
+        status: None,
+    }
 }
 
-fn bump(cur: &WorkloadPolicySpec, policy: PolicySpec, who: &str, now: &str, change: String) -> WorkloadPolicySpec {
+fn bump(
+    cur: &WorkloadPolicySpec,
+    policy: PolicySpec,
+    who: &str,
+    now: &str,
+    change: String,
+) -> WorkloadPolicySpec {
     let mut history = Vec::with_capacity(cur.history.len() + 1);
     history.push(PolicyVersion {
         version: cur.version,
@@ -158,7 +200,11 @@ fn document(workload: &str, kind: DocumentKind, version: u64, spec: &PolicySpec)
     PolicyDocument {
         api_version: API_VERSION.to_string(),
         kind,
-        metadata: Metadata { workload: workload.to_string(), version, ..Default::default() },
+        metadata: Metadata {
+            workload: workload.to_string(),
+            version,
+            ..Default::default()
+        },
         spec: spec.clone(),
     }
 }

@@ -2,7 +2,9 @@
 
 use podwarden_policy::model::{DocumentKind, PolicyDocument};
 
-use crate::crd::{ReplicaReport, WorkloadBaselineSpec, WorkloadBaselineStatus, WorkloadRef, WorkloadTarget};
+use crate::crd::{
+    ReplicaReport, WorkloadBaselineSpec, WorkloadBaselineStatus, WorkloadRef, WorkloadTarget,
+};
 
 /// What one pod's sidecar answered to `GET /baseline`.
 #[derive(Debug, Clone)]
@@ -37,7 +39,10 @@ pub fn aggregate(
         return Ok(None);
     }
     if let Some(bad) = docs.iter().find(|d| d.kind != DocumentKind::Baseline) {
-        return Err(format!("a sidecar of {name} answered a {:?} where a Baseline was expected", bad.kind));
+        return Err(format!(
+            "a sidecar of {name} answered a {:?} where a Baseline was expected",
+            bad.kind
+        ));
     }
     let merged = podwarden_learner::merge::merge_baselines(&docs).map_err(|e| e.to_string())?;
     let mut reports: Vec<ReplicaReport> = replicas
@@ -55,6 +60,9 @@ pub fn aggregate(
         replica_count: u32::try_from(docs.len()).unwrap_or(u32::MAX),
         replicas: reports,
     };
-    let spec = WorkloadBaselineSpec { workload: WorkloadTarget::of(workload), policy: merged.spec };
+    let spec = WorkloadBaselineSpec {
+        workload: WorkloadTarget::of(workload),
+        policy: merged.spec,
+    };
     Ok(Some((spec, status)))
 }

@@ -17,7 +17,9 @@ use super::baseline::{aggregate, ReplicaBaseline};
 use super::sidecar::SidecarClient;
 use super::status::policy_status;
 use crate::crd::owner::workload_from_pod_metadata;
-use crate::crd::{PodPolicyState, WorkloadBaseline, WorkloadPolicy, WorkloadPolicyStatus, WorkloadRef};
+use crate::crd::{
+    PodPolicyState, WorkloadBaseline, WorkloadPolicy, WorkloadPolicyStatus, WorkloadRef,
+};
 use crate::inject::keys;
 
 pub const FIELD_MANAGER: &str = "podwarden-operator";
@@ -48,7 +50,11 @@ pub struct InjectedPod {
 pub fn injected_pods(pods: &[Pod], admin_port: u16) -> Vec<InjectedPod> {
     pods.iter()
         .filter_map(|p| {
-            let injected = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(keys::STATUS));
+            let injected = p
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(keys::STATUS));
             let status = p.status.as_ref()?;
             if !injected || status.phase.as_deref() != Some("Running") {
                 return None;
@@ -56,7 +62,11 @@ pub fn injected_pods(pods: &[Pod], admin_port: u16) -> Vec<InjectedPod> {
             let ip: IpAddr = status.pod_ip.as_deref()?.parse().ok()?;
             let ns = p.metadata.namespace.as_deref()?;
             let workload = workload_from_pod_metadata(ns, &p.metadata)?;
-            Some(InjectedPod { name: p.metadata.name.clone()?, workload, admin: SocketAddr::new(ip, admin_port) })
+            Some(InjectedPod {
+                name: p.metadata.name.clone()?,
+                workload,
+                admin: SocketAddr::new(ip, admin_port),
+            })
         })
         .collect()
 }
@@ -69,7 +79,11 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(client: kube::Client, sidecars: SidecarClient, admin_port: u16) -> Self {
-        Controller { client, sidecars, admin_port }
+        Controller {
+            client,
+            sidecars,
+            admin_port,
+        }
     }
 
     /// Pulls every pod's baseline and writes the merged proposal into the
@@ -83,7 +97,12 @@ impl Controller {
         let mut set = JoinSet::new();
         for p in pods {
             let (sc, addr, name) = (self.sidecars.clone(), p.admin, p.name.clone());
-            set.spawn(async move { ReplicaBaseline { pod: name, result: sc.baseline(addr).await.map_err(|e| e.to_string()) } });
+            set.spawn(async move {
+                ReplicaBaseline {
+                    pod: name,
+                    result: sc.baseline(addr).await.map_err(|e| e.to_string()),
+                }
+            });
         }
         let mut replicas = Vec::new();
         while let Some(r) = set.join_next().await {
@@ -94,8 +113,11 @@ impl Controller {
                 replicas.push(r);
             }
         }
-        let Some((spec, status)) = aggregate(workload, &replicas, now)
-            .map_err(|reason| ControllerError::Aggregate { workload: workload.to_string(), reason })?
+        let Some((spec, status)) =
+            aggregate(workload, &replicas, now).map_err(|reason| ControllerError::Aggregate {
+                workload: workload.to_string(),
+                reason,
+            })?
         else {
             return Ok(None);
         };
@@ -103,9 +125,18 @@ impl Controller {
         let name = workload.object_name();
         let mut obj = WorkloadBaseline::new(&name, spec);
         obj.metadata.namespace = Some(workload.namespace.clone());
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&obj),
+        )
+        .await?;
         let updated = api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
             .await?;
         Ok(Some(updated))
     }
@@ -127,7 +158,8 @@ impl Controller {
         let want = policy.spec.version;
         let mut set = JoinSet::new();
         for p in pods {
-            let (sc, addr, pod, doc) = (self.sidecars.clone(), p.admin, p.name.clone(), doc.clone());
+            let (sc, addr, pod, doc) =
+                (self.sidecars.clone(), p.admin, p.name.clone(), doc.clone());
             set.spawn(async move {
                 let state = match sc.status(addr).await {
                     Ok(s) if s.policy_version == want => Ok(s),
@@ -159,8 +191,12 @@ impl Controller {
             }
         }
         let status = policy_status(&policy, states);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
-            .await?;
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
         Ok(Some(status))
     }
 
@@ -177,14 +213,19 @@ impl Controller {
     ) -> Result<WorkloadPolicy, ControllerError> {
         let baselines: Api<WorkloadBaseline> = Api::namespaced(self.client.clone(), namespace);
         let policies: Api<WorkloadPolicy> = Api::namespaced(self.client.clone(), namespace);
-        let mut baseline = baselines
-            .get_opt(baseline_name)
-            .await?
-            .ok_or_else(|| ControllerError::NotFound(format!("WorkloadBaseline {namespace}/{baseline_name}")))?;
-        baseline.metadata.namespace.get_or_insert_with(|| namespace.to_string());
+        let mut baseline = baselines.get_opt(baseline_name).await?.ok_or_else(|| {
+            ControllerError::NotFound(format!("WorkloadBaseline {namespace}/{baseline_name}"))
+        })?;
+        baseline
+            .metadata
+            .namespace
+            .get_or_insert_with(|| namespace.to_string());
         let current = policies.get_opt(baseline_name).await?;
         let next = approve(&baseline, current.as_ref(), select, approver, now)?;
-        let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
         Ok(match current {
             None => policies.create(&pp, &next).await?,
             Some(_) => policies.replace(baseline_name, &pp, &next).await?,
@@ -201,14 +242,16 @@ impl Controller {
         now: &str,
     ) -> Result<WorkloadPolicy, ControllerError> {
         let policies: Api<WorkloadPolicy> = Api::namespaced(self.client.clone(), namespace);
-        let current = policies
-            .get_opt(name)
-            .await?
-            .ok_or_else(|| ControllerError::NotFound(format!("WorkloadPolicy {namespace}/{name}")))?;
+        let current = policies.get_opt(name).await?.ok_or_else(|| {
+            ControllerError::NotFound(format!("WorkloadPolicy {namespace}/{name}"))
+        })?;
         match set_mode(&current, mode, who, now) {
             None => Ok(current),
             Some(next) => {
-                let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+                let pp = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
                 Ok(policies.replace(name, &pp, &next).await?)
             }
         }
@@ -217,7 +260,9 @@ impl Controller {
     /// One pass over every injected pod in the cluster.
     pub async fn run_once(&self, now: &str) -> Result<(), ControllerError> {
         let pods: Api<Pod> = Api::all(self.client.clone());
-        let list = pods.list(&ListParams::default().labels(&format!("{}=true", keys::INJECTED))).await?;
+        let list = pods
+            .list(&ListParams::default().labels(&format!("{}=true", keys::INJECTED)))
+            .await?;
         let mut by_workload: BTreeMap<WorkloadRef, Vec<InjectedPod>> = BTreeMap::new();
         for p in injected_pods(&list.items, self.admin_port) {
             by_workload.entry(p.workload.clone()).or_default().push(p);

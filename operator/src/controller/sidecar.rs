@@ -37,11 +37,18 @@ pub struct SidecarStatus {
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
     #[error("{addr}: {source}")]
-    Transport { addr: SocketAddr, source: hyper_util::client::legacy::Error },
+    Transport {
+        addr: SocketAddr,
+        source: hyper_util::client::legacy::Error,
+    },
     #[error("{addr}: no answer within {timeout:?}")]
     Timeout { addr: SocketAddr, timeout: Duration },
     #[error("{addr}: HTTP {status}: {body}")]
-    Status { addr: SocketAddr, status: u16, body: String },
+    Status {
+        addr: SocketAddr,
+        status: u16,
+        body: String,
+    },
     #[error("{addr}: unreadable answer: {reason}")]
     Body { addr: SocketAddr, reason: String },
     #[error("building request: {0}")]
@@ -58,23 +65,44 @@ pub struct SidecarClient {
 impl SidecarClient {
     pub fn new(token: impl Into<String>, timeout: Duration) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        SidecarClient { client, token: token.into(), timeout }
+        SidecarClient {
+            client,
+            token: token.into(),
+            timeout,
+        }
     }
 
     pub async fn baseline(&self, addr: SocketAddr) -> Result<PolicyDocument, SidecarError> {
-        let body = self.call(addr, http::Method::GET, "/baseline", None).await?;
-        serde_json::from_slice(&body).map_err(|e| SidecarError::Body { addr, reason: e.to_string() })
+        let body = self
+            .call(addr, http::Method::GET, "/baseline", None)
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| SidecarError::Body {
+            addr,
+            reason: e.to_string(),
+        })
     }
 
     pub async fn status(&self, addr: SocketAddr) -> Result<SidecarStatus, SidecarError> {
         let body = self.call(addr, http::Method::GET, "/status", None).await?;
-        serde_json::from_slice(&body).map_err(|e| SidecarError::Body { addr, reason: e.to_string() })
+        serde_json::from_slice(&body).map_err(|e| SidecarError::Body {
+            addr,
+            reason: e.to_string(),
+        })
     }
 
-    pub async fn put_policy(&self, addr: SocketAddr, doc: &PolicyDocument) -> Result<SidecarStatus, SidecarError> {
+    pub async fn put_policy(
+        &self,
+        addr: SocketAddr,
+        doc: &PolicyDocument,
+    ) -> Result<SidecarStatus, SidecarError> {
         let payload = serde_json::to_vec(doc).map_err(|e| SidecarError::Request(e.to_string()))?;
-        let body = self.call(addr, http::Method::PUT, "/policy", Some(payload)).await?;
-        serde_json::from_slice(&body).map_err(|e| SidecarError::Body { addr, reason: e.to_string() })
+        let body = self
+            .call(addr, http::Method::PUT, "/policy", Some(payload))
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| SidecarError::Body {
+            addr,
+            reason: e.to_string(),
+        })
     }
 
     async fn call(
@@ -87,7 +115,10 @@ impl SidecarClient {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("http://{addr}{path}"))
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.token));
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            );
         if body.is_some() {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
         }
@@ -96,20 +127,33 @@ impl SidecarClient {
             .map_err(|e| SidecarError::Request(e.to_string()))?;
         let timeout = self.timeout;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|source| SidecarError::Transport { addr, source })?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|source| SidecarError::Transport { addr, source })?;
             let status = resp.status();
             let bytes = resp
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| SidecarError::Body { addr, reason: e.to_string() })?
+                .map_err(|e| SidecarError::Body {
+                    addr,
+                    reason: e.to_string(),
+                })?
                 .to_bytes();
             if !status.is_success() {
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
-                return Err(SidecarError::Status { addr, status: status.as_u16(), body: text });
+                return Err(SidecarError::Status {
+                    addr,
+                    status: status.as_u16(),
+                    body: text,
+                });
             }
             Ok(bytes)
         };
-        tokio::time::timeout(timeout, fut).await.map_err(|_| SidecarError::Timeout { addr, timeout })?
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| SidecarError::Timeout { addr, timeout })?
     }
 }

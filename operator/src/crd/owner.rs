@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 /// the ReplicaSet is named `<deployment>-<hash>`.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum WorkloadKind {
     Deployment,
     ReplicaSet,
@@ -38,7 +40,9 @@ impl WorkloadKind {
 }
 
 /// `namespace/Kind/name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub struct WorkloadRef {
     pub namespace: String,
     pub kind: WorkloadKind,
@@ -81,15 +85,27 @@ fn controller(refs: &[OwnerReference]) -> Option<&OwnerReference> {
 /// Resolves the pod's workload. Deployment via ReplicaSet, CronJob via Job,
 /// StatefulSet and DaemonSet directly; a bare pod is its own workload.
 /// Returns `None` only when the pod has no name and no controller.
-pub fn resolve_workload(namespace: &str, pod: &ObjectMeta, lookup: &dyn OwnerLookup) -> Option<WorkloadRef> {
-    let mk = |kind, name: &str| WorkloadRef { namespace: namespace.to_string(), kind, name: name.to_string() };
+pub fn resolve_workload(
+    namespace: &str,
+    pod: &ObjectMeta,
+    lookup: &dyn OwnerLookup,
+) -> Option<WorkloadRef> {
+    let mk = |kind, name: &str| WorkloadRef {
+        namespace: namespace.to_string(),
+        kind,
+        name: name.to_string(),
+    };
     let Some(owner) = pod.owner_references.as_deref().and_then(controller) else {
         return pod.name.as_deref().map(|n| mk(WorkloadKind::Pod, n));
     };
     let from_parent = |kind: &str, want: &str| {
         lookup
             .owners(namespace, kind, &owner.name)
-            .and_then(|refs| controller(&refs).filter(|r| r.kind == want).map(|r| r.name.clone()))
+            .and_then(|refs| {
+                controller(&refs)
+                    .filter(|r| r.kind == want)
+                    .map(|r| r.name.clone())
+            })
     };
     match owner.kind.as_str() {
         "ReplicaSet" => {
@@ -110,7 +126,11 @@ pub fn resolve_workload(namespace: &str, pod: &ObjectMeta, lookup: &dyn OwnerLoo
         "DaemonSet" => Some(mk(WorkloadKind::DaemonSet, &owner.name)),
         // Other controllers (operators' own kinds): the pod is governed as
         // its own workload rather than guessed into someone else's.
-        _ => pod.name.as_deref().or(pod.generate_name.as_deref()).map(|n| mk(WorkloadKind::Pod, n)),
+        _ => pod
+            .name
+            .as_deref()
+            .or(pod.generate_name.as_deref())
+            .map(|n| mk(WorkloadKind::Pod, n)),
     }
 }
 
@@ -139,7 +159,12 @@ mod tests {
         ObjectMeta {
             name: Some("p-1".into()),
             owner_references: owner.map(|o| vec![o]),
-            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
             ..Default::default()
         }
     }
@@ -153,13 +178,22 @@ mod tests {
 
     #[test]
     fn deployment_by_hash_label_and_by_lookup() {
-        let p = pod(Some(oref("ReplicaSet", "checkout-7d9f8b6c5d")), &[(POD_TEMPLATE_HASH, "7d9f8b6c5d")]);
+        let p = pod(
+            Some(oref("ReplicaSet", "checkout-7d9f8b6c5d")),
+            &[(POD_TEMPLATE_HASH, "7d9f8b6c5d")],
+        );
         let w = workload_from_pod_metadata("shop", &p).unwrap();
         assert_eq!(w.to_string(), "shop/Deployment/checkout");
         assert_eq!(w.object_name(), "deployment-checkout");
         // A hash that is not the suffix: a bare ReplicaSet.
-        let p = pod(Some(oref("ReplicaSet", "web")), &[(POD_TEMPLATE_HASH, "abc")]);
-        assert_eq!(workload_from_pod_metadata("shop", &p).unwrap().kind, WorkloadKind::ReplicaSet);
+        let p = pod(
+            Some(oref("ReplicaSet", "web")),
+            &[(POD_TEMPLATE_HASH, "abc")],
+        );
+        assert_eq!(
+            workload_from_pod_metadata("shop", &p).unwrap().kind,
+            WorkloadKind::ReplicaSet
+        );
         // The lookup wins over the naming convention.
         let lookup = Map(HashMap::from([(
             ("ReplicaSet".into(), "web".into()),
@@ -171,7 +205,11 @@ mod tests {
 
     #[test]
     fn statefulset_daemonset_job_cronjob_and_bare_pod() {
-        let k = |o| workload_from_pod_metadata("ns", &pod(o, &[])).unwrap().to_string();
+        let k = |o| {
+            workload_from_pod_metadata("ns", &pod(o, &[]))
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(k(Some(oref("StatefulSet", "db"))), "ns/StatefulSet/db");
         assert_eq!(k(Some(oref("DaemonSet", "agent"))), "ns/DaemonSet/agent");
         assert_eq!(k(Some(oref("Job", "migrate"))), "ns/Job/migrate");
@@ -181,7 +219,10 @@ mod tests {
             vec![oref("CronJob", "report")],
         )]));
         let p = pod(Some(oref("Job", "report-29012345")), &[]);
-        assert_eq!(resolve_workload("ns", &p, &lookup).unwrap().to_string(), "ns/CronJob/report");
+        assert_eq!(
+            resolve_workload("ns", &p, &lookup).unwrap().to_string(),
+            "ns/CronJob/report"
+        );
     }
 
     #[test]

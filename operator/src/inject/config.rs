@@ -64,7 +64,11 @@ impl Default for InjectConfig {
             proxy_image: "ghcr.io/podwarden/podwarden-proxy:0.1.0".into(),
             image_pull_policy: "IfNotPresent".into(),
             operator_namespace: "podwarden-system".into(),
-            excluded_namespaces: vec!["kube-system".into(), "kube-public".into(), "kube-node-lease".into()],
+            excluded_namespaces: vec![
+                "kube-system".into(),
+                "kube-public".into(),
+                "kube-node-lease".into(),
+            ],
             native_sidecar: true,
             default_mode: Mode::Learn,
             proxy_uid: 1337,

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
-    Lifecycle, LifecycleHandler, ObjectFieldSelector, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, VolumeMount,
+    Lifecycle, LifecycleHandler, ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -31,10 +31,16 @@ pub fn init_container(cfg: &InjectConfig) -> Container {
         "--resolv-conf=/etc/resolv.conf".to_string(),
     ];
     if !cfg.exclude_inbound_ports.is_empty() {
-        args.push(format!("--exclude-inbound-ports={}", cfg.exclude_inbound_ports.join(",")));
+        args.push(format!(
+            "--exclude-inbound-ports={}",
+            cfg.exclude_inbound_ports.join(",")
+        ));
     }
     if !cfg.exclude_outbound_cidrs.is_empty() {
-        args.push(format!("--exclude-outbound-cidrs={}", cfg.exclude_outbound_cidrs.join(",")));
+        args.push(format!(
+            "--exclude-outbound-cidrs={}",
+            cfg.exclude_outbound_cidrs.join(",")
+        ));
     }
     Container {
         name: INIT_CONTAINER_NAME.into(),
@@ -65,19 +71,35 @@ pub fn init_container(cfg: &InjectConfig) -> Container {
 /// `podwarden-proxy run`: the sidecar. `native` makes it a Kubernetes native
 /// sidecar (an init container that keeps running); otherwise it is a regular
 /// container whose postStart hook holds the app until the proxy is ready.
-pub fn sidecar_container(cfg: &InjectConfig, modes: WorkloadModes, workload: Option<&str>, native: bool) -> Container {
+pub fn sidecar_container(
+    cfg: &InjectConfig,
+    modes: WorkloadModes,
+    workload: Option<&str>,
+    native: bool,
+) -> Container {
     let field = |path: &str| EnvVarSource {
-        field_ref: Some(ObjectFieldSelector { field_path: path.into(), api_version: None }),
+        field_ref: Some(ObjectFieldSelector {
+            field_path: path.into(),
+            api_version: None,
+        }),
         ..Default::default()
     };
     let mut env = vec![
-        EnvVar { name: "POD_NAME".into(), value_from: Some(field("metadata.name")), value: None },
+        EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(field("metadata.name")),
+            value: None,
+        },
         EnvVar {
             name: "POD_NAMESPACE".into(),
             value_from: Some(field("metadata.namespace")),
             value: None,
         },
-        EnvVar { name: "POD_IP".into(), value_from: Some(field("status.podIP")), value: None },
+        EnvVar {
+            name: "POD_IP".into(),
+            value_from: Some(field("status.podIP")),
+            value: None,
+        },
         EnvVar {
             name: "SERVICE_ACCOUNT".into(),
             value_from: Some(field("spec.serviceAccountName")),
@@ -128,7 +150,12 @@ pub fn sidecar_container(cfg: &InjectConfig, modes: WorkloadModes, workload: Opt
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        resources: Some(resources(&r.cpu_request, &r.memory_request, r.cpu_limit.as_deref(), &r.memory_limit)),
+        resources: Some(resources(
+            &r.cpu_request,
+            &r.memory_request,
+            r.cpu_limit.as_deref(),
+            &r.memory_limit,
+        )),
         // Startup gates the rest of the pod (native sidecars block the next
         // container until started); readiness takes the pod out of Services
         // while the proxy cannot relay; liveness restarts a wedged proxy.
@@ -157,7 +184,10 @@ pub fn sidecar_container(cfg: &InjectConfig, modes: WorkloadModes, workload: Opt
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
             read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities { add: None, drop: Some(vec!["ALL".into()]) }),
+            capabilities: Some(Capabilities {
+                add: None,
+                drop: Some(vec!["ALL".into()]),
+            }),
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
         }),
@@ -171,14 +201,26 @@ pub fn sidecar_container(cfg: &InjectConfig, modes: WorkloadModes, workload: Opt
 }
 
 fn value_env(name: &str, value: &str) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
 }
 
 fn runtime_default() -> SeccompProfile {
-    SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        localhost_profile: None,
+    }
 }
 
-fn resources(cpu_req: &str, mem_req: &str, cpu_lim: Option<&str>, mem_lim: &str) -> ResourceRequirements {
+fn resources(
+    cpu_req: &str,
+    mem_req: &str,
+    cpu_lim: Option<&str>,
+    mem_lim: &str,
+) -> ResourceRequirements {
     let q = |s: &str| Quantity(s.to_string());
     let mut limits = BTreeMap::from([("memory".to_string(), q(mem_lim))]);
     if let Some(c) = cpu_lim {

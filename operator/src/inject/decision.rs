@@ -88,7 +88,10 @@ pub fn plan(
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    let pod_choice = match annotations.get(keys::INJECT).or_else(|| labels.get(keys::INJECT)) {
+    let pod_choice = match annotations
+        .get(keys::INJECT)
+        .or_else(|| labels.get(keys::INJECT))
+    {
         None => None,
         Some(v) => Some(parse_bool(v).ok_or_else(|| {
             format!(
@@ -145,11 +148,7 @@ pub fn is_injected(pod: &Pod) -> bool {
     };
     let ours = |n: &str| n == SIDECAR_NAME || n == INIT_CONTAINER_NAME;
     spec.containers.iter().any(|c| ours(&c.name))
-        || spec
-            .init_containers
-            .iter()
-            .flatten()
-            .any(|c| ours(&c.name))
+        || spec.init_containers.iter().flatten().any(|c| ours(&c.name))
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -191,7 +190,10 @@ mod tests {
     }
 
     fn ns(labels: &[(&str, &str)]) -> BTreeMap<String, String> {
-        labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -221,17 +223,29 @@ mod tests {
         let p = pod(&[(keys::WAF_MODE, "protect")]);
         assert_eq!(
             plan("shop", &p, &on, &cfg).unwrap(),
-            Plan::Inject(WorkloadModes { mode: Mode::Monitor, waf: Some(Mode::Protect), dlp: None })
+            Plan::Inject(WorkloadModes {
+                mode: Mode::Monitor,
+                waf: Some(Mode::Protect),
+                dlp: None
+            })
         );
         let p = pod(&[(keys::MODE, "protect"), (keys::DLP_MODE, "learn")]);
         assert_eq!(
             plan("shop", &p, &on, &cfg).unwrap(),
-            Plan::Inject(WorkloadModes { mode: Mode::Protect, waf: None, dlp: Some(Mode::Learn) })
+            Plan::Inject(WorkloadModes {
+                mode: Mode::Protect,
+                waf: None,
+                dlp: Some(Mode::Learn)
+            })
         );
         let on = ns(&[(keys::INJECT, "enabled")]);
         assert_eq!(
             plan("shop", &pod(&[]), &on, &cfg).unwrap(),
-            Plan::Inject(WorkloadModes { mode: Mode::Learn, waf: None, dlp: None })
+            Plan::Inject(WorkloadModes {
+                mode: Mode::Learn,
+                waf: None,
+                dlp: None
+            })
         );
     }
 
@@ -240,12 +254,18 @@ mod tests {
         let cfg = InjectConfig::default();
         let on = ns(&[(keys::INJECT, "enabled")]);
         let e = plan("shop", &pod(&[(keys::MODE, "protcet")]), &on, &cfg).unwrap_err();
-        assert!(e.contains("podwarden.io/mode") && e.contains("protcet"), "{e}");
+        assert!(
+            e.contains("podwarden.io/mode") && e.contains("protcet"),
+            "{e}"
+        );
         let e = plan("shop", &pod(&[(keys::INJECT, "yes")]), &on, &cfg).unwrap_err();
         assert!(e.contains("podwarden.io/inject"), "{e}");
         // An opted-out pod's other annotations are not our business.
         let p = pod(&[(keys::INJECT, "false"), (keys::MODE, "bogus")]);
-        assert_eq!(plan("shop", &p, &on, &cfg).unwrap(), Plan::Skip(Skip::OptedOut));
+        assert_eq!(
+            plan("shop", &p, &on, &cfg).unwrap(),
+            Plan::Skip(Skip::OptedOut)
+        );
     }
 
     #[test]

@@ -50,14 +50,17 @@ pub fn mutate(
             }
             r
         }
-        Err(e) => resp.deny(format!("podwarden: internal error serialising the patch: {e}")),
+        Err(e) => resp.deny(format!(
+            "podwarden: internal error serialising the patch: {e}"
+        )),
     }
 }
 
 fn skipped(mut resp: AdmissionResponse, why: &Skip) -> AdmissionResponse {
     // Audit annotations make "why wasn't my pod injected?" answerable from
     // the API server's audit log without operator logs.
-    resp.audit_annotations.insert("skipped".into(), why.to_string());
+    resp.audit_annotations
+        .insert("skipped".into(), why.to_string());
     resp
 }
 
@@ -87,7 +90,11 @@ pub fn pod_patch(
 
     let has_init = spec.init_containers.as_ref().is_some_and(|c| !c.is_empty());
     if spec.init_containers.is_none() {
-        let list = if native { vec![init, sidecar.clone()] } else { vec![init] };
+        let list = if native {
+            vec![init, sidecar.clone()]
+        } else {
+            vec![init]
+        };
         ops.push(add("/spec/initContainers", Value::Array(list)));
     } else {
         ops.push(add("/spec/initContainers/0", init));
@@ -140,19 +147,27 @@ pub fn pod_patch(
         }
     }
     if pod.metadata.annotations.is_none() {
-        let map: serde_json::Map<String, Value> =
-            annotations.into_iter().map(|(k, v)| (k.to_string(), Value::String(v))).collect();
+        let map: serde_json::Map<String, Value> = annotations
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v)))
+            .collect();
         ops.push(add("/metadata/annotations", Value::Object(map)));
     } else {
         for (k, v) in annotations {
-            ops.push(add(&format!("/metadata/annotations/{}", escape(k)), Value::String(v)));
+            ops.push(add(
+                &format!("/metadata/annotations/{}", escape(k)),
+                Value::String(v),
+            ));
         }
     }
     let injected = (keys::INJECTED, "true");
     if pod.metadata.labels.is_none() {
         ops.push(add("/metadata/labels", json!({ injected.0: injected.1 })));
     } else {
-        ops.push(add(&format!("/metadata/labels/{}", escape(injected.0)), json!(injected.1)));
+        ops.push(add(
+            &format!("/metadata/labels/{}", escape(injected.0)),
+            json!(injected.1),
+        ));
     }
     (ops, warnings)
 }
