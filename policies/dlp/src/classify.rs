@@ -44,6 +44,7 @@ impl Masks {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
 fn classify64(block: &[u8; 64]) -> (u64, u64) {
     let mut d = 0u64;
     let mut b = 0u64;
@@ -60,6 +61,7 @@ mod sse2 {
     use std::arch::x86_64::*;
 
     /// Digit and base64-alphabet bits of 16 bytes.
+    #[inline(always)]
     pub fn classify16(s: &[u8]) -> (u16, u16) {
         debug_assert_eq!(s.len(), 16);
         // SAFETY: SSE2 is part of the x86_64 baseline, and the load reads
