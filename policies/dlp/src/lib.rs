@@ -8,6 +8,14 @@
 //! bytes as they flow with bounded memory, finding values split across
 //! reads. Findings hold only a masked excerpt, never the value.
 //!
+//! In the proxy, an inspector keeps one [`StreamScanner`] per body or raw
+//! stream direction (`Scanner::stream_with` with the body's chunked/content
+//! coding when HTTP headers declare them), calls `push` for every chunk and
+//! `finish` at the end, and decides on the returned findings (monitor: emit
+//! and count; protect: 403 if nothing was sent yet, else reset). A finding is
+//! returned as soon as the bytes that decide it have arrived: at most
+//! `LOOKAHEAD` (160) bytes after the value, or the end of an encoded region.
+//!
 //! ```
 //! use podwarden_dlp::{Config, Scanner};
 //! let scanner = Scanner::new(&Config::default()).unwrap();
