@@ -320,6 +320,11 @@ fn ipv6_outbound_is_relayed_and_recorded() {
         return;
     };
     servers::http(&t.server, &t.scratch, "web", 8000, &[("six.txt", "v6\n")]).unwrap();
+    // Neighbour discovery must work under the rules: forget the router's
+    // link-layer address so the request below needs a fresh NS/NA exchange.
+    t.pod
+        .exec(&["ip", "-6", "neigh", "flush", "dev", "eth0"])
+        .unwrap();
     let body = t
         .app_curl(&["-g", &format!("http://[{}]:8000/six.txt", SERVER.v6)])
         .unwrap();
