@@ -101,7 +101,25 @@ pub async fn review(body: &[u8], namespaces: &impl NamespaceLabels, cfg: &Inject
             }
         },
     };
-    serde_json::to_vec(&resp.into_review()).unwrap_or_default()
+    encode_review(resp)
+}
+
+/// Serialises the review with `response.patch` base64-encoded, as the
+/// admission API documents for `[]byte` in JSON. kube-core 5 writes the
+/// bytes as a JSON array of numbers (kube-rs issue #1781); we do not rely
+/// on the API server tolerating that.
+fn encode_review(resp: AdmissionResponse) -> Vec<u8> {
+    use base64::Engine;
+    let Ok(mut v) = serde_json::to_value(resp.into_review()) else {
+        return Vec::new();
+    };
+    if let Some(patch) = v.pointer_mut("/response/patch") {
+        if let Ok(bytes) = serde_json::from_value::<Vec<u8>>(patch.clone()) {
+            *patch =
+                serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

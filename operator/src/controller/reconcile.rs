@@ -297,3 +297,41 @@ pub fn now_rfc3339() -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, injected: bool, phase: &str, ip: Option<&str>) -> Pod {
+        let mut v = json!({
+            "metadata": {"name": name, "namespace": "shop", "labels": {"pod-template-hash": "abc12"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "checkout-abc12", "uid": "u", "controller": true}]},
+            "status": {"phase": phase}
+        });
+        if injected {
+            v["metadata"]["annotations"] = json!({"podwarden.io/status": "{}"});
+        }
+        if let Some(ip) = ip {
+            v["status"]["podIP"] = json!(ip);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn only_running_injected_pods_with_an_ip_are_contacted() {
+        let pods = vec![
+            pod("a", true, "Running", Some("192.0.2.10")),
+            pod("b", false, "Running", Some("192.0.2.11")),
+            pod("c", true, "Pending", None),
+            pod("d", true, "Running", None),
+            pod("e", true, "Running", Some("2001:db8::5")),
+        ];
+        let got = injected_pods(&pods, 15000);
+        let names: Vec<_> = got.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "e"]);
+        assert_eq!(got[0].admin, "192.0.2.10:15000".parse().unwrap());
+        assert_eq!(got[1].admin, "[2001:db8::5]:15000".parse().unwrap());
+        assert_eq!(got[0].workload.to_string(), "shop/Deployment/checkout");
+    }
+}
