@@ -267,12 +267,48 @@ impl Controller {
         for p in injected_pods(&list.items, self.admin_port) {
             by_workload.entry(p.workload.clone()).or_default().push(p);
         }
+        let m = &crate::metrics::METRICS;
         for (w, pods) in &by_workload {
-            if let Err(e) = self.sync_baseline(w, pods, now).await {
-                tracing::warn!(workload = %w, error = %e, "baseline sync failed");
+            let labels = [
+                w.namespace.as_str(),
+                &format!("{}/{}", w.kind.as_str(), w.name),
+            ];
+            match self.sync_baseline(w, pods, now).await {
+                Ok(Some(b)) => {
+                    let rules = b.status.map_or(0, |s| s.rule_count);
+                    m.baseline_rules
+                        .with_label_values(&labels)
+                        .set(i64::from(rules));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(workload = %w, error = %e, "baseline sync failed"),
             }
-            if let Err(e) = self.distribute(w, pods).await {
-                tracing::warn!(workload = %w, error = %e, "policy distribution failed");
+            match self.distribute(w, pods).await {
+                Ok(Some(st)) => {
+                    let behind = st
+                        .pods
+                        .iter()
+                        .filter(|p| p.version != st.observed_version || p.error.is_some())
+                        .count();
+                    m.out_of_sync
+                        .with_label_values(&labels)
+                        .set(i64::try_from(behind).unwrap_or(i64::MAX));
+                    m.violations
+                        .with_label_values(&labels)
+                        .set(i64::try_from(st.violations_last_hour).unwrap_or(i64::MAX));
+                    for pod in &st.pods {
+                        let ok = if pod.error.is_some() { "error" } else { "ok" };
+                        m.sidecar_requests.with_label_values(&["sync", ok]).inc();
+                    }
+                    for mode in [Mode::Learn, Mode::Monitor, Mode::Protect] {
+                        let on = st.pods.iter().any(|p| p.mode == Some(mode));
+                        m.mode
+                            .with_label_values(&[labels[0], labels[1], mode.as_str()])
+                            .set(i64::from(on));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(workload = %w, error = %e, "policy distribution failed"),
             }
         }
         Ok(())
