@@ -1,7 +1,5 @@
 //! Approval and mode changes: the next version of a `WorkloadPolicy` (pure).
 
-use std::collections::BTreeSet;
-
 use kube::api::ObjectMeta;
 use podwarden_policy::model::{DocumentKind, Metadata, PolicyDocument, PolicySpec, API_VERSION};
 use podwarden_policy::Mode;
@@ -59,7 +57,11 @@ pub fn approve(
             &c.spec.policy,
         )
     });
-    let d = podwarden_learner::diff(&base_doc, cur_doc.as_ref(), &BTreeSet::new());
+    let d = podwarden_learner::diff(
+        &base_doc,
+        cur_doc.as_ref(),
+        &podwarden_learner::Rejections::default(),
+    );
     let chosen: Vec<_> = match select {
         None => d.entries.clone(),
         Some(ids) => {
