@@ -160,9 +160,21 @@ impl Proxy {
             .shared
             .listener_ports
             .set(vec![out_addr.port(), in_addr.port()]);
+        let pruner = {
+            let shared = self.shared.clone();
+            let every = (shared.config.pool_idle_timeout() / 2).max(Duration::from_secs(1));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    shared.pool.prune();
+                }
+            })
+        };
         let tasks = vec![
             tokio::spawn(accept_loop(self.shared.clone(), out, Direction::Outbound)),
             tokio::spawn(accept_loop(self.shared.clone(), inb, Direction::Inbound)),
+            pruner,
         ];
         self.shared.ready.store(true, Ordering::Release);
         info!(outbound = %out_addr, inbound = %in_addr, "listeners bound");

@@ -117,6 +117,18 @@ impl UpstreamPool {
         None
     }
 
+    /// Drops idle connections past the idle timeout or closed by the server
+    /// (run periodically so idle upstream sockets do not linger).
+    pub fn prune(&self) {
+        let mut idle = lock(&self.idle);
+        idle.retain(|_, list| {
+            list.retain(|i| i.since.elapsed() < self.idle_timeout && !i.sender.is_closed());
+            !list.is_empty()
+        });
+        drop(idle);
+        lock(&self.h2).retain(|_, s| !s.is_closed());
+    }
+
     /// Gives an HTTP/1 connection back for reuse by other downstream conns.
     pub fn put_idle(&self, dst: SocketAddr, sender: http1::SendRequest<ReqBody>) {
         if self.max_idle == 0 || sender.is_closed() || !sender.is_ready() {
