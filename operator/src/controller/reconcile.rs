@@ -162,7 +162,9 @@ impl Controller {
                 (self.sidecars.clone(), p.admin, p.name.clone(), doc.clone());
             set.spawn(async move {
                 let state = match sc.status(addr).await {
-                    Ok(s) if s.policy_version == want => Ok(s),
+                    // Mode too: a hand edit of spec.policy.mode that forgot to
+                    // bump spec.version must still reach the sidecars.
+                    Ok(s) if s.policy_version == want && s.mode == doc.spec.mode => Ok(s),
                     Ok(_) => sc.put_policy(addr, &doc).await,
                     Err(e) => Err(e),
                 };
