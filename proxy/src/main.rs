@@ -1,6 +1,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use podwarden_policy::events::SecurityEvent;
 use podwarden_proxy::config::RunArgs;
+use podwarden_proxy::events::{EventBus, EventMetrics, Origin, SinkConfig};
+use podwarden_proxy::policy_reload::{PolicyReloader, ReloadMetrics, ReloadOutcome};
 use podwarden_proxy::Proxy;
 use tracing_subscriber::EnvFilter;
 
@@ -40,6 +43,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = args.load()?;
     let workers = config.worker_threads;
     let fixed = config.fixed_dst;
+    let policy_file = config.policy_file.clone();
+    let (workload, pod) = (config.workload.clone(), config.pod.clone());
     let mut builder = Proxy::builder(config);
     if let Some(dst) = fixed {
         tracing::warn!(%dst, "--fixed-dst: every connection goes to one address (testing only)");
@@ -58,6 +63,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("building the runtime")?;
     rt.block_on(async move {
+        let _policy = match policy_file {
+            Some(path) => Some(start_policy(&proxy, path, &workload, &pod)?),
+            None => None,
+        };
         let _running = proxy.start().await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -67,4 +76,66 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         anyhow::Ok(())
     })
+}
+
+/// Loads the policy before any listener is bound and keeps it current.
+///
+/// A configured policy that cannot be loaded at start stops the proxy
+/// (fail closed: the interception rules stay in place, so the pod's traffic
+/// is refused rather than let through unjudged). Later invalid files keep the
+/// last good policy (see `policy_reload`). Security events go to stdout as
+/// JSON lines; logs go to stderr.
+fn start_policy(
+    proxy: &Proxy,
+    path: std::path::PathBuf,
+    workload: &str,
+    pod: &str,
+) -> anyhow::Result<std::sync::Arc<PolicyReloader>> {
+    let registry = proxy.registry();
+    let (bus, _) = EventBus::start(
+        vec![SinkConfig::Stdout],
+        4096,
+        Origin {
+            workload: workload.to_string(),
+            pod: pod.to_string(),
+            mode: Default::default(),
+        },
+        EventMetrics::new(registry).context("registering event metrics")?,
+    );
+    let reloader = std::sync::Arc::new(PolicyReloader::new(
+        path,
+        proxy.hook().clone(),
+        ReloadMetrics::new(registry).context("registering reload metrics")?,
+        Some(bus.clone()),
+        workload,
+        pod,
+    ));
+    match reloader.reload_now() {
+        ReloadOutcome::Rejected { error } => {
+            anyhow::bail!("refusing to start without a valid policy: {error}")
+        }
+        ReloadOutcome::Applied {
+            version,
+            rules,
+            mode,
+        } => {
+            tracing::info!(version, rules, mode = mode.as_str(), "policy loaded")
+        }
+        ReloadOutcome::Unchanged => {}
+    }
+    reloader
+        .clone()
+        .spawn(std::time::Duration::from_secs(2))
+        .context("starting the policy reloader")?;
+    // Violations and would-block flows become security events.
+    let mut records = proxy.flows().subscribe(4096);
+    let (workload, pod) = (workload.to_string(), pod.to_string());
+    tokio::spawn(async move {
+        while let Some(rec) = records.recv().await {
+            if let Some(ev) = SecurityEvent::from_record(&rec, &workload, &pod) {
+                bus.emit(ev);
+            }
+        }
+    });
+    Ok(reloader)
 }
