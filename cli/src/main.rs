@@ -12,7 +12,11 @@ mod policy_cmd;
 mod waf_cmd;
 
 #[derive(Parser)]
-#[command(name = "podwarden", version, about = "podwarden: zero-trust enforcement for Kubernetes pods")]
+#[command(
+    name = "podwarden",
+    version,
+    about = "podwarden: zero-trust enforcement for Kubernetes pods"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -2,7 +2,7 @@
 //! a decision for a flow.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -84,7 +84,7 @@ fn lint(files: &[PathBuf]) -> i32 {
     code
 }
 
-fn explain(policy: &PathBuf, flow: &PathBuf) -> anyhow::Result<i32> {
+fn explain(policy: &Path, flow: &Path) -> anyhow::Result<i32> {
     let doc = load_policy_file(policy)?;
     let compiled = CompiledPolicy::compile(&doc)?;
     let text = if flow.as_os_str() == "-" {
