@@ -282,3 +282,41 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(keys::INJECT.to_string()),
+            Just(keys::MODE.to_string()),
+            Just(keys::WAF_MODE.to_string()),
+            Just(keys::DLP_MODE.to_string()),
+            "[a-z./-]{1,20}",
+        ]
+    }
+
+    proptest! {
+        /// Whatever the annotations and namespace labels, the decision is a
+        /// plan or a denial that names one of our keys — never a panic.
+        #[test]
+        fn any_annotations_give_a_plan_or_a_named_denial(
+            ann in proptest::collection::btree_map(key(), "\\PC{0,12}", 0..6),
+            ns in proptest::collection::btree_map(key(), "\\PC{0,12}", 0..3),
+            host_network in any::<bool>(),
+        ) {
+            let mut pod: Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}], "hostNetwork": host_network}
+            })).unwrap();
+            pod.metadata.annotations = Some(ann);
+            match plan("shop", &pod, &ns, &InjectConfig::default()) {
+                Ok(Plan::Inject(_)) => prop_assert!(!host_network),
+                Ok(Plan::Skip(_)) => {}
+                Err(msg) => prop_assert!(msg.contains("podwarden.io/"), "{}", msg),
+            }
+        }
+    }
+}
