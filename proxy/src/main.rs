@@ -45,6 +45,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let fixed = config.fixed_dst;
     let policy_file = config.policy_file.clone();
     let (workload, pod) = (config.workload.clone(), config.pod.clone());
+    let dns_port = config.dns_port;
+    let dns_upstreams = if config.dns_upstreams.is_empty() {
+        resolv_conf_nameservers()
+    } else {
+        config.dns_upstreams.clone()
+    };
     let mut builder = Proxy::builder(config);
     if let Some(dst) = fixed {
         tracing::warn!(%dst, "--fixed-dst: every connection goes to one address (testing only)");
@@ -67,7 +73,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(path) => Some(start_policy(&proxy, path, &workload, &pod)?),
             None => None,
         };
+        let shared = proxy.shared().clone();
         let _running = proxy.start().await?;
+        if dns_port != 0 {
+            start_dns(shared, dns_port, dns_upstreams).await?;
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = tokio::signal::ctrl_c() => r.context("waiting for ctrl-c")?,
@@ -138,4 +148,46 @@ fn start_policy(
         }
     });
     Ok(reloader)
+}
+
+/// The DNS listener answers on loopback only: `init` REDIRECTs the app's
+/// queries to 127.0.0.1/::1, and a reply must leave from that address for
+/// conntrack to undo the redirect (a wildcard bind would answer from the pod
+/// IP and the app would drop it).
+async fn start_dns(
+    shared: std::sync::Arc<podwarden_proxy::Shared>,
+    port: u16,
+    upstreams: Vec<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    if upstreams.is_empty() {
+        // Redirected queries then find no listener and fail: closed, not open.
+        tracing::warn!(
+            "no DNS upstream (pass --dns-upstream or list a nameserver in /etc/resolv.conf): DNS listener not started"
+        );
+        return Ok(());
+    }
+    let v4 = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    podwarden_proxy::dns::start(shared.clone(), v4, upstreams.clone())
+        .await
+        .with_context(|| format!("binding the DNS listener on {v4}"))?;
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    if let Err(e) = podwarden_proxy::dns::start(shared, v6, upstreams.clone()).await {
+        // Pods without IPv6 have no ::1; IPv4 DNS still works.
+        tracing::warn!(error = %e, "DNS listener on [::1] not started");
+    }
+    tracing::info!(port, ?upstreams, "DNS listener on loopback");
+    Ok(())
+}
+
+/// The pod's resolvers: the proxy's UID is exempt from the redirect, so it
+/// reaches the real servers the app was configured with.
+fn resolv_conf_nameservers() -> Vec<std::net::SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .filter(|ip| !ip.is_loopback())
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .collect()
 }

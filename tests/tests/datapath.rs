@@ -423,14 +423,10 @@ fn connecting_to_the_proxy_ports_directly_does_not_loop() {
     );
 }
 
-/// Waits on the proxy: `run` does not start the DNS listener yet (proxy/src/dns.rs
-/// exists but is not wired into main), and with it wired in by hand the UDP
-/// answer never reached the app: the listener binds the wildcard address, so its
-/// reply to a REDIRECTed query leaves from the pod IP instead of 127.0.0.1/::1
-/// and conntrack cannot undo the NAT. Binding 127.0.0.1 and ::1 (as
-/// tests/fixtures/dns_stub.py does, see init_rules.rs) fixes that.
+/// The DNS listener answers on 127.0.0.1/::1 so that its reply to a
+/// REDIRECTed query leaves from the address conntrack expects (a wildcard bind
+/// would answer from the pod IP and the app would never see it).
 #[test]
-#[ignore = "needs the proxy's DNS listener started by `run` and bound to loopback"]
 fn dns_is_answered_through_the_proxy_and_names_reach_later_flows() {
     if !require(
         "dns_is_answered_through_the_proxy_and_names_reach_later_flows",
