@@ -11,6 +11,16 @@ use crate::topology::Scratch;
 
 const READY: Duration = Duration::from_secs(10);
 
+/// A fresh directory under `scratch` holding `files` (name, content).
+fn docroot(scratch: &Scratch, label: &str, files: &[(&str, &str)]) -> Result<String> {
+    let dir = scratch.path(label);
+    std::fs::create_dir_all(&dir)?;
+    for (name, content) in files {
+        std::fs::write(dir.join(name), content)?;
+    }
+    Ok(dir.display().to_string())
+}
+
 /// `python3 -m http.server` on `port`, serving `files` (name, content) from a
 /// fresh directory; it logs each request line, which tests read back.
 pub fn http(
@@ -20,12 +30,7 @@ pub fn http(
     port: u16,
     files: &[(&str, &str)],
 ) -> Result<()> {
-    let dir = scratch.path(label);
-    std::fs::create_dir_all(&dir)?;
-    for (name, content) in files {
-        std::fs::write(dir.join(name), content)?;
-    }
-    let (port_s, dir_s) = (port.to_string(), dir.display().to_string());
+    let (port_s, dir_s) = (port.to_string(), docroot(scratch, label, files)?);
     ns.spawn(
         label,
         None,
@@ -51,12 +56,7 @@ pub fn h2c(
     port: u16,
     files: &[(&str, &str)],
 ) -> Result<()> {
-    let dir = scratch.path(label);
-    std::fs::create_dir_all(&dir)?;
-    for (name, content) in files {
-        std::fs::write(dir.join(name), content)?;
-    }
-    let (port_s, dir_s) = (port.to_string(), dir.display().to_string());
+    let (port_s, dir_s) = (port.to_string(), docroot(scratch, label, files)?);
     ns.spawn(
         label,
         None,

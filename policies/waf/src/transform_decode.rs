@@ -101,22 +101,9 @@ pub fn js_decode(s: &[u8]) -> Vec<u8> {
         {
             o.push(fullwidth((s[i + 2], s[i + 3]), x2c(s[i + 4], s[i + 5])));
             i += 6;
-        } else if (n == b'x' || n == b'X')
-            && i + 3 < s.len()
-            && s[i + 2].is_ascii_hexdigit()
-            && s[i + 3].is_ascii_hexdigit()
-        {
-            o.push(x2c(s[i + 2], s[i + 3]));
-            i += 4;
-        } else if (b'0'..=b'7').contains(&n) {
-            let mut j = i + 1;
-            let mut v: u32 = 0;
-            while j < s.len() && j < i + 4 && (b'0'..=b'7').contains(&s[j]) {
-                v = v * 8 + (s[j] - b'0') as u32;
-                j += 1;
-            }
-            o.push(v as u8);
-            i = j;
+        } else if let Some((byte, next)) = hex_or_octal_escape(s, i) {
+            o.push(byte);
+            i = next;
         } else {
             o.push(match n {
                 b'a' => 7,
@@ -210,22 +197,9 @@ pub fn escape_seq_decode(s: &[u8]) -> Vec<u8> {
         if let Some(c) = simple {
             o.push(c);
             i += 2;
-        } else if (n == b'x' || n == b'X')
-            && i + 3 < s.len()
-            && s[i + 2].is_ascii_hexdigit()
-            && s[i + 3].is_ascii_hexdigit()
-        {
-            o.push(x2c(s[i + 2], s[i + 3]));
-            i += 4;
-        } else if (b'0'..=b'7').contains(&n) {
-            let mut j = i + 1;
-            let mut v: u32 = 0;
-            while j < s.len() && j < i + 4 && (b'0'..=b'7').contains(&s[j]) {
-                v = v * 8 + (s[j] - b'0') as u32;
-                j += 1;
-            }
-            o.push(v as u8);
-            i = j;
+        } else if let Some((byte, next)) = hex_or_octal_escape(s, i) {
+            o.push(byte);
+            i = next;
         } else {
             o.push(s[i]);
             o.push(n);
@@ -350,6 +324,29 @@ pub fn remove_comments_char(s: &[u8]) -> Vec<u8> {
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
+}
+
+/// `\xHH` or `\NNN` (up to three octal digits) at `s[i] == b'\\'`, as both
+/// jsDecode and escapeSeqDecode read them: the byte and the index after it.
+fn hex_or_octal_escape(s: &[u8], i: usize) -> Option<(u8, usize)> {
+    let n = *s.get(i + 1)?;
+    if (n == b'x' || n == b'X')
+        && i + 3 < s.len()
+        && s[i + 2].is_ascii_hexdigit()
+        && s[i + 3].is_ascii_hexdigit()
+    {
+        return Some((x2c(s[i + 2], s[i + 3]), i + 4));
+    }
+    if (b'0'..=b'7').contains(&n) {
+        let mut j = i + 1;
+        let mut v: u32 = 0;
+        while j < s.len() && j < i + 4 && (b'0'..=b'7').contains(&s[j]) {
+            v = v * 8 + (s[j] - b'0') as u32;
+            j += 1;
+        }
+        return Some((v as u8, j));
+    }
+    None
 }
 
 #[cfg(test)]
