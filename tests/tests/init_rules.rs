@@ -20,44 +20,14 @@ fn idempotent_and_clean(backend: &str, save4: &str, save6: &str) {
     let t = Topology::new().unwrap();
     let pod = &t.pod;
     // Someone else's rules in the same tables must survive us.
-    pod.exec(&[
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-o",
-        "eth0",
-        "-j",
-        "ACCEPT",
-    ])
-    .unwrap();
-    pod.exec(&[
-        "ip6tables",
-        "-A",
-        "OUTPUT",
-        "-p",
-        "udp",
-        "--dport",
-        "9",
-        "-j",
-        "ACCEPT",
-    ])
-    .unwrap();
+    let mut foreign = String::from(
+        "iptables -t nat -A POSTROUTING -o eth0 -j ACCEPT && \
+         ip6tables -A OUTPUT -p udp --dport 9 -j ACCEPT",
+    );
     if backend == "legacy" {
-        pod.exec(&[
-            "iptables-legacy",
-            "-A",
-            "OUTPUT",
-            "-p",
-            "udp",
-            "--dport",
-            "9",
-            "-j",
-            "ACCEPT",
-        ])
-        .unwrap();
+        foreign.push_str(" && iptables-legacy -A OUTPUT -p udp --dport 9 -j ACCEPT");
     }
+    pod.sh(&foreign).unwrap();
     let before4 = ruleset(pod, save4).unwrap();
     let before6 = ruleset(pod, save6).unwrap();
 
@@ -90,16 +60,13 @@ fn idempotent_and_clean(backend: &str, save4: &str, save6: &str) {
     assert_eq!(once4.matches("-j PODWARDEN_OUTPUT\n").count(), 1, "{once4}");
 
     run_init(pod, &flags).unwrap();
-    assert_eq!(
-        ruleset(pod, save4).unwrap(),
-        once4,
-        "second init changed IPv4 rules"
-    );
-    assert_eq!(
-        ruleset(pod, save6).unwrap(),
-        once6,
-        "second init changed IPv6 rules"
-    );
+    for (save, once) in [(save4, &once4), (save6, &once6)] {
+        assert_eq!(
+            &ruleset(pod, save).unwrap(),
+            once,
+            "second init changed {save}"
+        );
+    }
 
     let dry = run_init(pod, &["--backend", backend, "--cleanup", "--dry-run"]).unwrap();
     assert!(dry.contains("-X PODWARDEN_OUTPUT"), "{dry}");
@@ -110,16 +77,13 @@ fn idempotent_and_clean(backend: &str, save4: &str, save6: &str) {
     );
 
     run_init(pod, &["--backend", backend, "--cleanup"]).unwrap();
-    assert_eq!(
-        ruleset(pod, save4).unwrap(),
-        before4,
-        "cleanup left IPv4 differences"
-    );
-    assert_eq!(
-        ruleset(pod, save6).unwrap(),
-        before6,
-        "cleanup left IPv6 differences"
-    );
+    for (save, before) in [(save4, &before4), (save6, &before6)] {
+        assert_eq!(
+            &ruleset(pod, save).unwrap(),
+            before,
+            "cleanup left differences in {save}"
+        );
+    }
     // Cleaning a clean namespace is harmless too.
     let again = run_init(pod, &["--backend", backend, "--cleanup"]).unwrap();
     assert!(again.contains("nothing of ours"), "{again}");
@@ -208,29 +172,23 @@ fn non_tcp_is_dropped(v6: bool) {
 
     // Control: without the rules, both the app and root reach the unknown host,
     // so a zero below means the rules dropped it, not that the probe is broken.
-    assert_eq!(
-        probe(&t, Some(APP_UID), v6, &udp, &icmp),
-        (1, 1),
-        "control (app) failed"
-    );
-    assert_eq!(
-        probe(&t, None, v6, &udp, &icmp),
-        (1, 1),
-        "control (root) failed"
-    );
+    for (uid, who) in [(Some(APP_UID), "app"), (None, "root")] {
+        assert_eq!(
+            probe(&t, uid, v6, &udp, &icmp),
+            (1, 1),
+            "control ({who}) failed"
+        );
+    }
 
     t.init(&["--dns-resolver", &SERVER.ip(v6).to_string()])
         .unwrap();
-    assert_eq!(
-        probe(&t, Some(APP_UID), v6, &udp, &icmp),
-        (0, 0),
-        "app's UDP/ICMP left the pod"
-    );
-    assert_eq!(
-        probe(&t, None, v6, &udp, &icmp),
-        (0, 0),
-        "root's UDP/ICMP left the pod"
-    );
+    for (uid, who) in [(Some(APP_UID), "app"), (None, "root")] {
+        assert_eq!(
+            probe(&t, uid, v6, &udp, &icmp),
+            (0, 0),
+            "{who}'s UDP/ICMP left the pod"
+        );
+    }
     // The proxy's own UID stays exempt (it forwards DNS upstream).
     let (u, _) = probe(&t, Some(PROXY_UID), v6, &udp, &icmp);
     assert_eq!(u, 1, "the proxy's UDP was dropped");
