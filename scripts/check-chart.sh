@@ -37,10 +37,45 @@ render default --include-crds
 render all-options --set serviceMonitor.enabled=true,tls.certManager.enabled=true,grafanaDashboard.enabled=true
 render legacy-sidecars --kube-version 1.28.0 --set webhook.failurePolicy=Ignore
 render custom-issuer --set tls.certManager.enabled=true,tls.certManager.issuerRef.name=corp-ca,tls.certManager.issuerRef.kind=ClusterIssuer
+render single-replica --set operator.replicas=1,operator.leaderElection.enabled=false
+render three-replicas --set operator.replicas=3,operator.leaderElection.leaseName=pw-ctl
 
 # The native-sidecar switch follows the cluster version.
 grep -q 'nativeSidecar: true' "$out/default/podwarden/templates/configmap.yaml" || { echo "FAIL: default render should use native sidecars"; fail=1; }
 grep -q 'nativeSidecar: false' "$out/legacy-sidecars/podwarden/templates/configmap.yaml" || { echo "FAIL: k8s 1.28 render should not use native sidecars"; fail=1; }
+
+# Replicas and leader election follow the values; the lease Role names only its Lease.
+python3 - "$out" <<'PY' || fail=1
+import sys, yaml, glob
+out = sys.argv[1]
+def docs(r):
+    return [d for f in glob.glob(f"{out}/{r}/podwarden/templates/*.yaml") for d in yaml.safe_load_all(open(f)) if d]
+def check(cond, msg):
+    if not cond:
+        print("FAIL:", msg); sys.exit(1)
+for r, replicas, lease in [("default", 2, "podwarden-controller"), ("three-replicas", 3, "pw-ctl"), ("single-replica", 1, None)]:
+    d = docs(r)
+    dep = next(x for x in d if x["kind"] == "Deployment")
+    check(dep["spec"]["replicas"] == replicas, f"{r}: replicas {dep['spec']['replicas']} != {replicas}")
+    env = {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    check("POD_NAME" in env, f"{r}: POD_NAME (lease identity) missing")
+    cfg = yaml.safe_load(next(x for x in d if x["kind"] == "ConfigMap")["data"]["config.yaml"])
+    le = cfg["controller"]["leaderElection"]
+    check(le["enabled"] == (lease is not None), f"{r}: leaderElection.enabled {le['enabled']}")
+    roles = [x for x in d if x["kind"] in ("Role", "ClusterRole")]
+    lease_rules = [(x["kind"], rule) for x in roles for rule in x["rules"] if "leases" in rule["resources"]]
+    if lease is None:
+        check(not lease_rules, f"{r}: lease RBAC without leader election")
+        continue
+    check(le["leaseName"] == lease, f"{r}: leaseName {le['leaseName']}")
+    check(all(k == "Role" for k, _ in lease_rules), f"{r}: leases granted cluster-wide")
+    named = [rule for _, rule in lease_rules if rule.get("resourceNames")]
+    check(named and all(rule["resourceNames"] == [lease] and set(rule["verbs"]) <= {"get", "update"} for rule in named),
+          f"{r}: lease get/update not limited to {lease}: {lease_rules}")
+    check(all(rule.get("resourceNames") or rule["verbs"] == ["create"] for _, rule in lease_rules),
+          f"{r}: unnamed lease rule beyond create: {lease_rules}")
+print("replicas and leader-election RBAC: ok")
+PY
 
 echo "== kubernetes-validate (schemas $K8S_VERSION)"
 # Kinds from other projects' CRDs have no schema in kubernetes-validate: skip them, say so.
@@ -69,7 +104,7 @@ if ! diff -u "$chart/crds/podwarden.io.yaml" <(printf '%s\n' "$crds_now"); then
 fi
 
 echo "== rendered operator config is accepted by the operator"
-for r in default all-options legacy-sidecars; do
+for r in default all-options legacy-sidecars single-replica three-replicas; do
   python3 - "$out/$r/podwarden/templates/configmap.yaml" "$out/$r-config.yaml" <<'PY'
 import sys, yaml
 cm = yaml.safe_load(open(sys.argv[1]))

@@ -33,6 +33,7 @@ pub struct ControllerConfig {
     pub sync_interval_seconds: u64,
     pub concurrency: usize,
     pub admin_token_file: String,
+    pub leader_election: crate::leader::LeaderElectionConfig,
 }
 
 impl Default for OperatorConfig {
@@ -66,6 +67,7 @@ impl Default for ControllerConfig {
             sync_interval_seconds: 30,
             concurrency: 16,
             admin_token_file: "/var/run/podwarden/admin-token/token".into(),
+            leader_election: crate::leader::LeaderElectionConfig::default(),
         }
     }
 }
@@ -124,7 +126,7 @@ impl OperatorConfig {
         if self.controller.sync_interval_seconds == 0 {
             return Err("controller.syncIntervalSeconds must be > 0".into());
         }
-        Ok(())
+        self.controller.leader_election.validate()
     }
 }
 
@@ -142,13 +144,15 @@ inject:
   defaultMode: "monitor"
   excludeOutboundCidrs: ["169.254.169.254/32"]
 webhook: { port: 8443, configurationName: podwarden }
-controller: { syncIntervalSeconds: 10 }
+controller: { syncIntervalSeconds: 10, leaderElection: { leaseName: ctl, leaseDurationSeconds: 20 } }
 metricsPort: 9090
 "#;
         let c: OperatorConfig = serde_yaml_ng::from_str(y).unwrap();
         assert!(!c.inject.native_sidecar);
         assert_eq!(c.inject.default_mode, podwarden_policy::Mode::Monitor);
         assert_eq!(c.inject.admin_port, 15000);
+        assert_eq!(c.controller.leader_election.lease_name, "ctl");
+        assert_eq!(c.controller.leader_election.retry_period_seconds, 2);
         c.validate().unwrap();
         let mut bad = c.clone();
         bad.inject.dns_port = bad.inject.admin_port;

@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use podwarden_operator::config::OperatorConfig;
+use podwarden_operator::controller::reconcile::now_rfc3339;
 use podwarden_operator::controller::{Controller, SidecarClient};
+use podwarden_operator::leader::{while_leading, LeaderElector};
 use podwarden_operator::tls::{self, TlsMaterial};
 use podwarden_operator::webhook::{serve_health, serve_webhook, ApiNamespaces, CertStore};
 
@@ -191,16 +193,71 @@ async fn run(mut cfg: OperatorConfig) -> anyhow::Result<()> {
     ));
 
     let controller = Controller::new(
-        client,
+        client.clone(),
         SidecarClient::new(token, Duration::from_secs(5)),
         cfg.inject.admin_port,
     );
+    let interval = Duration::from_secs(cfg.controller.sync_interval_seconds);
+    let election = cfg.controller.leader_election.clone();
+    // Without election this replica always leads (the sender lives until exit).
+    let (leading_tx, leading) = tokio::sync::watch::channel(!election.enabled);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut always_leading = None;
+    let elector = if election.enabled {
+        let identity = replica_identity();
+        tracing::info!(%identity, lease = %election.lease_name, "leader election on");
+        let elector = LeaderElector::new(client, &namespace, identity, &election);
+        Some(tokio::spawn(elector.run(leading_tx, async {
+            let _ = stop_rx.await;
+        })))
+    } else {
+        drop(stop_rx);
+        always_leading = Some(leading_tx);
+        None
+    };
     tracing::info!("podwarden operator running");
+    let c = &controller;
     tokio::select! {
-        _ = controller.run(Duration::from_secs(cfg.controller.sync_interval_seconds)) => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+        _ = while_leading(leading, interval, move || async move {
+            if let Err(e) = c.run_once(&now_rfc3339()).await {
+                tracing::warn!(error = %e, "controller pass failed");
+            }
+        }) => {}
+        _ = shutdown_signal() => tracing::info!("shutting down"),
     }
+    // The controller pass is dropped above; now hand the lease over.
+    let _ = stop_tx.send(());
+    if let Some(task) = elector {
+        let _ = task.await;
+    }
+    drop(always_leading);
     Ok(())
+}
+
+/// This replica's name in the Lease: the pod name (downward API), else the
+/// host name, else the process id.
+fn replica_identity() -> String {
+    ["POD_NAME", "HOSTNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| format!("podwarden-operator-{}", std::process::id()))
+}
+
+/// SIGTERM (what the kubelet sends) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn load_mounted(dir: &str, certs: &CertStore) -> anyhow::Result<()> {
