@@ -15,23 +15,8 @@ fn sensors(data: &[u8]) -> Vec<String> {
 }
 
 fn gh_token(prefix: &str, body: &str) -> String {
-    let sum = podwarden_dlp::validate::base62_crc6(crc32fast_hash(body.as_bytes()));
+    let sum = podwarden_dlp::validate::base62_crc6(crc32fast::hash(body.as_bytes()));
     format!("{prefix}{body}{}", String::from_utf8_lossy(&sum))
-}
-
-fn crc32fast_hash(d: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in d {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[test]
