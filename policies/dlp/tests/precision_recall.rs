@@ -30,6 +30,28 @@ impl Score {
     }
 }
 
+fn rows(m: &BTreeMap<String, Score>) -> impl Iterator<Item = (&str, &Score)> {
+    m.iter().map(|(k, v)| (k.as_str(), v))
+}
+
+fn print_table<'a>(title: &str, rows: impl Iterator<Item = (&'a str, &'a Score)>) {
+    println!(
+        "\n{:<20} {:>6} {:>5} {:>5} {:>9} {:>7}",
+        title, "tp", "fp", "fn", "precision", "recall"
+    );
+    for (name, sc) in rows {
+        println!(
+            "{:<20} {:>6} {:>5} {:>5} {:>9.4} {:>7.4}",
+            name,
+            sc.tp,
+            sc.fp,
+            sc.fn_,
+            sc.precision(),
+            sc.recall()
+        );
+    }
+}
+
 #[test]
 fn corpus_precision_and_recall_meet_targets() {
     let samples = corpus::generate(0x05ee_dd10, 3000, 2000);
@@ -84,48 +106,13 @@ fn corpus_precision_and_recall_meet_targets() {
         }
     }
     let mut total = Score::default();
-    println!(
-        "\n{:<20} {:>6} {:>5} {:>5} {:>9} {:>7}",
-        "sensor", "tp", "fp", "fn", "precision", "recall"
-    );
-    for (name, sc) in &per {
-        println!(
-            "{:<20} {:>6} {:>5} {:>5} {:>9.4} {:>7.4}",
-            name,
-            sc.tp,
-            sc.fp,
-            sc.fn_,
-            sc.precision(),
-            sc.recall()
-        );
+    for sc in per.values() {
         total.tp += sc.tp;
         total.fp += sc.fp;
         total.fn_ += sc.fn_;
     }
-    println!(
-        "{:<20} {:>6} {:>5} {:>5} {:>9.4} {:>7.4}",
-        "OVERALL",
-        total.tp,
-        total.fp,
-        total.fn_,
-        total.precision(),
-        total.recall()
-    );
-    println!(
-        "\n{:<20} {:>6} {:>5} {:>5} {:>9} {:>7}",
-        "encoding", "tp", "fp", "fn", "precision", "recall"
-    );
-    for (name, sc) in &per_encoding {
-        println!(
-            "{:<20} {:>6} {:>5} {:>5} {:>9.4} {:>7.4}",
-            name,
-            sc.tp,
-            sc.fp,
-            sc.fn_,
-            sc.precision(),
-            sc.recall()
-        );
-    }
+    print_table("sensor", rows(&per).chain([("OVERALL", &total)]));
+    print_table("encoding", rows(&per_encoding));
     assert!(
         total.tp > 2500,
         "corpus too small to mean anything: {}",
