@@ -1,160 +1,188 @@
 //! The DNS listener: `init` redirects the pod's DNS (to the resolvers it
-//! names) here. Queries are forwarded to the configured upstream resolvers,
-//! decided like any flow, recorded, and the A/AAAA answers are remembered
-//! so later flows to those IPs carry the names (`Flow::peer_names`).
+//! names) here. Each query is judged against the policy in force — only the
+//! policy's resolvers (`spec.dns.resolvers`) are forwarded to, and
+//! tunnelling-shaped queries are refused in protect when the policy says so
+//! (`spec.dns.blockTunneling`) — then forwarded, recorded, and the A/AAAA
+//! answers are remembered so later flows to those IPs carry the names
+//! (`Flow::peer_names`). The remembered names can be saved to and restored
+//! from a file, so FQDN rules keep working across a proxy restart.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use podwarden_policy::{AppProtocol, Direction, Flow, FlowRecord, RecordKind};
+use podwarden_policy::dns::{parse_message, DnsMessage, NameTable, NameTableConfig, RecordType};
+use podwarden_policy::events::{EventAction, EventKind, SecurityEvent};
+use podwarden_policy::matcher::DnsVerdict;
+use podwarden_policy::{
+    Action, AppProtocol, CompiledPolicy, Decision, Direction, Flow, FlowRecord, Mode, RecordKind,
+};
+use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tracing::debug;
+use tracing::{debug, info, warn};
 
+use crate::events::EventBus;
+use crate::policy_reload::{PolicyReloader, PolicyWatch};
 use crate::proxy::Shared;
 use crate::records::now_ms;
 
 const MAX_UDP: usize = 4096;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_CACHE: usize = 16_384;
+/// A TCP client that sends nothing for this long is dropped.
+const TCP_IDLE: Duration = Duration::from_secs(10);
 
-/// IP → names the resolver returned for it, with their expiry.
-#[derive(Default)]
+/// Address → names the resolver returned for it (the policy crate's
+/// [`NameTable`]), shared by the listener (writer) and the data path
+/// (reader, once per connection).
 pub struct NameCache {
-    map: Mutex<HashMap<IpAddr, Vec<(String, Instant)>>>,
+    table: RwLock<NameTable>,
+    dirty: AtomicBool,
+}
+
+impl Default for NameCache {
+    fn default() -> Self {
+        NameCache {
+            table: RwLock::new(NameTable::new(NameTableConfig::default())),
+            dirty: AtomicBool::new(false),
+        }
+    }
+}
+
+/// One saved binding; `expires_unix_ms` is wall-clock so it survives restarts.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct SavedName {
+    name: String,
+    ip: IpAddr,
+    expires_unix_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedNames {
+    names: Vec<SavedName>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 impl NameCache {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, NameTable> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, NameTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn insert(&self, ip: IpAddr, name: &str, ttl: u32) {
-        let expiry = Instant::now() + Duration::from_secs(u64::from(ttl.clamp(1, 86_400)));
-        let mut map = match self.map.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if map.len() >= MAX_CACHE && !map.contains_key(&ip) {
-            let now = Instant::now();
-            map.retain(|_, v| {
-                v.retain(|(_, e)| *e > now);
-                !v.is_empty()
-            });
-            if map.len() >= MAX_CACHE {
-                return;
-            }
+        self.write().record(
+            name,
+            ip,
+            Duration::from_secs(u64::from(ttl)),
+            Instant::now(),
+        );
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Remembers every address a response leads to from its question
+    /// (through CNAME chains). Returns how many bindings it held.
+    pub fn record_response(&self, msg: &DnsMessage) -> usize {
+        let resolutions = msg.resolutions();
+        if resolutions.is_empty() {
+            return 0;
         }
-        let names = map.entry(ip).or_default();
-        match names.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => entry.1 = entry.1.max(expiry),
-            None => names.push((name.to_owned(), expiry)),
+        let now = Instant::now();
+        let mut t = self.write();
+        for r in &resolutions {
+            t.record_resolution(r, now);
         }
+        self.dirty.store(true, Ordering::Release);
+        resolutions.len()
     }
 
     /// Names still within their TTL for `ip`, sorted.
     pub fn names_for(&self, ip: IpAddr) -> Vec<String> {
-        let map = match self.map.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let now = Instant::now();
-        let mut out: Vec<String> = map
-            .get(&ip)
-            .map(|v| {
-                v.iter()
-                    .filter(|(_, e)| *e > now)
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut out = self.read().names_for(ip, Instant::now());
         out.sort();
         out
     }
+
+    /// Writes the live bindings to `path` (atomically: temp file + rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<usize> {
+        self.dirty.store(false, Ordering::Release);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let names: Vec<SavedName> = self
+            .read()
+            .live_entries(now)
+            .into_iter()
+            .map(|(name, ip, left)| SavedName {
+                name,
+                ip,
+                expires_unix_ms: unix_ms(wall + left),
+            })
+            .collect();
+        let n = names.len();
+        let text = serde_json::to_vec(&SavedNames { names }).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(n)
+    }
+
+    /// Loads bindings saved by [`NameCache::save`]; expired ones are skipped.
+    pub fn restore(&self, path: &Path) -> std::io::Result<usize> {
+        let text = std::fs::read(path)?;
+        let saved: SavedNames = serde_json::from_slice(&text)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let (now, wall) = (Instant::now(), unix_ms(SystemTime::now()));
+        let mut t = self.write();
+        let mut n = 0;
+        for s in saved.names {
+            let left = Duration::from_millis(s.expires_unix_ms.saturating_sub(wall));
+            if !left.is_zero() {
+                t.restore(&s.name, s.ip, left, now);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::AcqRel)
+    }
 }
 
-/// Reads a (possibly compressed) name at `pos`; returns it and the offset
-/// just past it in the original position. Bounded: no loops, no panics.
-fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
-    let mut name = String::new();
-    let mut end = None;
-    for _ in 0..64 {
-        let len = *msg.get(pos)? as usize;
-        if len & 0xC0 == 0xC0 {
-            let ptr = ((len & 0x3F) << 8) | *msg.get(pos + 1)? as usize;
-            end.get_or_insert(pos + 2);
-            if ptr >= pos {
-                return None; // pointers must go backwards
+/// Restores the name table from `path` (if present) and saves it there
+/// every second while it changes. Call before the listeners accept, so a
+/// restarted proxy knows at once what the pod resolved before.
+pub fn persist_names(shared: Arc<Shared>, path: PathBuf) {
+    match shared.names.restore(&path) {
+        Ok(n) => info!(file = %path.display(), restored = n, "DNS names restored"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(file = %path.display(), error = %e, "DNS names not restored"),
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if !shared.names.take_dirty() {
+                continue;
             }
-            pos = ptr;
-            continue;
-        }
-        if len == 0 {
-            let after = end.unwrap_or(pos + 1);
-            return Some((name.to_ascii_lowercase(), after));
-        }
-        let label = msg.get(pos + 1..pos + 1 + len)?;
-        if !name.is_empty() {
-            name.push('.');
-        }
-        name.push_str(&String::from_utf8_lossy(label));
-        pos += 1 + len;
-    }
-    None
-}
-
-/// A/AAAA answers of a DNS response: (name, ip, ttl). The question name is
-/// reported too for every address, so CNAME chains map back to what the app
-/// asked for.
-pub fn parse_answers(msg: &[u8]) -> Vec<(String, IpAddr, u32)> {
-    let mut out = Vec::new();
-    if msg.len() < 12 || msg[2] & 0x80 == 0 {
-        return out; // not a response
-    }
-    let qd = u16::from_be_bytes([msg[4], msg[5]]) as usize;
-    let an = u16::from_be_bytes([msg[6], msg[7]]) as usize;
-    let mut pos = 12;
-    let mut qname = None;
-    for _ in 0..qd {
-        let Some((n, p)) = read_name(msg, pos) else {
-            return out;
-        };
-        qname.get_or_insert(n);
-        pos = p + 4;
-    }
-    for _ in 0..an {
-        let Some((owner, p)) = read_name(msg, pos) else {
-            return out;
-        };
-        let Some(fixed) = msg.get(p..p + 10) else {
-            return out;
-        };
-        let typ = u16::from_be_bytes([fixed[0], fixed[1]]);
-        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
-        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
-        let Some(rdata) = msg.get(p + 10..p + 10 + rdlen) else {
-            return out;
-        };
-        let ip = match (typ, rdata.len()) {
-            (1, 4) => Some(IpAddr::V4(Ipv4Addr::new(
-                rdata[0], rdata[1], rdata[2], rdata[3],
-            ))),
-            (28, 16) => {
-                let mut b = [0u8; 16];
-                b.copy_from_slice(rdata);
-                Some(IpAddr::V6(Ipv6Addr::from(b)))
+            let (s, p) = (shared.clone(), path.clone());
+            let r = tokio::task::spawn_blocking(move || s.names.save(&p)).await;
+            if let Ok(Err(e)) = r {
+                warn!(file = %path.display(), error = %e, "saving DNS names");
             }
-            _ => None,
-        };
-        if let Some(ip) = ip {
-            if let Some(q) = &qname {
-                if *q != owner {
-                    out.push((q.clone(), ip, ttl));
-                }
-            }
-            out.push((owner, ip, ttl));
         }
-        pos = p + 10 + rdlen;
-    }
-    out
+    });
 }
 
 /// REFUSED answer for a denied query: the query with QR set and RCODE 5.
@@ -168,6 +196,219 @@ pub fn refused(query: &[u8]) -> Option<Vec<u8>> {
     Some(r)
 }
 
+/// Why a query is answered REFUSED instead of forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a parseable query with one question (protect only).
+    Malformed,
+    /// Tunnelling-shaped and the policy blocks tunnelling (protect only).
+    Tunnelling,
+    /// None of the configured upstreams is a resolver the policy allows.
+    ResolverNotAllowed,
+}
+
+/// What the listener does with one query: pure, from the policy in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPlan {
+    pub refuse: Option<Refusal>,
+    /// Upstreams to try, in order.
+    pub upstreams: Vec<SocketAddr>,
+    /// Upstreams outside the policy's resolvers that monitor still uses.
+    pub would_deny: Vec<SocketAddr>,
+    /// The question, when the query parsed.
+    pub question: Option<(String, RecordType)>,
+    /// Set when the query looks like tunnelling (refused or not).
+    pub tunnel: Option<DnsVerdict>,
+    pub mode: Mode,
+}
+
+pub fn plan_query(
+    policy: Option<&CompiledPolicy>,
+    upstreams: &[SocketAddr],
+    query: &[u8],
+) -> QueryPlan {
+    let mode = policy.map_or(Mode::Learn, CompiledPolicy::mode);
+    let question = parse_message(query)
+        .ok()
+        .filter(|m| !m.is_response && m.questions.len() == 1)
+        .and_then(|m| m.questions.into_iter().next())
+        .map(|q| (q.name, q.qtype));
+    let mut plan = QueryPlan {
+        refuse: None,
+        upstreams: upstreams.to_vec(),
+        would_deny: Vec::new(),
+        question,
+        tunnel: None,
+        mode,
+    };
+    let Some(policy) = policy else {
+        return plan;
+    };
+    let Some((name, qtype)) = &plan.question else {
+        if mode == Mode::Protect {
+            plan.refuse = Some(Refusal::Malformed);
+        }
+        return plan;
+    };
+    let verdict = policy.judge_dns_query(name, *qtype);
+    let refuse_tunnel = verdict.refuse;
+    if verdict.assessment.suspicious {
+        plan.tunnel = Some(verdict);
+    }
+    if refuse_tunnel {
+        plan.refuse = Some(Refusal::Tunnelling);
+        return plan;
+    }
+    let allowed = policy.resolvers();
+    if !allowed.is_empty() {
+        let (ok, off): (Vec<SocketAddr>, Vec<SocketAddr>) = upstreams
+            .iter()
+            .partition(|u| allowed.contains(&crate::orig_dst::normalize(**u).ip()));
+        // Mode semantics stay in `Decision::new`: an upstream outside the
+        // list is a flow without a rule.
+        match Decision::new(mode, None) {
+            d if d.action == Action::Deny => {
+                if ok.is_empty() {
+                    plan.refuse = Some(Refusal::ResolverNotAllowed);
+                }
+                plan.upstreams = ok;
+            }
+            d if d.would_deny => {
+                plan.upstreams = ok.into_iter().chain(off.iter().copied()).collect();
+                plan.would_deny = off;
+            }
+            _ => {}
+        }
+    }
+    plan
+}
+
+/// A query that is not forwarded: the flow and decision to record.
+type Denied = Box<(Flow, Decision)>;
+
+/// What the listeners share.
+struct Ctx {
+    shared: Arc<Shared>,
+    upstreams: Vec<SocketAddr>,
+    policy: Option<PolicyWatch>,
+    events: Option<EventBus>,
+    workload: String,
+    pod: String,
+}
+
+impl Ctx {
+    fn plan(&self, query: &[u8]) -> QueryPlan {
+        let policy = self.policy.as_ref().map(|w| w.load_full());
+        plan_query(
+            policy.as_ref().and_then(|p| p.as_deref()),
+            &self.upstreams,
+            query,
+        )
+    }
+
+    fn upstream_flow(&self, client: SocketAddr, up: SocketAddr) -> Flow {
+        let mut flow = Flow::connection(Direction::Outbound, up, client);
+        flow.protocol = AppProtocol::Dns;
+        flow
+    }
+
+    /// Records the query as a flow (a denied one raises a violation event
+    /// through the record stream) and, for tunnelling-shaped queries, a
+    /// `dns_tunneling` event naming the domain.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        plan: &QueryPlan,
+        flow: Flow,
+        decision: Decision,
+        sent: u64,
+        received: u64,
+        started: Instant,
+    ) {
+        let start_ms = now_ms().saturating_sub(started.elapsed().as_millis() as u64);
+        let id = self.shared.flows.next_id(start_ms);
+        if let (Some(v), Some(bus), Some((name, qtype))) =
+            (&plan.tunnel, &self.events, &plan.question)
+        {
+            let kind = EventKind::DnsTunneling {
+                query: mask_query_name(name),
+                qtype: format!("{qtype:?}"),
+                refused: v.refuse,
+            };
+            let mut e = SecurityEvent::new(
+                format!("{id}-dns"),
+                SystemTime::now(),
+                &self.workload,
+                &self.pod,
+                kind,
+                plan.mode,
+            );
+            e.direction = Some(Direction::Outbound);
+            e.peer = Some(flow.peer);
+            e.action = if v.refuse {
+                EventAction::Blocked
+            } else {
+                EventAction::WouldBlock
+            };
+            bus.emit(e);
+        }
+        self.shared.flows.record(FlowRecord {
+            id,
+            start_ms,
+            duration_ms: started.elapsed().as_millis() as u64,
+            flow,
+            bytes_sent: sent,
+            bytes_received: received,
+            decision,
+            kind: RecordKind::Connection,
+            status: None,
+        });
+    }
+
+    /// Refuses per plan, or picks the first upstream the hook allows.
+    /// `Err` carries the denial to record.
+    fn choose(
+        &self,
+        plan: &QueryPlan,
+        client: SocketAddr,
+    ) -> Result<Vec<(SocketAddr, Decision)>, Denied> {
+        let first = self.upstreams.first().copied().unwrap_or(client);
+        if plan.refuse.is_some() {
+            return Err(Box::new((
+                self.upstream_flow(client, first),
+                Decision::new(plan.mode, None),
+            )));
+        }
+        let mut allowed = Vec::new();
+        let mut denied = None;
+        for &up in &plan.upstreams {
+            let d = self.shared.hook.decide(&self.upstream_flow(client, up));
+            if d.is_allowed() && plan.would_deny.contains(&up) {
+                // Monitor: forwarded, but reported as outside the policy.
+                allowed.push((up, Decision::new(plan.mode, None)));
+            } else if d.is_allowed() {
+                allowed.push((up, d));
+            } else if denied.is_none() {
+                denied = Some((self.upstream_flow(client, up), d));
+            }
+        }
+        match (allowed.is_empty(), denied) {
+            (true, Some(d)) => Err(Box::new(d)),
+            _ => Ok(allowed),
+        }
+    }
+}
+
+/// Keeps the registered domain (last two labels) and masks the rest: the
+/// leading labels of a tunnelling query are the data being carried out.
+pub fn mask_query_name(name: &str) -> String {
+    let labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
+    if labels.len() <= 2 {
+        return name.to_string();
+    }
+    format!("***.{}", labels[labels.len() - 2..].join("."))
+}
+
 fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
@@ -179,38 +420,24 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-fn record(
-    shared: &Shared,
-    client: SocketAddr,
-    upstream: SocketAddr,
-    sent: u64,
-    received: u64,
-    started: Instant,
-) {
-    let start_ms = now_ms().saturating_sub(started.elapsed().as_millis() as u64);
-    let mut flow = Flow::connection(Direction::Outbound, upstream, client);
-    flow.protocol = AppProtocol::Dns;
-    let decision = shared.hook.decide(&flow);
-    shared.flows.record(FlowRecord {
-        id: shared.flows.next_id(start_ms),
-        start_ms,
-        duration_ms: started.elapsed().as_millis() as u64,
-        flow,
-        bytes_sent: sent,
-        bytes_received: received,
-        decision,
-        kind: RecordKind::Connection,
-        status: None,
-    });
-}
-
 /// Starts UDP and TCP DNS listeners on `listen`, forwarding to `upstreams`
-/// (first one answers; the rest are tried in order on failure).
-/// Returns the bound UDP address.
+/// (first one answers; the rest are tried in order on failure), judged only
+/// by the decision hook. Returns the bound UDP address.
 pub async fn start(
     shared: Arc<Shared>,
     listen: SocketAddr,
     upstreams: Vec<SocketAddr>,
+) -> std::io::Result<SocketAddr> {
+    start_with_policy(shared, listen, upstreams, None).await
+}
+
+/// [`start`], with the DNS settings of the policy `policy` keeps in force
+/// (allowed resolvers, tunnelling) and its event bus for `dns_tunneling`.
+pub async fn start_with_policy(
+    shared: Arc<Shared>,
+    listen: SocketAddr,
+    upstreams: Vec<SocketAddr>,
+    policy: Option<Arc<PolicyReloader>>,
 ) -> std::io::Result<SocketAddr> {
     let udp = Arc::new(match bind_udp(listen) {
         Ok(s) => s,
@@ -227,8 +454,16 @@ pub async fn start(
         Err(e) => return Err(e),
     };
     let bound = udp.local_addr()?;
-    let upstreams = Arc::new(upstreams);
-    let (s, u, ups) = (shared.clone(), udp.clone(), upstreams.clone());
+    let (workload, pod) = policy.as_ref().map(|p| p.identity()).unwrap_or_default();
+    let ctx = Arc::new(Ctx {
+        shared,
+        upstreams,
+        policy: policy.as_ref().map(|p| p.watch()),
+        events: policy.as_ref().and_then(|p| p.events()),
+        workload,
+        pod,
+    });
+    let (c, u) = (ctx.clone(), udp.clone());
     tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_UDP];
         loop {
@@ -240,7 +475,7 @@ pub async fn start(
                 }
             };
             let query = buf[..n].to_vec();
-            tokio::spawn(udp_query(s.clone(), u.clone(), ups.clone(), client, query));
+            tokio::spawn(udp_query(c.clone(), u.clone(), client, query));
         }
     });
     tokio::spawn(async move {
@@ -248,31 +483,28 @@ pub async fn start(
             let Ok((stream, client)) = tcp.accept().await else {
                 continue;
             };
-            tokio::spawn(tcp_query(shared.clone(), upstreams.clone(), stream, client));
+            tokio::spawn(tcp_session(ctx.clone(), stream, client));
         }
     });
     Ok(bound)
 }
 
-async fn udp_query(
-    shared: Arc<Shared>,
-    sock: Arc<UdpSocket>,
-    ups: Arc<Vec<SocketAddr>>,
-    client: SocketAddr,
-    q: Vec<u8>,
-) {
+async fn udp_query(ctx: Arc<Ctx>, sock: Arc<UdpSocket>, client: SocketAddr, q: Vec<u8>) {
     let started = Instant::now();
-    let Some(&first) = ups.first() else { return };
-    let mut probe = Flow::connection(Direction::Outbound, first, client);
-    probe.protocol = AppProtocol::Dns;
-    if !shared.hook.decide(&probe).is_allowed() {
-        if let Some(r) = refused(&q) {
-            let _ = sock.send_to(&r, client).await;
+    let client = crate::orig_dst::normalize(client);
+    let plan = ctx.plan(&q);
+    let candidates = match ctx.choose(&plan, client) {
+        Ok(c) => c,
+        Err(denied) => {
+            let (flow, decision) = *denied;
+            if let Some(r) = refused(&q) {
+                let _ = sock.send_to(&r, client).await;
+            }
+            ctx.record(&plan, flow, decision, q.len() as u64, 0, started);
+            return;
         }
-        record(&shared, client, first, q.len() as u64, 0, started);
-        return;
-    }
-    for &up in ups.iter() {
+    };
+    for (up, decision) in candidates {
         let bind: SocketAddr = if up.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -287,60 +519,137 @@ async fn udp_query(
         let mut buf = vec![0u8; MAX_UDP];
         match tokio::time::timeout(UPSTREAM_TIMEOUT, s.recv(&mut buf)).await {
             Ok(Ok(n)) => {
-                for (name, ip, ttl) in parse_answers(&buf[..n]) {
-                    shared.names.insert(ip, &name, ttl);
+                if let Ok(m) = parse_message(&buf[..n]) {
+                    ctx.shared.names.record_response(&m);
                 }
                 let _ = sock.send_to(&buf[..n], client).await;
-                record(&shared, client, up, q.len() as u64, n as u64, started);
+                let flow = ctx.upstream_flow(client, up);
+                ctx.record(&plan, flow, decision, q.len() as u64, n as u64, started);
                 return;
             }
             _ => continue,
         }
     }
-    shared.metrics.error(Direction::Outbound, "dns_upstream");
+    ctx.shared
+        .metrics
+        .error(Direction::Outbound, "dns_upstream");
 }
 
-async fn tcp_query(
-    shared: Arc<Shared>,
-    ups: Arc<Vec<SocketAddr>>,
-    mut client: TcpStream,
-    peer: SocketAddr,
-) {
-    let started = Instant::now();
-    for &up in ups.iter() {
-        let Ok(Ok(mut u)) = tokio::time::timeout(UPSTREAM_TIMEOUT, TcpStream::connect(up)).await
-        else {
-            continue;
+/// Reads one length-prefixed DNS message (RFC 1035 §4.2.2).
+async fn read_msg(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let len = tokio::time::timeout(TCP_IDLE, s.read_u16())
+        .await
+        .ok()?
+        .ok()?;
+    let mut buf = vec![0u8; usize::from(len)];
+    tokio::time::timeout(UPSTREAM_TIMEOUT, s.read_exact(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(buf)
+}
+
+async fn write_msg(s: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
+    let len = u16::try_from(msg.len()).map_err(std::io::Error::other)?;
+    let mut out = Vec::with_capacity(msg.len() + 2);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(msg);
+    s.write_all(&out).await
+}
+
+/// DNS over TCP: every message is judged like a UDP query; upstream
+/// connections are opened per upstream and reused within the session.
+async fn tcp_session(ctx: Arc<Ctx>, mut client: TcpStream, peer: SocketAddr) {
+    let peer = crate::orig_dst::normalize(peer);
+    let mut conns: HashMap<SocketAddr, TcpStream> = HashMap::new();
+    while let Some(q) = read_msg(&mut client).await {
+        let started = Instant::now();
+        let plan = ctx.plan(&q);
+        let candidates = match ctx.choose(&plan, peer) {
+            Ok(c) => c,
+            Err(denied) => {
+                let (flow, decision) = *denied;
+                ctx.record(&plan, flow, decision, q.len() as u64, 0, started);
+                match refused(&q) {
+                    Some(r) if write_msg(&mut client, &r).await.is_ok() => continue,
+                    _ => return,
+                }
+            }
         };
-        let r = tokio::io::copy_bidirectional(&mut client, &mut u).await;
-        let (sent, received) = r.unwrap_or((0, 0));
-        record(
-            &shared,
-            crate::orig_dst::normalize(peer),
-            up,
-            sent,
-            received,
-            started,
-        );
-        return;
+        let mut answered = false;
+        for (up, decision) in candidates {
+            let resp = async {
+                let u = match conns.entry(up) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(v) => v.insert(
+                        tokio::time::timeout(UPSTREAM_TIMEOUT, TcpStream::connect(up))
+                            .await
+                            .ok()?
+                            .ok()?,
+                    ),
+                };
+                write_msg(u, &q).await.ok()?;
+                read_msg(u).await
+            }
+            .await;
+            let Some(resp) = resp else {
+                conns.remove(&up);
+                continue;
+            };
+            if let Ok(m) = parse_message(&resp) {
+                ctx.shared.names.record_response(&m);
+            }
+            let flow = ctx.upstream_flow(peer, up);
+            ctx.record(
+                &plan,
+                flow,
+                decision,
+                q.len() as u64,
+                resp.len() as u64,
+                started,
+            );
+            if write_msg(&mut client, &resp).await.is_err() {
+                return;
+            }
+            answered = true;
+            break;
+        }
+        if !answered {
+            ctx.shared
+                .metrics
+                .error(Direction::Outbound, "dns_upstream");
+            return;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use podwarden_policy::load_policy_str;
+
+    /// A query for `name` with type `qtype`.
+    fn query(name: &str, qtype: u16) -> Vec<u8> {
+        let mut m = vec![0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m
+    }
 
     /// Response for `www.example.com` → CNAME `edge.example.net` → A 192.0.2.7.
     fn response() -> Vec<u8> {
         let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
         m.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
-        // CNAME: owner = pointer to question name (offset 12)
         m.extend_from_slice(&[0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 60]);
         let target = b"\x04edge\x07example\x03net\x00";
         m.extend_from_slice(&(target.len() as u16).to_be_bytes());
         let target_off = m.len();
         m.extend_from_slice(target);
-        // A: owner = pointer to the CNAME target
         m.extend_from_slice(&[
             0xC0,
             target_off as u8,
@@ -362,39 +671,96 @@ mod tests {
         m
     }
 
-    #[test]
-    fn parses_cname_chain_answers() {
-        let a = parse_answers(&response());
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(
-            a,
-            vec![
-                ("www.example.com".into(), ip, 300),
-                ("edge.example.net".into(), ip, 300)
-            ]
+    fn policy(mode: &str, dns: &str) -> CompiledPolicy {
+        let y = format!(
+            "apiVersion: podwarden.io/v1alpha1\nkind: WorkloadPolicy\nmetadata: {{ workload: a/b }}\nspec:\n  mode: {mode}\n  dns: {dns}\n"
         );
+        CompiledPolicy::compile(&load_policy_str(&y, "t").unwrap()).unwrap()
     }
 
-    #[test]
-    fn truncated_and_looping_input_is_harmless() {
-        let r = response();
-        for n in 0..r.len() {
-            let _ = parse_answers(&r[..n]);
-        }
-        let mut looped = vec![0, 0, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0];
-        looped.extend_from_slice(&[0xC0, 12]);
-        assert!(parse_answers(&looped).is_empty());
-    }
+    const TUNNEL: &str = "aGVsbG8gd29ybGQgdGhpcyBpcyBleGZpbHRyYXRlZA.x7f3k9q2m8z1.t.example";
 
     #[test]
-    fn cache_respects_ttl() {
+    fn cache_learns_chains_from_responses_and_respects_ttl() {
         let c = NameCache::default();
+        let n = c.record_response(&parse_message(&response()).unwrap());
+        assert_eq!(n, 1);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        c.insert(ip, "b.example", 60);
-        c.insert(ip, "a.example", 60);
-        c.insert(ip, "a.example", 60);
-        assert_eq!(c.names_for(ip), vec!["a.example", "b.example"]);
+        assert_eq!(c.names_for(ip), vec!["edge.example.net", "www.example.com"]);
         assert!(c.names_for("192.0.2.8".parse().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn names_survive_save_and_restore() {
+        let dir = std::env::temp_dir().join(format!("pw-dns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("names.json");
+        let c = NameCache::default();
+        let ip: IpAddr = "2001:db8::7".parse().unwrap();
+        c.insert(ip, "api.example", 300);
+        assert!(c.take_dirty());
+        assert_eq!(c.save(&path).unwrap(), 1);
+        let back = NameCache::default();
+        assert_eq!(back.restore(&path).unwrap(), 1);
+        assert_eq!(back.names_for(ip), vec!["api.example"]);
+        // Expired bindings are not restored; garbage is an error, not a panic.
+        std::fs::write(
+            &path,
+            r#"{"names":[{"name":"old.example","ip":"192.0.2.1","expires_unix_ms":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(NameCache::default().restore(&path).unwrap(), 0);
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(NameCache::default().restore(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn plan_follows_mode_resolvers_and_tunnelling() {
+        let good: SocketAddr = "198.51.100.53:53".parse().unwrap();
+        let other: SocketAddr = "203.0.113.53:53".parse().unwrap();
+        let ups = [other, good];
+        let dns = r#"{ blockTunneling: true, resolvers: ["198.51.100.53"] }"#;
+        let q = query("api.example", 1);
+
+        // No policy: everything forwarded as configured.
+        let p = plan_query(None, &ups, &q);
+        assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
+
+        let protect = policy("protect", dns);
+        let p = plan_query(Some(&protect), &ups, &q);
+        assert_eq!(p.refuse, None);
+        assert_eq!(p.upstreams, vec![good], "only the policy's resolver");
+        assert_eq!(p.question, Some(("api.example".into(), RecordType::A)));
+        let p = plan_query(Some(&protect), &[other], &q);
+        assert_eq!(p.refuse, Some(Refusal::ResolverNotAllowed));
+        let p = plan_query(Some(&protect), &ups, &query(TUNNEL, 16));
+        assert_eq!(p.refuse, Some(Refusal::Tunnelling));
+        assert!(p.tunnel.as_ref().unwrap().refuse);
+        let p = plan_query(Some(&protect), &ups, &q[..7]);
+        assert_eq!(p.refuse, Some(Refusal::Malformed));
+
+        let monitor = policy("monitor", dns);
+        let p = plan_query(Some(&monitor), &ups, &query(TUNNEL, 16));
+        assert_eq!(p.refuse, None);
+        assert!(p.tunnel.as_ref().unwrap().would_refuse);
+        assert_eq!(p.upstreams, vec![good, other]);
+        assert_eq!(p.would_deny, vec![other]);
+
+        let learn = policy("learn", dns);
+        let p = plan_query(Some(&learn), &ups, &query(TUNNEL, 16));
+        assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
+
+        // blockTunneling off: protect forwards it (to the allowed resolver).
+        let lax = policy("protect", r#"{ blockTunneling: false }"#);
+        let p = plan_query(Some(&lax), &ups, &query(TUNNEL, 16));
+        assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
+    }
+
+    #[test]
+    fn masks_the_carried_labels() {
+        assert_eq!(mask_query_name(TUNNEL), "***.t.example");
+        assert_eq!(mask_query_name("example.com"), "example.com");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod decision_metrics;
 pub mod detect;
 pub mod dns;
 pub mod events;

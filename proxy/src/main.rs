@@ -69,14 +69,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("building the runtime")?;
     rt.block_on(async move {
-        let _policy = match policy_file {
+        let policy = match policy_file {
             Some(path) => Some(start_policy(&proxy, path, &workload, &pod)?),
             None => None,
         };
         let shared = proxy.shared().clone();
         let _running = proxy.start().await?;
         if dns_port != 0 {
-            start_dns(shared, dns_port, dns_upstreams).await?;
+            start_dns(shared, dns_port, dns_upstreams, policy.clone()).await?;
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -158,6 +158,7 @@ async fn start_dns(
     shared: std::sync::Arc<podwarden_proxy::Shared>,
     port: u16,
     upstreams: Vec<std::net::SocketAddr>,
+    policy: Option<std::sync::Arc<PolicyReloader>>,
 ) -> anyhow::Result<()> {
     if upstreams.is_empty() {
         // Redirected queries then find no listener and fail: closed, not open.
@@ -167,11 +168,13 @@ async fn start_dns(
         return Ok(());
     }
     let v4 = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
-    podwarden_proxy::dns::start(shared.clone(), v4, upstreams.clone())
+    podwarden_proxy::dns::start_with_policy(shared.clone(), v4, upstreams.clone(), policy.clone())
         .await
         .with_context(|| format!("binding the DNS listener on {v4}"))?;
     let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
-    if let Err(e) = podwarden_proxy::dns::start(shared, v6, upstreams.clone()).await {
+    if let Err(e) =
+        podwarden_proxy::dns::start_with_policy(shared, v6, upstreams.clone(), policy).await
+    {
         // Pods without IPv6 have no ::1; IPv4 DNS still works.
         tracing::warn!(error = %e, "DNS listener on [::1] not started");
     }

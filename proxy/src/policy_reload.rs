@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwapOption;
 use podwarden_policy::events::{EventKind, ReloadResult, SecurityEvent};
 use podwarden_policy::model::Feature;
 use podwarden_policy::{
@@ -23,18 +24,28 @@ use podwarden_policy::{
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use tokio::task::JoinHandle;
 
+use crate::decision_metrics::{DecisionMetrics, PolicyCounters};
 use crate::events::EventBus;
 use crate::DecisionHook;
 
-/// The compiled policy as the hook sees it; also kept for explain/admin.
+/// The compiled policy as the hook sees it, with its decision counters
+/// resolved (see `decision_metrics`); also kept for explain/admin.
 #[derive(Clone)]
-pub struct SharedPolicy(pub Arc<CompiledPolicy>);
+pub struct SharedPolicy(pub Arc<CompiledPolicy>, pub Option<Arc<PolicyCounters>>);
 
 impl Decide for SharedPolicy {
     fn decide(&self, flow: &Flow) -> Decision {
-        self.0.decide(flow)
+        let (decision, rule) = self.0.decide_indexed(flow);
+        if let Some(c) = &self.1 {
+            c.observe(flow.direction, rule);
+        }
+        decision
     }
 }
+
+/// The policy in force, readable without a lock (the DNS listener reads it
+/// per query). `None` until a policy is loaded.
+pub type PolicyWatch = Arc<ArcSwapOption<CompiledPolicy>>;
 
 #[derive(Clone)]
 pub struct ReloadMetrics {
@@ -43,6 +54,7 @@ pub struct ReloadMetrics {
     pub last_success: IntGauge,
     pub last_reload_time: IntGauge,
     pub rules: IntGauge,
+    pub decisions: DecisionMetrics,
 }
 
 impl ReloadMetrics {
@@ -71,7 +83,9 @@ impl ReloadMetrics {
             registry.register(Box::new(m.clone()))?;
         }
         registry.register(Box::new(reloads.clone()))?;
+        let decisions = DecisionMetrics::new(registry)?;
         Ok(ReloadMetrics {
+            decisions,
             reloads,
             version,
             last_success,
@@ -110,6 +124,7 @@ pub struct PolicyReloader {
     workload: String,
     pod: String,
     state: Mutex<State>,
+    published: PolicyWatch,
 }
 
 const FEATURES: [(Feature, &str); 3] = [
@@ -140,7 +155,23 @@ impl PolicyReloader {
                 modes: None,
                 current: None,
             }),
+            published: PolicyWatch::default(),
         }
+    }
+
+    /// The policy in force, lock-free (updated at every successful load).
+    pub fn watch(&self) -> PolicyWatch {
+        self.published.clone()
+    }
+
+    /// The event bus reload events go to (other components reuse it).
+    pub fn events(&self) -> Option<EventBus> {
+        self.events.clone()
+    }
+
+    /// (workload, pod) stamped on events.
+    pub fn identity(&self) -> (String, String) {
+        (self.workload.clone(), self.pod.clone())
     }
 
     pub fn path(&self) -> &Path {
@@ -191,7 +222,10 @@ impl PolicyReloader {
     fn apply(&self, digest: u64, policy: CompiledPolicy, modes: [Mode; 3]) -> ReloadOutcome {
         let policy = Arc::new(policy);
         let (version, rules, mode) = (policy.version(), policy.rule_count(), policy.mode());
-        self.hook.swap(Box::new(SharedPolicy(policy.clone())));
+        let counters = Arc::new(self.metrics.decisions.counters_for(&policy));
+        self.hook
+            .swap(Box::new(SharedPolicy(policy.clone(), Some(counters))));
+        self.published.store(Some(policy.clone()));
         let previous = {
             let mut st = self.lock();
             st.digest = Some(digest);

@@ -145,6 +145,29 @@ impl NameTable {
             .is_some_and(|(expiry, _)| *expiry > now)
     }
 
+    /// Live (name, address, time left) triples, soonest expiry first: what
+    /// a restart needs to keep FQDN rules working without new queries.
+    pub fn live_entries(&self, now: Instant) -> Vec<(String, IpAddr, Duration)> {
+        self.by_expiry
+            .iter()
+            .filter(|(expiry, ..)| *expiry > now)
+            .map(|(expiry, _, name, ip)| (name.clone(), *ip, *expiry - now))
+            .collect()
+    }
+
+    /// Puts back an entry saved with [`NameTable::live_entries`]. Unlike
+    /// [`NameTable::record`] the time left is not raised to `min_ttl`: a
+    /// restored answer must not outlive what the resolver granted.
+    pub fn restore(&mut self, name: &str, ip: IpAddr, left: Duration, now: Instant) {
+        if left.is_zero() {
+            return;
+        }
+        let min = self.config.min_ttl;
+        self.config.min_ttl = Duration::ZERO;
+        self.record(name, ip, left, now);
+        self.config.min_ttl = min;
+    }
+
     /// Drops expired entries; returns how many.
     pub fn purge_expired(&mut self, now: Instant) -> usize {
         let mut n = 0;
@@ -303,6 +326,39 @@ mod tests {
         assert_eq!(t.evicted(), 1);
         assert_eq!(t.names_for(ip("192.0.2.3"), later), vec!["c.example"]);
         assert_eq!(t.names_for(ip("192.0.2.5"), later), vec!["e.example"]);
+    }
+
+    #[test]
+    fn live_entries_round_trip_without_extending_ttls() {
+        let t0 = Instant::now();
+        let mut t = NameTable::new(cfg(10));
+        t.record("a.example", ip("192.0.2.1"), Duration::from_secs(100), t0);
+        t.record("b.example", ip("2001:db8::1"), Duration::from_secs(10), t0);
+        let later = t0 + Duration::from_secs(8);
+        let saved = t.live_entries(later);
+        assert_eq!(
+            saved,
+            vec![
+                (
+                    "b.example".into(),
+                    ip("2001:db8::1"),
+                    Duration::from_secs(2)
+                ),
+                ("a.example".into(), ip("192.0.2.1"), Duration::from_secs(92)),
+            ]
+        );
+        let t1 = Instant::now();
+        let mut back = NameTable::new(cfg(10));
+        for (n, i, left) in &saved {
+            back.restore(n, *i, *left, t1);
+        }
+        back.restore("gone.example", ip("192.0.2.9"), Duration::ZERO, t1);
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.names_for(ip("192.0.2.1"), t1), vec!["a.example"]);
+        // 2 s left stays 2 s (min_ttl is 5 s for fresh answers).
+        assert!(back
+            .names_for(ip("2001:db8::1"), t1 + Duration::from_secs(3))
+            .is_empty());
     }
 
     #[test]

@@ -414,6 +414,29 @@ impl CompiledPolicy {
     fn rule_id(&self, r: RuleIdx) -> &str {
         &self.rules[r as usize].id
     }
+
+    /// Rule ids in document order; a rule's position is the index
+    /// [`CompiledPolicy::decide_indexed`] reports.
+    pub fn rule_ids(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.rules.iter().map(|r| r.id.as_str())
+    }
+
+    /// Direction of the rule at position `i`.
+    pub fn rule_direction(&self, i: usize) -> Option<Direction> {
+        self.rules.get(i).map(|r| r.direction)
+    }
+
+    /// [`Decide::decide`] plus the position of the deciding rule, so callers
+    /// keeping per-rule state (metrics) index it without hashing the id.
+    pub fn decide_indexed(&self, flow: &Flow) -> (Decision, Option<usize>) {
+        match self.verdict(flow) {
+            Verdict::Allowed(r) => (
+                Decision::new(self.mode, Some(self.rule_id(r).to_string())),
+                Some(r as usize),
+            ),
+            _ => (Decision::new(self.mode, None), None),
+        }
+    }
 }
 
 impl CompiledRule {
@@ -452,11 +475,7 @@ impl CompiledRule {
 
 impl Decide for CompiledPolicy {
     fn decide(&self, flow: &Flow) -> Decision {
-        let matched = match self.verdict(flow) {
-            Verdict::Allowed(r) => Some(self.rule_id(r).to_string()),
-            _ => None,
-        };
-        Decision::new(self.mode, matched)
+        self.decide_indexed(flow).0
     }
 }
 

@@ -833,6 +833,11 @@ proptest! {
         let e = p.explain(&flow);
         prop_assert_eq!(&e.decision, &d);
         prop_assert_eq!(e.matched, d.rule.clone());
+        // The index names the same rule as the id.
+        let (di, idx) = p.decide_indexed(&flow);
+        prop_assert_eq!(&di, &d);
+        let ids: Vec<&str> = p.rule_ids().collect();
+        prop_assert_eq!(idx.map(|i| ids[i]), d.rule.as_deref());
         // A match is a match of a rule for that direction.
         if let Some(r) = &d.rule {
             let rule = p.rules.iter().find(|x| &x.id == r).unwrap();
