@@ -63,6 +63,7 @@ pub fn aggregate(
     let spec = WorkloadBaselineSpec {
         workload: WorkloadTarget::of(workload),
         policy: merged.spec,
+        rejected: Vec::new(),
     };
     Ok(Some((spec, status)))
 }

@@ -26,8 +26,10 @@
 pub mod approve;
 pub mod baseline;
 pub mod reconcile;
+pub mod review;
 pub mod sidecar;
 pub mod status;
 
 pub use reconcile::{Controller, ControllerError, InjectedPod};
+pub use review::Review;
 pub use sidecar::{SidecarClient, SidecarError, SidecarStatus};

@@ -7,13 +7,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use podwarden_policy::model::Feature;
 use podwarden_policy::Mode;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::approve::{approve, policy_document, set_mode, ApproveError};
+use super::approve::{policy_document, ApproveError};
 use super::baseline::{aggregate, ReplicaBaseline};
+use super::review::Review;
 use super::sidecar::SidecarClient;
 use super::status::policy_status;
 use crate::crd::owner::workload_from_pod_metadata;
@@ -203,8 +205,7 @@ impl Controller {
     }
 
     /// Approves the workload's baseline: creates version 1 of its policy or
-    /// replaces the current one with the next version (optimistic
-    /// concurrency: a concurrent approval makes this fail, not merge).
+    /// replaces the current one with the next version (see [`Review::approve`]).
     pub async fn approve(
         &self,
         namespace: &str,
@@ -213,25 +214,9 @@ impl Controller {
         approver: &str,
         now: &str,
     ) -> Result<WorkloadPolicy, ControllerError> {
-        let baselines: Api<WorkloadBaseline> = Api::namespaced(self.client.clone(), namespace);
-        let policies: Api<WorkloadPolicy> = Api::namespaced(self.client.clone(), namespace);
-        let mut baseline = baselines.get_opt(baseline_name).await?.ok_or_else(|| {
-            ControllerError::NotFound(format!("WorkloadBaseline {namespace}/{baseline_name}"))
-        })?;
-        baseline
-            .metadata
-            .namespace
-            .get_or_insert_with(|| namespace.to_string());
-        let current = policies.get_opt(baseline_name).await?;
-        let next = approve(&baseline, current.as_ref(), select, approver, now)?;
-        let pp = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        Ok(match current {
-            None => policies.create(&pp, &next).await?,
-            Some(_) => policies.replace(baseline_name, &pp, &next).await?,
-        })
+        Review::new(self.client.clone(), FIELD_MANAGER)
+            .approve(namespace, baseline_name, select, None, approver, now)
+            .await
     }
 
     /// Changes the workload's mode (a new policy version).
@@ -243,20 +228,10 @@ impl Controller {
         who: &str,
         now: &str,
     ) -> Result<WorkloadPolicy, ControllerError> {
-        let policies: Api<WorkloadPolicy> = Api::namespaced(self.client.clone(), namespace);
-        let current = policies.get_opt(name).await?.ok_or_else(|| {
-            ControllerError::NotFound(format!("WorkloadPolicy {namespace}/{name}"))
-        })?;
-        match set_mode(&current, mode, who, now) {
-            None => Ok(current),
-            Some(next) => {
-                let pp = PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                Ok(policies.replace(name, &pp, &next).await?)
-            }
-        }
+        Review::new(self.client.clone(), FIELD_MANAGER)
+            .set_mode(namespace, name, Feature::Network, mode, who, now)
+            .await
+            .map(|(p, _)| p)
     }
 
     /// One pass over every injected pod in the cluster.

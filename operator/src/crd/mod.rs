@@ -65,6 +65,26 @@ pub struct WorkloadBaselineSpec {
     pub workload: WorkloadTarget,
     /// The merged proposal; rules carry their evidence.
     pub policy: PolicySpec,
+    /// Proposals reviewers rejected (`podwarden baseline reject --cluster`):
+    /// not proposed again while their shape is unchanged. Written by people,
+    /// never by the controller (its server-side apply leaves this field alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedEntry {
+    /// Diff entry id (rule id, or `process:<exe>`).
+    pub id: String,
+    /// Shape of the rule as rejected; a changed rule under the same id is proposed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    pub rejected_by: String,
+    /// RFC 3339.
+    pub rejected_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
