@@ -131,6 +131,9 @@ impl NameCache {
             .collect();
         let n = names.len();
         let text = serde_json::to_vec(&SavedNames { names }).map_err(std::io::Error::other)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, path)?;
