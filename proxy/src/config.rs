@@ -42,6 +42,9 @@ pub struct Config {
     pub worker_threads: usize,
     /// Policy file (consumed by the policy engine once wired in).
     pub policy_file: Option<PathBuf>,
+    /// OWASP CRS directory (`rules/` + `crs-setup.conf[.example]`) the WAF
+    /// loads when a policy turns it on.
+    pub waf_rules_dir: PathBuf,
     /// DNS listener port (UDP and TCP) that `init` redirects the pod's DNS
     /// to; 0 disables it.
     pub dns_port: u16,
@@ -71,6 +74,7 @@ impl Default for Config {
             pool_idle_timeout_ms: 60_000,
             worker_threads: 2,
             policy_file: None,
+            waf_rules_dir: PathBuf::from("/etc/podwarden/crs"),
             fixed_dst: None,
             dns_port: 15053,
             dns_upstreams: Vec::new(),
@@ -216,6 +220,9 @@ pub struct RunArgs {
     /// Policy file (reserved for the policy engine)
     #[arg(long)]
     pub policy_file: Option<PathBuf>,
+    /// OWASP CRS directory for the WAF [default: /etc/podwarden/crs]
+    #[arg(long, env = "PODWARDEN_WAF_RULES_DIR")]
+    pub waf_rules_dir: Option<PathBuf>,
     /// DNS listener port, 0 to disable [default: 15053]
     #[arg(long)]
     pub dns_port: Option<u16>,
@@ -262,6 +269,9 @@ impl RunArgs {
         }
         if let Some(p) = &self.policy_file {
             c.policy_file = Some(p.clone());
+        }
+        if let Some(d) = &self.waf_rules_dir {
+            c.waf_rules_dir = d.clone();
         }
         c.validate()?;
         Ok(c)

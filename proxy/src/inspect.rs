@@ -50,6 +50,11 @@ pub trait RequestInspection: Send {
 
 pub trait HttpInspector: Send + Sync {
     fn begin(&self, flow: &Flow) -> Option<Box<dyn RequestInspection>>;
+    /// As `begin`, knowing the id of the request's flow record: the id a 403
+    /// shows, which the inspector's security events carry too.
+    fn begin_with_id(&self, flow: &Flow, _event_id: &str) -> Option<Box<dyn RequestInspection>> {
+        self.begin(flow)
+    }
 }
 
 /// Which way bytes travel on an opaque stream.
@@ -66,6 +71,10 @@ pub trait StreamInspection: Send {
 
 pub trait StreamInspector: Send + Sync {
     fn begin(&self, flow: &Flow) -> Option<Box<dyn StreamInspection>>;
+    /// As `begin`, knowing the id of the connection's flow record.
+    fn begin_with_id(&self, flow: &Flow, _event_id: &str) -> Option<Box<dyn StreamInspection>> {
+        self.begin(flow)
+    }
 }
 
 /// The inspectors in force; swapped as a whole on reload.
@@ -121,6 +130,18 @@ impl RequestChain {
         let stages: Vec<_> = set.http.iter().filter_map(|i| i.begin(flow)).collect();
         (!stages.is_empty()).then_some(RequestChain { stages })
     }
+    /// As `begin`, passing the flow record's id to the inspectors.
+    pub fn begin_with_id(set: &InspectorSet, flow: &Flow, event_id: &str) -> Option<RequestChain> {
+        if set.http.is_empty() {
+            return None;
+        }
+        let stages: Vec<_> = set
+            .http
+            .iter()
+            .filter_map(|i| i.begin_with_id(flow, event_id))
+            .collect();
+        (!stages.is_empty()).then_some(RequestChain { stages })
+    }
     pub fn request_head(&mut self, head: &http::request::Parts) -> Verdict {
         run_chain!(self, request_head(head))
     }
@@ -146,6 +167,18 @@ impl StreamChain {
             return None;
         }
         let stages: Vec<_> = set.stream.iter().filter_map(|i| i.begin(flow)).collect();
+        (!stages.is_empty()).then_some(StreamChain { stages })
+    }
+    /// As `begin`, passing the flow record's id to the inspectors.
+    pub fn begin_with_id(set: &InspectorSet, flow: &Flow, event_id: &str) -> Option<StreamChain> {
+        if set.stream.is_empty() {
+            return None;
+        }
+        let stages: Vec<_> = set
+            .stream
+            .iter()
+            .filter_map(|i| i.begin_with_id(flow, event_id))
+            .collect();
         (!stages.is_empty()).then_some(StreamChain { stages })
     }
     pub fn on_data(&mut self, dir: StreamDir, chunk: &[u8]) -> Verdict {

@@ -23,6 +23,7 @@ pub mod http;
 pub mod init;
 pub mod inspect;
 pub mod io;
+pub mod l7;
 pub mod metrics;
 pub mod orig_dst;
 pub mod policy_reload;

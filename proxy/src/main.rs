@@ -44,6 +44,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let workers = config.worker_threads;
     let fixed = config.fixed_dst;
     let policy_file = config.policy_file.clone();
+    let waf_rules_dir = config.waf_rules_dir.clone();
     let (workload, pod) = (config.workload.clone(), config.pod.clone());
     let dns_port = config.dns_port;
     let dns_upstreams = if config.dns_upstreams.is_empty() {
@@ -70,7 +71,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("building the runtime")?;
     rt.block_on(async move {
         let policy = match policy_file {
-            Some(path) => Some(start_policy(&proxy, path, &workload, &pod)?),
+            Some(path) => Some(start_policy(&proxy, path, &workload, &pod, waf_rules_dir)?),
             None => None,
         };
         let shared = proxy.shared().clone();
@@ -100,6 +101,7 @@ fn start_policy(
     path: std::path::PathBuf,
     workload: &str,
     pod: &str,
+    waf_rules_dir: std::path::PathBuf,
 ) -> anyhow::Result<std::sync::Arc<PolicyReloader>> {
     let registry = proxy.registry();
     let (bus, _) = EventBus::start(
@@ -120,6 +122,20 @@ fn start_policy(
         workload,
         pod,
     ));
+    // WAF and DLP inspectors are built with each policy (refused with it).
+    reloader.set_l7(
+        podwarden_proxy::l7::L7Builder::new(
+            podwarden_proxy::l7::L7Options { waf_rules_dir },
+            podwarden_proxy::l7::Reporter::new(
+                Some(bus.clone()),
+                workload,
+                pod,
+                podwarden_proxy::l7::L7Metrics::new(registry)
+                    .context("registering WAF/DLP metrics")?,
+            ),
+        ),
+        proxy.inspectors().clone(),
+    );
     match reloader.reload_now() {
         ReloadOutcome::Rejected { error } => {
             anyhow::bail!("refusing to start without a valid policy: {error}")

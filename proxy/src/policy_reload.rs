@@ -119,6 +119,8 @@ struct State {
 pub struct PolicyReloader {
     path: PathBuf,
     hook: DecisionHook,
+    /// WAF/DLP inspectors built with each policy (see [`crate::l7`]).
+    l7: std::sync::OnceLock<(crate::l7::L7Builder, crate::inspect::Inspectors)>,
     metrics: ReloadMetrics,
     events: Option<EventBus>,
     workload: String,
@@ -145,6 +147,7 @@ impl PolicyReloader {
         PolicyReloader {
             path,
             hook,
+            l7: std::sync::OnceLock::new(),
             metrics,
             events,
             workload: workload.to_string(),
@@ -211,11 +214,16 @@ impl PolicyReloader {
         }
         let compiled = load_policy_str(&text, &name).and_then(|doc| {
             let modes = FEATURES.map(|(f, _)| doc.spec.mode_of(f));
-            CompiledPolicy::compile(&doc).map(|p| (p, modes))
+            let policy = CompiledPolicy::compile(&doc)?;
+            let l7 = self.build_l7(&doc.spec, &name)?;
+            Ok((policy, modes, l7))
         });
         match compiled {
             Err(e) => self.reject(Some(digest), e),
-            Ok((policy, modes)) => self.apply(digest, policy, modes),
+            Ok((policy, modes, l7)) => {
+                self.swap_l7(l7);
+                self.apply(digest, policy, modes)
+            }
         }
     }
 
@@ -359,6 +367,52 @@ impl PolicyReloader {
         let mut st = self.lock();
         st.digest = None;
         st.rejected_digest = None;
+    }
+}
+
+/// WAF and DLP: their engines compile with the policy, and a policy whose
+/// WAF/DLP settings cannot compile (or whose WAF has no CRS to run) is
+/// rejected like any other invalid policy, keeping the last good policy and
+/// inspectors in force.
+impl PolicyReloader {
+    /// Builds inspectors with every policy loaded from now on and swaps
+    /// them into `inspectors`. Set once, before the first load; later calls
+    /// are ignored.
+    pub fn set_l7(&self, builder: crate::l7::L7Builder, inspectors: crate::inspect::Inspectors) {
+        let _ = self.l7.set((builder, inspectors));
+    }
+
+    fn build_l7(
+        &self,
+        spec: &podwarden_policy::PolicySpec,
+        source: &str,
+    ) -> Result<Option<crate::inspect::InspectorSet>, PolicyError> {
+        let Some((builder, _)) = self.l7.get() else {
+            return Ok(None);
+        };
+        builder.build(spec).map(Some).map_err(|e| {
+            let path = match e {
+                crate::l7::L7Error::Waf(_) => "spec.waf",
+                crate::l7::L7Error::Dlp(_) => "spec.dlp",
+            };
+            PolicyError::Invalid(podwarden_policy::Diagnostics(vec![
+                podwarden_policy::Diagnostic {
+                    source_name: source.to_string(),
+                    line: None,
+                    column: None,
+                    path: path.to_string(),
+                    message: e.to_string(),
+                },
+            ]))
+        })
+    }
+
+    /// Swapped just before the decision hook, so a request never sees the
+    /// new network policy with the old inspectors.
+    fn swap_l7(&self, set: Option<crate::inspect::InspectorSet>) {
+        if let (Some((_, inspectors)), Some(set)) = (self.l7.get(), set) {
+            inspectors.swap(set);
+        }
     }
 }
 

@@ -418,7 +418,7 @@ async fn handle_conn(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr,
                 }
             };
             let _ = upstream.set_nodelay(true);
-            let chain = StreamChain::begin(&shared.inspectors.load(), &flow);
+            let chain = StreamChain::begin_with_id(&shared.inspectors.load(), &flow, &id);
             match tcp::relay(client_io, upstream, chain, counts.clone()).await {
                 Ok(()) => {}
                 Err(tcp::RelayError::Blocked { rule, reason }) => {

@@ -211,7 +211,7 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
         return forbidden(&rec.id, "denied by policy", rec.decision.rule_label());
     }
 
-    let mut chain = RequestChain::begin(&shared.inspectors.load(), &rec.flow);
+    let mut chain = RequestChain::begin_with_id(&shared.inspectors.load(), &rec.flow, &rec.id);
     let upgrade = wants_upgrade(&req);
     let down_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();

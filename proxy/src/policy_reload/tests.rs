@@ -218,3 +218,121 @@ async fn watches_the_file_and_sighup() {
     task.abort();
     let _ = std::fs::remove_dir_all(&fx.dir);
 }
+
+fn l7_policy(version: u64, l7: &str) -> String {
+    format!(
+        "apiVersion: podwarden.io/v1alpha1
+kind: WorkloadPolicy
+metadata: {{ workload: shop/checkout, version: {version} }}
+spec:
+  mode: learn
+{l7}"
+    )
+}
+
+/// A CRS-shaped directory with one rule, enough for the WAF to load.
+fn tiny_crs(dir: &Path) -> PathBuf {
+    let crs = dir.join("crs");
+    std::fs::create_dir_all(crs.join("rules")).unwrap();
+    std::fs::write(crs.join("crs-setup.conf.example"), "").unwrap();
+    std::fs::write(
+        crs.join("rules/REQUEST-900.conf"),
+        "SecRule ARGS \"@rx evil\" \"id:942100,phase:2,deny,log\"\n",
+    )
+    .unwrap();
+    crs
+}
+
+#[test]
+fn waf_and_dlp_inspectors_follow_the_policy_and_bad_ones_are_rejected() {
+    use crate::inspect::Inspectors;
+    use crate::l7::{L7Builder, L7Metrics, L7Options, Reporter};
+
+    let fx = fixture("l7");
+    let crs = tiny_crs(&fx.dir);
+    let inspectors = Inspectors::default();
+    let r = PolicyReloader::new(
+        fx.file.clone(),
+        fx.hook.clone(),
+        fx.metrics.clone(),
+        None,
+        "shop/checkout",
+        "p-1",
+    );
+    let reporter = Reporter::with_sink(|_| {}, L7Metrics::new(&Registry::new()).unwrap());
+    r.set_l7(
+        L7Builder::new(
+            L7Options {
+                waf_rules_dir: crs.clone(),
+            },
+            reporter,
+        ),
+        inspectors.clone(),
+    );
+    let counts = || {
+        let s = inspectors.load();
+        (s.http.len(), s.stream.len())
+    };
+
+    std::fs::write(
+        &fx.file,
+        l7_policy(1, "  features: { waf: protect }\n  dlp: {}\n"),
+    )
+    .unwrap();
+    let o = r.reload_now();
+    assert!(
+        matches!(o, ReloadOutcome::Applied { version: 1, .. }),
+        "{o:?}"
+    );
+    assert_eq!(counts(), (2, 1), "WAF + DLP (http), DLP (stream)");
+
+    // A WAF setting the engine cannot load: the whole policy is refused and
+    // version 1 with its inspectors stays.
+    std::fs::write(
+        &fx.file,
+        l7_policy(
+            2,
+            "  features: { waf: protect }\n  waf: { extraSeclang: 'SecBogus On' }\n",
+        ),
+    )
+    .unwrap();
+    let ReloadOutcome::Rejected { error } = r.reload_now() else {
+        panic!("not rejected")
+    };
+    assert!(error.contains("spec.waf"), "{error}");
+    assert_eq!(r.current().unwrap().version(), 1);
+    assert_eq!(counts(), (2, 1));
+
+    // A DLP sensor that does not exist: refused too.
+    std::fs::write(
+        &fx.file,
+        l7_policy(3, "  dlp: { disabledSensors: [nope] }\n"),
+    )
+    .unwrap();
+    let ReloadOutcome::Rejected { error } = r.reload_now() else {
+        panic!("not rejected")
+    };
+    assert!(
+        error.contains("spec.dlp") && error.contains("nope"),
+        "{error}"
+    );
+    assert_eq!(counts(), (2, 1));
+
+    // No L7 sections: no inspectors (the opaque relay splices again).
+    std::fs::write(&fx.file, l7_policy(4, "")).unwrap();
+    assert!(matches!(
+        r.reload_now(),
+        ReloadOutcome::Applied { version: 4, .. }
+    ));
+    assert_eq!(counts(), (0, 0));
+
+    // WAF in protect without a CRS where --waf-rules-dir points: refused.
+    std::fs::remove_dir_all(&crs).unwrap();
+    std::fs::write(&fx.file, l7_policy(5, "  features: { waf: monitor }\n")).unwrap();
+    let ReloadOutcome::Rejected { error } = r.reload_now() else {
+        panic!("not rejected")
+    };
+    assert!(error.contains("--waf-rules-dir"), "{error}");
+    assert_eq!(r.current().unwrap().version(), 4);
+    let _ = std::fs::remove_dir_all(&fx.dir);
+}
