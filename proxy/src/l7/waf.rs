@@ -11,8 +11,8 @@
 //! when their body ends; a block there resets the stream.
 //!
 //! In `learn`/`monitor` the engine runs as `DetectionOnly`; in `protect` as
-//! `On`. Either way every request with logged matches raises a `waf_hit`
-//! event with the rule ids and the anomaly score.
+//! `On`. Either way every request the engine blocks (or would block) raises
+//! a `waf_hit` event with the matched rule ids and the anomaly score.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -326,7 +326,10 @@ impl WafRequest {
         self.act(judge(&out, WafPhase::Response), WafPhase::Response)
     }
 
-    /// Mode semantics: event for every logged match, block only in protect.
+    /// Mode semantics: an event when the engine blocks (or would block),
+    /// enforced only in protect. Matches under the anomaly threshold are
+    /// counted and logged at debug level only: rules such as 920350 (numeric
+    /// Host, as every kubelet probe sends) would otherwise flood the events.
     fn act(&self, f: WafFinding, phase: WafPhase) -> Verdict {
         let m = &self.reporter.metrics.waf_requests;
         let blocks = f.blocking_rule.is_some();
@@ -340,7 +343,11 @@ impl WafRequest {
         if phase == WafPhase::Request || result != "pass" {
             m.with_label_values(&[result]).inc();
         }
-        if result == "pass" {
+        if !blocks {
+            if result == "detected" {
+                tracing::debug!(event_id = %self.id, phase = phase.as_str(), score = f.score,
+                                rules = ?f.rule_ids, "waf matches under the threshold");
+            }
             return Verdict::Continue;
         }
         let rule = f
