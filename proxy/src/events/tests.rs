@@ -175,7 +175,108 @@ fn webhook(url: String, attempts: u32) -> SinkConfig {
         timeout_ms: 2000,
         backoff_ms: 10,
         bearer_token: Some("t0ken".into()),
+        ca_file: None,
     })
+}
+
+/// A collector on TLS (certificate for `localhost` from a throwaway CA
+/// written to `ca.pem`); returns its https URL, the CA file and what it got.
+async fn tls_collector(name: &str) -> (String, std::path::PathBuf, Arc<Mutex<Vec<String>>>) {
+    use tokio_rustls::rustls;
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let ca = temp_path(name).with_file_name("ca.pem");
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let got2 = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, got) = (acceptor.clone(), got2.clone());
+            tokio::spawn(async move {
+                // A client that rejects the certificate ends the handshake here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let got = got.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let v: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+                        got.lock()
+                            .unwrap()
+                            .extend(v.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("https://localhost:{port}/ingest"), ca, got)
+}
+
+#[tokio::test]
+async fn https_webhook_verifies_the_collector_against_the_ca_file() {
+    let (url, ca, got) = tls_collector("tls-ok").await;
+    let metrics = EventMetrics::new(&Registry::new()).unwrap();
+    let cfg = SinkConfig::Webhook(WebhookConfig {
+        url,
+        ca_file: Some(ca),
+        attempts: 2,
+        timeout_ms: 2000,
+        backoff_ms: 10,
+        bearer_token: None,
+    });
+    let (bus, tasks) = EventBus::start(vec![cfg], 100, origin(), metrics.clone());
+    bus.emit(event(1));
+    bus.emit(event(2));
+    drop(bus);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*got.lock().unwrap(), vec!["ev-1", "ev-2"]);
+    assert_eq!(metrics.delivered.with_label_values(&["webhook"]).get(), 2);
+}
+
+#[tokio::test]
+async fn https_webhook_refuses_a_collector_the_roots_do_not_vouch_for() {
+    // Default roots (Mozilla's) do not include the throwaway CA.
+    let (url, _ca, got) = tls_collector("tls-untrusted").await;
+    let metrics = EventMetrics::new(&Registry::new()).unwrap();
+    let (bus, tasks) = EventBus::start(vec![webhook(url, 2)], 100, origin(), metrics.clone());
+    bus.emit(event(1));
+    drop(bus);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "delivered to an unverified collector"
+    );
+    assert_eq!(
+        metrics
+            .dropped
+            .with_label_values(&["webhook", "send_failed"])
+            .get(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
-//! HTTP webhook: each batch is POSTed as a JSON array, retried with
+//! HTTP(S) webhook: each batch is POSTed as a JSON array, retried with
 //! exponential backoff on connection errors, timeouts, 429 and 5xx.
-//! Plain `http://` only (the proxy carries no client TLS config): point it at
-//! an in-cluster collector.
+//! `https://` verifies the collector's certificate against the Mozilla roots
+//! (webpki-roots, compiled in: sidecar images often carry no CA bundle) or,
+//! when `caFile` is set, against the PEM certificates in that file only.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +14,21 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use podwarden_policy::events::SecurityEvent;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// `http://host[:port]/path`
+    /// `http://host[:port]/path` or `https://host[:port]/path`
     pub url: String,
+    /// PEM file of the CA(s) that sign the collector's certificate
+    /// (`https://` only); default: the Mozilla root set.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "default_attempts")]
     pub attempts: u32,
     #[serde(default = "default_timeout_ms")]
@@ -40,21 +50,42 @@ fn default_backoff_ms() -> u64 {
     200
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("webhook url {0:?}: expected http://host[:port]/path")]
+    #[error("webhook url {0:?}: expected http(s)://host[:port]/path")]
     BadUrl(String),
+    #[error("webhook caFile {path}: {reason}")]
+    BadCaFile { path: PathBuf, reason: String },
+    #[error("webhook caFile is set but the url {0:?} is not https://")]
+    CaFileWithoutTls(String),
+    #[error("webhook TLS setup: {0}")]
+    Tls(String),
 }
 
 pub(crate) struct WebhookSender {
     config: WebhookConfig,
     authority: String,
     path: String,
+    /// Set for `https://`: the connector and the name the certificate must carry.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
-/// Splits `http://host:port/path` into (`host:port`, `/path`).
-fn split_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("http://")?;
+/// The parts of a webhook URL.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    tls: bool,
+    /// `host:port`, what to connect to and send as Host.
+    authority: String,
+    /// The host alone, without brackets: the TLS server name.
+    host: String,
+    path: String,
+}
+
+fn split_url(url: &str) -> Option<Target> {
+    let (tls, rest, default_port) = match url.strip_prefix("https://") {
+        Some(r) => (true, r, 443),
+        None => (false, url.strip_prefix("http://")?, 80),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -62,15 +93,55 @@ fn split_url(url: &str) -> Option<(String, String)> {
     if authority.is_empty() || authority.contains('@') {
         return None;
     }
-    let authority = if authority
+    let has_port = authority
         .rsplit_once(':')
-        .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']'))
-    {
-        authority.to_string()
+        .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']'));
+    let (host, authority) = if has_port {
+        let (h, _) = authority.rsplit_once(':')?;
+        (h, authority.to_string())
     } else {
-        format!("{authority}:80")
+        (authority, format!("{authority}:{default_port}"))
     };
-    Some((authority, path.to_string()))
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some(Target {
+        tls,
+        authority,
+        host: host.to_string(),
+        path: path.to_string(),
+    })
+}
+
+fn tls_connector(ca_file: Option<&PathBuf>) -> Result<TlsConnector, WebhookError> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |reason: String| WebhookError::BadCaFile {
+                path: path.clone(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let mut n = 0;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| bad(e.to_string()))?;
+                roots.add(cert).map_err(|e| bad(e.to_string()))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(bad("no PEM certificate in the file".into()));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WebhookError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 enum Outcome {
@@ -81,12 +152,22 @@ enum Outcome {
 
 impl WebhookSender {
     pub(crate) fn new(config: WebhookConfig) -> Result<WebhookSender, WebhookError> {
-        let (authority, path) =
+        let target =
             split_url(&config.url).ok_or_else(|| WebhookError::BadUrl(config.url.clone()))?;
+        let tls = if target.tls {
+            let name = ServerName::try_from(target.host.clone())
+                .map_err(|_| WebhookError::BadUrl(config.url.clone()))?;
+            Some((tls_connector(config.ca_file.as_ref())?, name))
+        } else if config.ca_file.is_some() {
+            return Err(WebhookError::CaFileWithoutTls(config.url.clone()));
+        } else {
+            None
+        };
         Ok(WebhookSender {
             config,
-            authority,
-            path,
+            authority: target.authority,
+            path: target.path,
+            tls,
         })
     }
 
@@ -122,11 +203,26 @@ impl WebhookSender {
             Ok(s) => s,
             Err(e) => return Outcome::Retry(format!("connect {}: {e}", self.authority)),
         };
-        let (mut sender, conn) =
-            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-                Ok(x) => x,
-                Err(e) => return Outcome::Retry(e.to_string()),
-            };
+        match &self.tls {
+            None => self.post_over(stream, body).await,
+            Some((connector, name)) => match connector.connect(name.clone(), stream).await {
+                Ok(tls) => self.post_over(tls, body).await,
+                // A certificate the roots do not vouch for will not change
+                // on retry, but a collector mid-restart might: retry.
+                Err(e) => Outcome::Retry(format!("TLS with {}: {e}", self.authority)),
+            },
+        }
+    }
+
+    async fn post_over<S>(&self, io: S, body: Bytes) -> Outcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await
+        {
+            Ok(x) => x,
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
         let driver = tokio::spawn(conn);
         let mut req = Request::builder()
             .method(Method::POST)
@@ -165,18 +261,80 @@ impl WebhookSender {
 mod tests {
     use super::*;
 
+    fn parts(url: &str) -> Option<(bool, String, String, String)> {
+        split_url(url).map(|t| (t.tls, t.authority, t.host, t.path))
+    }
+
     #[test]
     fn urls() {
         assert_eq!(
-            split_url("http://c.example/ingest"),
-            Some(("c.example:80".into(), "/ingest".into()))
+            parts("http://c.example/ingest"),
+            Some((
+                false,
+                "c.example:80".into(),
+                "c.example".into(),
+                "/ingest".into()
+            ))
         );
         assert_eq!(
-            split_url("http://127.0.0.1:9000"),
-            Some(("127.0.0.1:9000".into(), "/".into()))
+            parts("http://127.0.0.1:9000"),
+            Some((
+                false,
+                "127.0.0.1:9000".into(),
+                "127.0.0.1".into(),
+                "/".into()
+            ))
         );
-        assert_eq!(split_url("https://c.example/"), None);
-        assert_eq!(split_url("http://u:p@c.example/"), None);
-        assert_eq!(split_url("http:///x"), None);
+        assert_eq!(
+            parts("https://c.example/"),
+            Some((true, "c.example:443".into(), "c.example".into(), "/".into()))
+        );
+        assert_eq!(
+            parts("https://[2001:db8::1]:8443/in"),
+            Some((
+                true,
+                "[2001:db8::1]:8443".into(),
+                "2001:db8::1".into(),
+                "/in".into()
+            ))
+        );
+        assert_eq!(parts("ftp://c.example/"), None);
+        assert_eq!(parts("http://u:p@c.example/"), None);
+        assert_eq!(parts("http:///x"), None);
+    }
+
+    fn config(url: &str, ca_file: Option<PathBuf>) -> WebhookConfig {
+        WebhookConfig {
+            url: url.into(),
+            ca_file,
+            attempts: 1,
+            timeout_ms: 1000,
+            backoff_ms: 1,
+            bearer_token: None,
+        }
+    }
+
+    #[test]
+    fn bad_tls_settings_are_clear_errors() {
+        let missing = PathBuf::from("/nonexistent/ca.pem");
+        let e = WebhookSender::new(config("https://c.example/", Some(missing)))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        let dir = std::env::temp_dir().join(format!("pw-webhook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = WebhookSender::new(config("https://c.example/", Some(empty.clone())))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        let e = WebhookSender::new(config("http://c.example/", Some(empty)))
+            .err()
+            .unwrap();
+        assert!(matches!(e, WebhookError::CaFileWithoutTls(_)), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        // The default roots load.
+        assert!(WebhookSender::new(config("https://c.example/", None)).is_ok());
     }
 }
