@@ -54,6 +54,16 @@ pub struct Config {
     /// Send every connection to this address instead of its original
     /// destination. For benchmarks and local runs without iptables only.
     pub fixed_dst: Option<SocketAddr>,
+    /// Start-up modes, in force until a policy document (file, restored or
+    /// pushed with `PUT /policy`) brings its own `spec.mode`/`features`.
+    pub mode: podwarden_policy::Mode,
+    pub waf_mode: Option<podwarden_policy::Mode>,
+    pub dlp_mode: Option<podwarden_policy::Mode>,
+    /// Learning state and the last pushed policy live here (see `learning`).
+    pub state_dir: PathBuf,
+    /// Hex SHA-256 of the bearer token `/baseline`, `/status` and
+    /// `PUT /policy` require; unset = those routes refuse everyone.
+    pub admin_token_sha256: Option<String>,
 }
 
 impl Default for Config {
@@ -78,6 +88,11 @@ impl Default for Config {
             fixed_dst: None,
             dns_port: 15053,
             dns_upstreams: Vec::new(),
+            mode: podwarden_policy::Mode::Learn,
+            waf_mode: None,
+            dlp_mode: None,
+            state_dir: PathBuf::from("/var/lib/podwarden"),
+            admin_token_sha256: None,
         }
     }
 }
@@ -164,6 +179,14 @@ impl Config {
         if self.pool_max_idle_per_dst > 10_000 {
             return Err(invalid("pool_max_idle_per_dst", "must be at most 10000"));
         }
+        if let Some(h) = &self.admin_token_sha256 {
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    "admin_token_sha256",
+                    "must be 64 hex digits (the SHA-256 of the admin token)",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -233,6 +256,25 @@ pub struct RunArgs {
     /// original destination (benchmarks without iptables)
     #[arg(long)]
     pub fixed_dst: Option<SocketAddr>,
+    /// Admin server port on all addresses (kubelet probes and the operator
+    /// reach it on the pod IP); --admin-addr wins when both are given
+    #[arg(long)]
+    pub admin_port: Option<u16>,
+    /// Start-up mode (learn, monitor, protect) until a policy says otherwise [default: learn]
+    #[arg(long, env = "PODWARDEN_MODE", value_parser = parse_mode)]
+    pub mode: Option<podwarden_policy::Mode>,
+    /// Start-up WAF mode [default: the mode]
+    #[arg(long, env = "PODWARDEN_WAF_MODE", value_parser = parse_mode)]
+    pub waf_mode: Option<podwarden_policy::Mode>,
+    /// Start-up DLP mode [default: the mode]
+    #[arg(long, env = "PODWARDEN_DLP_MODE", value_parser = parse_mode)]
+    pub dlp_mode: Option<podwarden_policy::Mode>,
+    /// Directory for learning state and the last pushed policy [default: /var/lib/podwarden]
+    #[arg(long, env = "PODWARDEN_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Hex SHA-256 of the admin API bearer token
+    #[arg(long, env = "PODWARDEN_ADMIN_TOKEN_SHA256", hide_env_values = true)]
+    pub admin_token_sha256: Option<String>,
 }
 
 impl RunArgs {
@@ -273,6 +315,24 @@ impl RunArgs {
         if let Some(d) = &self.waf_rules_dir {
             c.waf_rules_dir = d.clone();
         }
+        if let (Some(port), None) = (self.admin_port, self.admin_addr) {
+            c.admin_addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+        }
+        if let Some(m) = self.mode {
+            c.mode = m;
+        }
+        if self.waf_mode.is_some() {
+            c.waf_mode = self.waf_mode;
+        }
+        if self.dlp_mode.is_some() {
+            c.dlp_mode = self.dlp_mode;
+        }
+        if let Some(d) = &self.state_dir {
+            c.state_dir = d.clone();
+        }
+        if let Some(h) = &self.admin_token_sha256 {
+            c.admin_token_sha256 = Some(h.trim().to_ascii_lowercase());
+        }
         c.validate()?;
         Ok(c)
     }
@@ -282,6 +342,15 @@ fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
         .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
         .map_err(|_| format!("{s:?} is not an IP address or IP:PORT"))
+}
+
+fn parse_mode(s: &str) -> Result<podwarden_policy::Mode, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "learn" => Ok(podwarden_policy::Mode::Learn),
+        "monitor" => Ok(podwarden_policy::Mode::Monitor),
+        "protect" => Ok(podwarden_policy::Mode::Protect),
+        _ => Err(format!("{s:?} is not a mode (learn, monitor, protect)")),
+    }
 }
 
 /// `nameserver` addresses from resolv.conf text (port 53).

@@ -1,8 +1,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use podwarden_policy::events::SecurityEvent;
+use podwarden_learner::process::ProcfsResolver;
+use podwarden_proxy::admin::control::AdminControl;
 use podwarden_proxy::config::RunArgs;
 use podwarden_proxy::events::{EventBus, EventMetrics, Origin, SinkConfig};
+use podwarden_proxy::learning::{Learning, RecordConsumer};
 use podwarden_proxy::policy_reload::{PolicyReloader, ReloadMetrics, ReloadOutcome};
 use podwarden_proxy::Proxy;
 use tracing_subscriber::EnvFilter;
@@ -24,12 +26,16 @@ enum Command {
     Init(podwarden_proxy::init::InitArgs),
     /// Run the proxy: outbound and inbound listeners plus the admin server.
     Run(RunArgs),
+    /// Wait until the proxy's admin /ready answers 200 (exit 0) or the
+    /// timeout passes (exit 1); the sidecar's postStart hook.
+    WaitReady(podwarden_proxy::admin::wait_ready::WaitReadyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Init(a) => podwarden_proxy::init::run(a),
         Command::Run(a) => run(a),
+        Command::WaitReady(a) => std::process::exit(podwarden_proxy::admin::wait_ready::run(a)),
     }
 }
 
@@ -41,6 +47,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = args.load()?;
+    let control = std::sync::Arc::new(AdminControl::from_config(&config));
+    let startup = config.clone();
     let workers = config.worker_threads;
     let fixed = config.fixed_dst;
     let policy_file = config.policy_file.clone();
@@ -60,7 +68,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ));
     }
     let proxy = builder.build()?;
-    let admin = podwarden_proxy::admin::spawn(proxy.shared().clone())
+    // Which process owns each connection (needs the pod's /proc; see README).
+    proxy
+        .shared()
+        .process
+        .install(std::sync::Arc::new(ProcfsResolver::new()));
+    let admin = podwarden_proxy::admin::spawn_with(proxy.shared().clone(), control.clone())
         .context("starting the admin server")?;
     tracing::info!(admin = %admin.addr, "podwarden-proxy starting");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -70,10 +83,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("building the runtime")?;
     rt.block_on(async move {
-        let policy = match policy_file {
-            Some(path) => Some(start_policy(&proxy, path, &workload, &pod, waf_rules_dir)?),
-            None => None,
-        };
+        // Always a policy: the file, else the last pushed one, else the
+        // start-up modes; `PUT /policy` replaces it without a restart.
+        let policy = Some(start_policy(
+            &proxy,
+            policy_file,
+            &workload,
+            &pod,
+            waf_rules_dir,
+            &control,
+            &startup,
+        )?);
         let shared = proxy.shared().clone();
         let _running = proxy.start().await?;
         if dns_port != 0 {
@@ -85,6 +105,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
         tracing::info!("shutting down");
+        control.flush_learning();
         anyhow::Ok(())
     })
 }
@@ -98,10 +119,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 /// JSON lines; logs go to stderr.
 fn start_policy(
     proxy: &Proxy,
-    path: std::path::PathBuf,
+    path: Option<std::path::PathBuf>,
     workload: &str,
     pod: &str,
     waf_rules_dir: std::path::PathBuf,
+    control: &std::sync::Arc<AdminControl>,
+    startup: &podwarden_proxy::config::Config,
 ) -> anyhow::Result<std::sync::Arc<PolicyReloader>> {
     let registry = proxy.registry();
     let (bus, _) = EventBus::start(
@@ -114,8 +137,9 @@ fn start_policy(
         },
         EventMetrics::new(registry).context("registering event metrics")?,
     );
+    let from_file = path.is_some();
     let reloader = std::sync::Arc::new(PolicyReloader::new(
-        path,
+        path.unwrap_or_else(|| startup.state_dir.join("policy.json")),
         proxy.hook().clone(),
         ReloadMetrics::new(registry).context("registering reload metrics")?,
         Some(bus.clone()),
@@ -136,7 +160,15 @@ fn start_policy(
         ),
         proxy.inspectors().clone(),
     );
-    match reloader.reload_now() {
+    control.set_reloader(reloader.clone());
+    let outcome = if from_file {
+        reloader.reload_now()
+    } else {
+        control
+            .restore_or_start(startup)
+            .unwrap_or_else(|error| ReloadOutcome::Rejected { error })
+    };
+    match outcome {
         ReloadOutcome::Rejected { error } => {
             anyhow::bail!("refusing to start without a valid policy: {error}")
         }
@@ -149,20 +181,36 @@ fn start_policy(
         }
         ReloadOutcome::Unchanged => {}
     }
-    reloader
-        .clone()
-        .spawn(std::time::Duration::from_secs(2))
-        .context("starting the policy reloader")?;
-    // Violations and would-block flows become security events.
-    let mut records = proxy.flows().subscribe(4096);
-    let (workload, pod) = (workload.to_string(), pod.to_string());
-    tokio::spawn(async move {
-        while let Some(rec) = records.recv().await {
-            if let Some(ev) = SecurityEvent::from_record(&rec, &workload, &pod) {
-                bus.emit(ev);
-            }
+    if from_file {
+        reloader
+            .clone()
+            .spawn(std::time::Duration::from_secs(2))
+            .context("starting the policy reloader")?;
+    }
+    // Every record: learning (all modes), violation/would-block and
+    // new-executable events, the violation count of /status.
+    let learning = match Learning::open(&startup.state_dir, workload, pod) {
+        Ok(l) => {
+            let l = std::sync::Arc::new(l);
+            control.set_learning(l.clone());
+            Some(l)
         }
-    });
+        Err(e) => {
+            tracing::error!(error = %e, dir = %startup.state_dir.display(), "learning not started");
+            None
+        }
+    };
+    RecordConsumer {
+        learning,
+        events: Some(bus),
+        violations: control.violations().clone(),
+        workload: workload.to_string(),
+        pod: pod.to_string(),
+    }
+    .spawn(
+        proxy.flows().subscribe(4096),
+        std::time::Duration::from_secs(5),
+    );
     Ok(reloader)
 }
 

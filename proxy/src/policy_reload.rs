@@ -227,6 +227,31 @@ impl PolicyReloader {
         }
     }
 
+    /// Validates, compiles and swaps in a policy given as text (YAML or
+    /// JSON) rather than read from the file: the admin API's `PUT /policy`
+    /// and the start-up modes. Same checks and the same swap as
+    /// [`Self::reload_now`] (keep the two in step); `source` names the text
+    /// in errors. Re-applying the text in force does nothing.
+    pub fn apply_str(&self, text: &str, source: &str) -> ReloadOutcome {
+        let digest = digest(text);
+        if self.lock().digest == Some(digest) {
+            return ReloadOutcome::Unchanged;
+        }
+        let compiled = load_policy_str(text, source).and_then(|doc| {
+            let modes = FEATURES.map(|(f, _)| doc.spec.mode_of(f));
+            let policy = CompiledPolicy::compile(&doc)?;
+            let l7 = self.build_l7(&doc.spec, source)?;
+            Ok((policy, modes, l7))
+        });
+        match compiled {
+            Err(e) => self.reject(None, e),
+            Ok((policy, modes, l7)) => {
+                self.swap_l7(l7);
+                self.apply(digest, policy, modes)
+            }
+        }
+    }
+
     fn apply(&self, digest: u64, policy: CompiledPolicy, modes: [Mode; 3]) -> ReloadOutcome {
         let policy = Arc::new(policy);
         let (version, rules, mode) = (policy.version(), policy.rule_count(), policy.mode());

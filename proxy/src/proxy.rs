@@ -45,6 +45,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Names the DNS listener saw resolved, for `Flow::peer_names`.
     pub names: crate::dns::NameCache,
+    /// Which process in the pod owns the app side (off until installed).
+    pub process: crate::process::Attribution,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,7 @@ impl ProxyBuilder {
             listener_ports: OnceLock::new(),
             ready: AtomicBool::new(false),
             names: crate::dns::NameCache::default(),
+            process: Default::default(),
         };
         Ok(Proxy {
             shared: Arc::new(shared),
@@ -320,6 +323,7 @@ async fn handle_conn(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr,
     if dir == Direction::Outbound {
         flow.peer_names = shared.names.names_for(dst.ip());
     }
+    flow.process = shared.process.attribute(dir, client, dst);
 
     let mut stream = stream;
     let mut buf = BytesMut::with_capacity(4096);

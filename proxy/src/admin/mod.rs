@@ -3,7 +3,14 @@
 //!
 //! `/healthz` (process alive), `/ready` (listeners bound), `/flows`
 //! (JSON array of flow records, oldest first; `?since=<id>` or
-//! `?since=<unix ms>`), `/metrics` (Prometheus text format).
+//! `?since=<unix ms>`), `/metrics` (Prometheus text format) are open (the
+//! kubelet probes them). `GET /baseline`, `GET /status` and `PUT /policy`
+//! need the bearer token (see [`control`] and [`auth`]).
+
+pub mod auth;
+pub mod control;
+pub mod violations;
+pub mod wait_ready;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,7 +20,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -21,6 +28,7 @@ use prometheus::{Encoder, TextEncoder};
 use tracing::{debug, info};
 
 use crate::proxy::Shared;
+use control::{AdminControl, Reply, MAX_POLICY_BYTES};
 
 pub struct AdminServer {
     pub addr: SocketAddr,
@@ -28,11 +36,14 @@ pub struct AdminServer {
 }
 
 /// Binds the admin address now (so a bad address fails start-up) and serves
-/// it on a dedicated thread.
+/// it on a dedicated thread, without the authenticated routes.
 pub fn spawn(shared: Arc<Shared>) -> std::io::Result<AdminServer> {
-    let addr = shared.config.admin_addr;
-    let std_listener = std::net::TcpListener::bind(addr)?;
-    std_listener.set_nonblocking(true)?;
+    spawn_with(shared, Arc::new(AdminControl::disabled()))
+}
+
+/// [`spawn`] with the control plane (`/baseline`, `/status`, `PUT /policy`).
+pub fn spawn_with(shared: Arc<Shared>, control: Arc<AdminControl>) -> std::io::Result<AdminServer> {
+    let std_listener = bind(shared.config.admin_addr)?;
     let addr = std_listener.local_addr()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -59,10 +70,12 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<AdminServer> {
                         }
                     };
                     let shared = shared.clone();
+                    let control = control.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| {
                             let shared = shared.clone();
-                            async move { Ok::<_, Infallible>(route(&shared, &req)) }
+                            let control = control.clone();
+                            async move { Ok::<_, Infallible>(handle(&shared, &control, req).await) }
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc);
@@ -74,6 +87,107 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<AdminServer> {
             })
         })?;
     Ok(AdminServer { addr, thread })
+}
+
+/// `[::]` is bound dual-stack (kubelet and operator may use either family),
+/// falling back to `0.0.0.0` where the host has no IPv6.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let one = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(false)?;
+        }
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        s.listen(128)?;
+        s.set_nonblocking(true)?;
+        Ok(s.into())
+    };
+    match one(addr) {
+        Err(e) if addr.ip() == std::net::IpAddr::from([0u16; 8]) => {
+            tracing::warn!(error = %e, "admin: dual-stack bind failed; IPv4 only");
+            one(SocketAddr::from(([0, 0, 0, 0], addr.port())))
+        }
+        r => r,
+    }
+}
+
+/// Authenticated routes first, then the open ones.
+pub async fn handle(
+    shared: &Shared,
+    control: &Arc<AdminControl>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let authed = matches!(
+        (req.method(), path),
+        (&Method::GET, "/baseline") | (&Method::GET, "/status") | (&Method::PUT, "/policy")
+    );
+    if !authed {
+        if path == "/policy" {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "PUT /policy only\n",
+            );
+        }
+        return route(shared, &req);
+    }
+    if let Err(e) = auth::check(control.token(), req.headers()) {
+        debug!(?e, path, "admin request refused");
+        let mut r = text(
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            match e {
+                auth::AuthError::NotConfigured => "unauthorized: no admin token configured\n",
+                _ => "unauthorized\n",
+            },
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let reply = match path {
+        "/baseline" => {
+            let c = control.clone();
+            blocking(move || c.baseline()).await
+        }
+        "/status" => Reply::json_status(&control.status()),
+        _ => match Limited::new(req.into_body(), MAX_POLICY_BYTES)
+            .collect()
+            .await
+        {
+            Err(e) => Reply::text(
+                400,
+                format!(
+                    "PUT /policy: cannot read the body (at most {MAX_POLICY_BYTES} bytes): {e}"
+                ),
+            ),
+            Ok(body) => {
+                let body = body.to_bytes();
+                let c = control.clone();
+                blocking(move || c.put_policy(&body)).await
+            }
+        },
+    };
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let ct = if reply.json {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    text(status, ct, reply.body)
+}
+
+/// Compiling a policy or building a baseline document is CPU work: off the
+/// admin runtime's only thread, so `/ready` probes keep answering.
+async fn blocking(f: impl FnOnce() -> Reply + Send + 'static) -> Reply {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Reply::text(500, format!("admin task failed: {e}")))
 }
 
 fn text(
@@ -152,3 +266,6 @@ pub fn route_parts(
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }
+
+#[cfg(test)]
+mod tests;

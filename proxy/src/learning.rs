@@ -1,0 +1,219 @@
+//! Learning in the running proxy: every flow record (in every mode, so the
+//! process baseline and "new executable" events work in monitor/protect
+//! too) feeds the learner's [`LearningSink`]; its state snapshots to the
+//! state directory on a timer and at shutdown and is restored at start, so
+//! learning survives a restart. `GET /baseline` serves it.
+//!
+//! The same consumer turns decided records into security events
+//! (violations, would-blocks, new executables) and counts violations for
+//! `GET /status`: one reader of the flow log, one place that interprets it.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use podwarden_learner::{LearnerConfig, LearnerError, LearningSink, Store};
+use podwarden_policy::events::{EventAction, EventKind, SecurityEvent};
+use podwarden_policy::{Action, FlowRecord, PolicyDocument};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::admin::violations::ViolationWindow;
+use crate::events::EventBus;
+
+/// Executables remembered for "new process" events; beyond this a pod is
+/// spawning throwaway binaries and each further one is still reported.
+const MAX_KNOWN_EXES: usize = 4096;
+
+pub struct Learning {
+    sink: LearningSink,
+    known_exes: Mutex<HashSet<String>>,
+    /// Last flush failed: further failures are logged at debug, not every tick.
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Learning {
+    /// Opens (or restores) the learning state of `workload` under
+    /// `state_dir`. `workload` may be the operator's `ns/kind/name` or the
+    /// learner's `ns/name`; see [`learner_workload`].
+    pub fn open(state_dir: &Path, workload: &str, pod: &str) -> Result<Learning, LearnerError> {
+        let store = Store::open(state_dir, &learner_workload(workload))?;
+        let mut cfg = LearnerConfig::new(store.workload().to_string());
+        if !pod.is_empty() {
+            cfg.replica = Some(pod.to_string());
+        }
+        let sink = LearningSink::open(store, Some(cfg))?;
+        let known = sink
+            .baseline()?
+            .spec
+            .processes
+            .into_iter()
+            .map(|p| p.exe)
+            .collect();
+        Ok(Learning {
+            sink,
+            known_exes: Mutex::new(known),
+            failing: Default::default(),
+        })
+    }
+
+    pub fn baseline(&self) -> Result<PolicyDocument, LearnerError> {
+        self.sink.baseline()
+    }
+
+    /// Learns from one record. Returns the executable when this is the
+    /// first time the pod is seen running it.
+    pub fn observe(&self, rec: &FlowRecord) -> Option<String> {
+        self.sink.record(rec);
+        let exe = &rec.flow.process.as_ref()?.exe;
+        let mut known = match self.known_exes.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if known.contains(exe) {
+            return None;
+        }
+        if known.len() < MAX_KNOWN_EXES {
+            known.insert(exe.clone());
+        }
+        Some(exe.clone())
+    }
+
+    /// Writes the snapshot if something was learned since the last one.
+    pub fn flush(&self) {
+        use std::sync::atomic::Ordering;
+        match self.sink.flush() {
+            Ok(wrote) => {
+                if wrote {
+                    tracing::debug!("learning state saved");
+                }
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("learning state saved again");
+                }
+            }
+            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(error = %e, "learning state not saved (a restart will lose it); retrying")
+            }
+            Err(e) => tracing::debug!(error = %e, "learning state still not saved"),
+        }
+    }
+}
+
+/// The learner's workload key `namespace/name`: the operator names
+/// workloads `namespace/kind/name`; anything else is made a valid key
+/// (lower-case DNS-label characters) rather than refused, so a proxy always
+/// learns.
+pub fn learner_workload(w: &str) -> String {
+    let clean = |s: &str| -> String {
+        let c: String = s
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let c = c.trim_start_matches('.').to_string();
+        if c.is_empty() {
+            "unknown".to_string()
+        } else {
+            c
+        }
+    };
+    let parts: Vec<&str> = w.split('/').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        [] => "default/unknown".to_string(),
+        [name] => format!("default/{}", clean(name)),
+        [ns, .., name] => format!("{}/{}", clean(ns), clean(name)),
+    }
+}
+
+/// Reads decided flow records: learning, events, violation counts.
+pub struct RecordConsumer {
+    pub learning: Option<Arc<Learning>>,
+    pub events: Option<EventBus>,
+    pub violations: Arc<ViolationWindow>,
+    pub workload: String,
+    pub pod: String,
+}
+
+impl RecordConsumer {
+    /// What one record causes: events to emit (the caller sends them).
+    pub fn handle(&self, rec: &FlowRecord) -> Vec<SecurityEvent> {
+        let mut out = Vec::new();
+        let d = &rec.decision;
+        if d.action == Action::Deny || d.would_deny {
+            self.violations.add(rec.start_ms);
+        }
+        if let Some(ev) = SecurityEvent::from_record(rec, &self.workload, &self.pod) {
+            out.push(ev);
+        }
+        if let Some(exe) = self.learning.as_ref().and_then(|l| l.observe(rec)) {
+            let time = SystemTime::UNIX_EPOCH + Duration::from_millis(rec.start_ms);
+            let mut ev = SecurityEvent::new(
+                format!("{}-new-process", rec.id),
+                time,
+                &self.workload,
+                &self.pod,
+                EventKind::NewProcess,
+                d.mode,
+            );
+            ev.with_flow(rec);
+            ev.action = match (d.action, d.would_deny) {
+                (Action::Deny, _) => EventAction::Blocked,
+                (Action::Allow, true) => EventAction::WouldBlock,
+                (Action::Allow, false) => EventAction::Allowed,
+            };
+            if let Some(r) = &d.rule {
+                ev.rule = r.clone();
+            }
+            tracing::info!(exe = %exe, "new executable in the pod");
+            out.push(ev);
+        }
+        out
+    }
+
+    /// Consumes `records` until the channel closes, snapshotting learning
+    /// every `flush_every` (and once more at the end).
+    pub fn spawn(
+        self,
+        mut records: mpsc::Receiver<FlowRecord>,
+        flush_every: Duration,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(flush_every.max(Duration::from_millis(100)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    rec = records.recv() => match rec {
+                        Some(rec) => {
+                            for ev in self.handle(&rec) {
+                                if let Some(bus) = &self.events {
+                                    bus.emit(ev);
+                                }
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = tick.tick() => self.flush().await,
+                }
+            }
+            self.flush().await;
+        })
+    }
+
+    async fn flush(&self) {
+        if let Some(l) = &self.learning {
+            let l = l.clone();
+            // Disk I/O off the data path's workers.
+            let _ = tokio::task::spawn_blocking(move || l.flush()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
