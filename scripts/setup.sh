@@ -10,6 +10,8 @@ pkgs=(
   redis-server redis-tools nginx nghttp2-client nghttp2-server
   # reference proxy and load generators for benches/datapath.sh
   haproxy wrk iperf3
+  # promtool (e2e: the metrics of a live proxy pass `promtool check metrics`)
+  prometheus
   # native build dependencies of some crates
   pkg-config cmake
 )
