@@ -6,7 +6,8 @@
 //!   `response_body(chunk, end)`…, each returning [`Verdict`]. A block before
 //!   the response head answers 403 with an event id (the connection lives
 //!   on); a block in the response body resets the stream.
-//! * Opaque TCP: every chunk in either direction; a block resets both sides.
+//! * Opaque TCP: every chunk in either direction, then the end of each
+//!   direction; a block resets both sides.
 //!
 //! An inspector is a factory: `begin` is called once per request (or
 //! stream) and returns per-request state (e.g. a WAF transaction), or `None`
@@ -67,6 +68,11 @@ pub enum StreamDir {
 
 pub trait StreamInspection: Send {
     fn on_data(&mut self, dir: StreamDir, chunk: &[u8]) -> Verdict;
+    /// The sender half-closed `dir` (everything before was relayed). A
+    /// block here resets both sides instead of passing the FIN on.
+    fn on_end(&mut self, _dir: StreamDir) -> Verdict {
+        Verdict::Continue
+    }
 }
 
 pub trait StreamInspector: Send + Sync {
@@ -183,6 +189,9 @@ impl StreamChain {
     }
     pub fn on_data(&mut self, dir: StreamDir, chunk: &[u8]) -> Verdict {
         run_chain!(self, on_data(dir, chunk))
+    }
+    pub fn on_end(&mut self, dir: StreamDir) -> Verdict {
+        run_chain!(self, on_end(dir))
     }
 }
 

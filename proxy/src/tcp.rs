@@ -90,11 +90,11 @@ where
     let mut buf = vec![0u8; BUF];
     loop {
         let n = r.read(&mut buf).await?;
-        if n == 0 {
-            w.shutdown().await?;
-            return Ok(());
-        }
         let v = match chain.lock() {
+            // End of this direction: inspectors decide what they held back
+            // for lookahead; a block turns the FIN into a reset.
+            Ok(mut c) if n == 0 => c.on_end(dir),
+            Err(p) if n == 0 => p.into_inner().on_end(dir),
             Ok(mut c) => c.on_data(dir, &buf[..n]),
             Err(p) => p.into_inner().on_data(dir, &buf[..n]),
         };
@@ -110,6 +110,10 @@ where
                 rule: b.rule,
                 reason: b.reason,
             });
+        }
+        if n == 0 {
+            w.shutdown().await?;
+            return Ok(());
         }
         w.write_all(&buf[..n]).await?;
     }

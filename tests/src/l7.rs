@@ -67,18 +67,17 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
-/// Client: sends argv[3] and argv[4] as two writes 500 ms apart (two TCP
-/// segments), then closes; prints `SENT` or the error it got.
+/// Client: sends argv[3..] as separate writes 500 ms apart (separate TCP
+/// segments), then half-closes and waits for the peer; prints `SENT` or the
+/// error it got.
 const SPLIT_CLIENT: &str = r#"
 import sys, socket, time
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
 c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 try:
-    c.sendall(sys.argv[3].encode())
-    time.sleep(0.5)
-    c.sendall(sys.argv[4].encode())
-    time.sleep(0.5)
-    c.sendall(b"bye\r\n")
+    for part in sys.argv[3:]:
+        c.sendall(part.encode())
+        time.sleep(0.5)
     c.shutdown(socket.SHUT_WR)
     c.recv(100)
     print("SENT", flush=True)
@@ -104,18 +103,21 @@ pub fn raw_sink(ns: &Netns, scratch: &Scratch, label: &str, port: u16) -> Result
     ns.wait_listening(port, Duration::from_secs(10))
 }
 
-/// Runs the split client as `uid` in `ns`; returns what it printed.
+/// Runs the split client as `uid` in `ns`, one write per part; returns
+/// what it printed.
 pub fn split_send(
     ns: &Netns,
     scratch: &Scratch,
     uid: Option<u32>,
     host: &str,
     port: u16,
-    first: &str,
-    second: &str,
+    parts: &[&str],
 ) -> Result<String> {
     let s = script(scratch, "l7_split_client.py", SPLIT_CLIENT)?;
-    let out = ns.output(uid, &[python(), &s, host, &port.to_string(), first, second])?;
+    let port = port.to_string();
+    let mut argv = vec![python(), s.as_str(), host, port.as_str()];
+    argv.extend_from_slice(parts);
+    let out = ns.output(uid, &argv)?;
     Ok(format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

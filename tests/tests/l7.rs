@@ -204,8 +204,7 @@ fn send_cards(t: &Topology) -> (Output, Output, String) {
         Some(APP_UID),
         &SERVER.v4.to_string(),
         9000,
-        "card=4111 1111 ",
-        "1111 1111\r\n",
+        &["card=4111 1111 ", "1111 1111\r\n", "bye\r\n"],
     )
     .unwrap();
     (out, resp, split)
@@ -283,7 +282,34 @@ fn dlp_protect_blocks_cards_leaving_the_pod() {
         split.contains("ERROR") || !split.contains("SENT"),
         "{split}"
     );
-    assert_masked(&t, &dlp_events(&t, "blocked", "stream"));
+    let first = dlp_events(&t, "blocked", "stream");
+    assert_masked(&t, &first);
+
+    // A number that is the last thing the app sends before closing is
+    // decided at the close: the connection is reset instead of ended.
+    split_send(
+        &t.pod,
+        &t.scratch,
+        Some(APP_UID),
+        &SERVER.v4.to_string(),
+        9000,
+        &["card=", CARD],
+    )
+    .unwrap();
+    let ev = wait_event(&t, "for the number at the end of a stream", |e| {
+        e["kind"] == "dlp_hit" && e["details"]["location"] == "stream" && e["id"] != first["id"]
+    })
+    .unwrap();
+    assert_eq!(ev["action"], "blocked");
+    let mut sink = String::new();
+    for _ in 0..50 {
+        sink = t.server.log_of("sink");
+        if sink.matches("TOTAL").count() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(sink.matches("Connection reset").count(), 2, "{sink}");
 }
 
 #[test]

@@ -292,6 +292,18 @@ impl StreamInspection for DlpStream {
         }
         self.engine.act(&self.id, &self.flow, "stream", found)
     }
+
+    /// A value right before the end needs no more lookahead: decide it.
+    fn on_end(&mut self, dir: StreamDir) -> Verdict {
+        if dir != self.leaving {
+            return Verdict::Continue;
+        }
+        let found = self.scanner.finish();
+        if found.is_empty() {
+            return Verdict::Continue;
+        }
+        self.engine.act(&self.id, &self.flow, "stream", found)
+    }
 }
 
 #[cfg(test)]

@@ -185,6 +185,26 @@ fn split_values_are_found_across_body_chunks_and_stream_segments() {
 }
 
 #[test]
+fn a_value_at_the_end_of_a_stream_is_decided_when_the_sender_closes() {
+    let (e, events, _) = engine("{}", Mode::Protect);
+    let mut st = DlpStreamInspector(e)
+        .begin_with_id(&flow(Direction::Outbound, AppProtocol::Opaque), "x")
+        .unwrap();
+    // The scanner needs two bytes past a number to know it ended.
+    assert_eq!(
+        st.on_data(StreamDir::ClientToServer, format!("card={CARD}").as_bytes()),
+        Verdict::Continue
+    );
+    assert!(events.lock().unwrap().is_empty());
+    assert_eq!(st.on_end(StreamDir::ServerToClient), Verdict::Continue);
+    assert!(matches!(
+        st.on_end(StreamDir::ClientToServer),
+        Verdict::Block(b) if b.rule == "credit_card"
+    ));
+    assert_eq!(events.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn responses_to_inbound_clients_are_scanned_not_their_requests() {
     let (e, events, _) = engine("{}", Mode::Protect);
     let i = DlpHttpInspector(e);
