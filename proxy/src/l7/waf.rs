@@ -202,8 +202,7 @@ impl HttpInspector for WafInspector {
             server_port: flow.local.port(),
             ..Default::default()
         };
-        // One byte past the limit, so the engine sees the body was too long.
-        let body_cap = self.rules.config.request_body_limit.saturating_add(1);
+        let body_cap = body_cap(&self.rules.config, false);
         Some(Box::new(WafRequest {
             rules: self.rules.clone(),
             mode: self.mode,
@@ -350,11 +349,12 @@ impl WafRequest {
             }
             return Verdict::Continue;
         }
-        let rule = f
-            .blocking_rule
-            .or_else(|| f.rule_ids.first().copied())
-            .map(|id| id.to_string())
-            .unwrap_or_default();
+        let rule = match f.blocking_rule {
+            // The engine's own rejection of a body over SecRequestBodyLimit.
+            Some(0) => "request_body_limit".to_string(),
+            Some(id) => id.to_string(),
+            None => String::new(),
+        };
         let kind = EventKind::WafHit {
             rule_ids: f.rule_ids.iter().map(u64::to_string).collect(),
             score: u32::try_from(f.score.max(0)).unwrap_or(u32::MAX),
@@ -377,6 +377,18 @@ impl WafRequest {
         };
         Verdict::Block(Block { rule, reason })
     }
+}
+
+/// How much of a request body to keep: the engine's limit for its kind
+/// (`SecRequestBodyLimit` for multipart, `SecRequestBodyNoFilesLimit`
+/// otherwise) plus one byte, so the engine still sees that it was exceeded.
+pub fn body_cap(cfg: &podwarden_waf::ruleset::Config, multipart: bool) -> usize {
+    let limit = if multipart {
+        cfg.request_body_limit
+    } else {
+        cfg.request_body_no_files_limit.min(cfg.request_body_limit)
+    };
+    limit.saturating_add(1)
 }
 
 fn headers_of(h: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
@@ -409,6 +421,16 @@ impl RequestInspection for WafRequest {
             head.uri.to_string()
         };
         self.req.headers = headers_of(&head.headers);
+        let multipart = head
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/")
+            });
+        self.body_cap = body_cap(&self.rules.config, multipart);
         if !head.headers.contains_key(http::header::HOST) {
             if let Some(a) = head.uri.authority() {
                 self.req

@@ -326,6 +326,34 @@ fn outbound_requests_are_not_the_wafs() {
     assert!(i.begin_with_id(&f, "x").is_none());
 }
 
+#[test]
+fn bodies_are_kept_up_to_the_engines_limit_for_their_kind() {
+    let dir = mini_crs("limits");
+    let (i, events, _) = inspector(&dir, &default_settings(), Mode::Protect);
+    let cfg = &i.rules.config;
+    // BASE_CONFIG: 128 KiB without files, 12.5 MiB for multipart.
+    assert_eq!(body_cap(cfg, false), 131_073);
+    assert_eq!(body_cap(cfg, true), 13_107_201);
+    // A urlencoded body past the no-files limit is refused by the engine
+    // (SecRequestBodyLimitAction Reject), not buffered whole.
+    let mut st = i.begin_with_id(&inbound_flow("/"), "big").unwrap();
+    let mut head = get("/upload");
+    head.method = http::Method::POST;
+    head.headers.insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
+    st.request_head(&head);
+    let chunk = vec![b'a'; 64 << 10];
+    for _ in 0..4 {
+        assert_eq!(st.request_body(&chunk, false), Verdict::Continue);
+    }
+    assert!(
+        matches!(st.request_body(&[], true), Verdict::Block(b) if b.rule == "request_body_limit")
+    );
+    assert_eq!(events.lock().unwrap().len(), 1);
+}
+
 fn matched(id: u64, phase: u8, deny: bool) -> MatchedRule {
     MatchedRule {
         id,
