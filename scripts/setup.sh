@@ -14,6 +14,8 @@ pkgs=(
   prometheus
   # native build dependencies of some crates
   pkg-config cmake
+  # reference WAF the differential tests and benches/waf-vs-modsec.sh load (dlopen)
+  libmodsecurity3
 )
 missing=()
 for p in "${pkgs[@]}"; do
