@@ -339,3 +339,53 @@ fn dlp_monitor_passes_cards_with_masked_events() {
         assert_masked(&t, &ev);
     }
 }
+
+/// Waits for a `policy_reload` event with `result` and `version`.
+fn wait_reload(t: &Topology, result: &str, version: u64) -> Value {
+    wait_event(t, &format!("policy_reload {result} v{version}"), |e| {
+        e["kind"] == "policy_reload" && e["result"] == result && e["version"] == version
+    })
+    .unwrap()
+}
+
+#[test]
+fn waf_mode_follows_policy_reloads_and_a_bad_waf_keeps_the_last_good() {
+    let with = |version: u64, waf: &str| {
+        policy("monitor", "learn")
+            .replace("version: 1", &format!("version: {version}"))
+            .replace("waf: monitor", waf)
+    };
+    let Some(t) = l7_pod(
+        "waf_mode_follows_policy_reloads_and_a_bad_waf_keeps_the_last_good",
+        &with(1, "waf: monitor"),
+    ) else {
+        return;
+    };
+    let (status, _) = inbound(&t, &[&app_url(SQLI)]);
+    assert_eq!(status, 200, "monitor lets it through");
+
+    // Rewritten to protect: picked up by the file poll, no restart.
+    t.scratch
+        .write("policy.yaml", &with(2, "waf: protect"))
+        .unwrap();
+    wait_reload(&t, "ok", 2);
+    let (status, _) = inbound(&t, &[&app_url(SQLI)]);
+    assert_eq!(status, 403, "{}", t.pod.log_of("podwarden"));
+
+    // A WAF section the engine cannot load: rejected, protect stays.
+    t.scratch
+        .write(
+            "policy.yaml",
+            &format!(
+                "{}  waf: {{ extraSeclang: 'SecBogusDirective On' }}\n",
+                with(3, "waf: monitor")
+            ),
+        )
+        .unwrap();
+    let ev = wait_reload(&t, "error", 2);
+    assert!(ev["error"].as_str().unwrap().contains("spec.waf"), "{ev}");
+    let (status, _) = inbound(&t, &[&app_url(SQLI)]);
+    assert_eq!(status, 403);
+    let (status, _) = inbound(&t, &[&app_url(BENIGN)]);
+    assert_eq!(status, 200);
+}
