@@ -21,6 +21,9 @@ pub struct Args {
     /// The workload, `namespace/name`.
     #[arg(long, global = true)]
     workload: Option<String>,
+    /// `--cluster`: diff/approve/reject work on the cluster's CRs.
+    #[command(flatten)]
+    cluster: crate::cluster::ClusterArgs,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -131,6 +134,9 @@ enum Format {
 }
 
 pub fn run(args: Args) -> Result<i32> {
+    if args.cluster.enabled() {
+        return run_cluster(args);
+    }
     let store = || -> Result<Store> {
         let w = args
             .workload
@@ -298,4 +304,35 @@ pub fn run(args: Args) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Cluster mode: the review verbs on the operator's CRs (see `crate::cluster`).
+fn run_cluster(args: Args) -> Result<i32> {
+    use crate::cluster::{self, baseline::Approval, Target};
+    let t = Target::from_flag(args.workload.as_deref())?;
+    let out = &mut std::io::stdout();
+    cluster::block_on(async {
+        let client = cluster::connect(&args.cluster).await?;
+        match args.command {
+            Cmd::Diff { json } => cluster::baseline::diff(client, &t, json, out).await,
+            Cmd::Approve {
+                rules,
+                all,
+                by,
+                mode,
+            } => {
+                let what = match (all, rules.is_empty()) {
+                    (true, _) => Approval::All,
+                    (false, false) => Approval::Ids(rules),
+                    (false, true) => Approval::ModeOnly,
+                };
+                let mode = mode.map(Mode::from);
+                cluster::baseline::approve(client, &t, what, &by, mode, out).await
+            }
+            Cmd::Reject { rules, by, reason } => {
+                cluster::baseline::reject(client, &t, &rules, &by, reason.as_deref(), out).await
+            }
+            _ => bail!("only diff, approve and reject work with --cluster; the others use the local store"),
+        }
+    })
 }

@@ -7,8 +7,11 @@
 use clap::{Parser, Subcommand};
 
 mod baseline_cmd;
+mod cluster;
 mod dlp_cmd;
+mod mode_cmd;
 mod policy_cmd;
+mod status_cmd;
 mod waf_cmd;
 
 #[derive(Parser)]
@@ -32,6 +35,10 @@ enum Command {
     Waf(waf_cmd::Args),
     /// Scan files for sensitive data with the DLP sensors.
     Dlp(dlp_cmd::Args),
+    /// Move a workload between learn, monitor and protect (a new policy version).
+    Mode(mode_cmd::Args),
+    /// Per-workload health from the cluster: mode, policy version per pod, violations.
+    Status(status_cmd::Args),
 }
 
 fn main() {
@@ -41,6 +48,8 @@ fn main() {
         Command::Baseline(a) => baseline_cmd::run(a),
         Command::Waf(a) => waf_cmd::run(a),
         Command::Dlp(a) => dlp_cmd::run(a),
+        Command::Mode(a) => mode_cmd::run(a),
+        Command::Status(a) => status_cmd::run(a),
     };
     // Exit 2 on error across verbs: 0 and 1 carry meaning (clean / found).
     let code = match result {

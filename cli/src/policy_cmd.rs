@@ -25,6 +25,9 @@ enum Command {
     },
     /// Print the JSON Schema of the policy file.
     Schema,
+    /// Export a workload's approved policy (YAML, NetworkPolicy,
+    /// CiliumNetworkPolicy) from the cluster (`--cluster`) or the local store.
+    Export(crate::cluster::export::ExportArgs),
     /// Explain the decision for one flow (JSON, as in `/flows`): the rule that
     /// allowed it, or the nearest rules and why each did not match.
     /// Exit 0 when allowed, 1 when the policy does not allow it.
@@ -43,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             print!("{}", podwarden_policy::schema::policy_schema_json());
             Ok(0)
         }
+        Command::Export(a) => crate::cluster::export::run(a),
         Command::Explain { policy, flow } => explain(&policy, &flow),
     }
 }
