@@ -9,9 +9,11 @@
 //!
 //! Requirements in Kubernetes: `shareProcessNamespace: true` on the pod (so
 //! the sidecar sees the app's /proc), and either the same uid as the app or
-//! `CAP_SYS_PTRACE` (reading another uid's `/proc/PID/fd` and `/proc/PID/exe`
-//! is a ptrace-read access check). `sock_diag` needs no privilege for the
-//! sockets of its own network namespace.
+//! both `CAP_DAC_READ_SEARCH` (listing another uid's `/proc/PID/fd`, a 0500
+//! directory, is a plain permission check) and `CAP_SYS_PTRACE` (reading its
+//! links and `/proc/PID/exe` is a ptrace-read access check); the README says
+//! what that takes for a non-root sidecar. `sock_diag` needs no privilege for
+//! the sockets of its own network namespace.
 
 use std::net::SocketAddr;
 
