@@ -118,6 +118,7 @@ pub fn parse(body: &[u8], content_type: &[u8]) -> Result<Parsed, (String, Parsed
     let mut headers: Vec<Vec<u8>> = Vec::new();
     let mut content: Vec<u8> = Vec::new();
     let mut content_started = false;
+    let mut prev_crlf = true;
     let mut finished = false;
     for (idx, (line, crlf)) in lines.iter().enumerate() {
         let is_last_tail = has_tail && idx == lines.len() - 1;
@@ -192,10 +193,12 @@ pub fn parse(body: &[u8], content_type: &[u8]) -> Result<Parsed, (String, Parsed
             }
             St::Content => {
                 if content_started {
-                    content.extend_from_slice(b"\r\n");
+                    // Keep the line ending as sent: an LF-only line is one byte.
+                    content.extend_from_slice(if prev_crlf { b"\r\n" } else { b"\n" });
                 }
                 content.extend_from_slice(line);
                 content_started = true;
+                prev_crlf = crlf;
                 if is_last_tail {
                     has_tail = false;
                 }

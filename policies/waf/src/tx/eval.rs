@@ -366,12 +366,17 @@ fn setvar_value(op: SetVarOp, cur: Option<&[u8]>, val: &[u8]) -> Option<Vec<u8>>
         SetVarOp::Set => Some(val.to_vec()),
         SetVarOp::Delete => None,
         SetVarOp::Add => Some(
-            (cur.map(atoi).unwrap_or(0) + atoi(val))
+            // Saturating: a rule's arithmetic must not overflow (and panic).
+            cur.map(atoi)
+                .unwrap_or(0)
+                .saturating_add(atoi(val))
                 .to_string()
                 .into_bytes(),
         ),
         SetVarOp::Sub => Some(
-            (cur.map(atoi).unwrap_or(0) - atoi(val))
+            cur.map(atoi)
+                .unwrap_or(0)
+                .saturating_sub(atoi(val))
                 .to_string()
                 .into_bytes(),
         ),
