@@ -48,6 +48,24 @@ enum Command {
         #[arg(long)]
         events_exported: bool,
     },
+    /// Push an approved policy (a WorkloadPolicy CR as YAML, e.g. from
+    /// `kubectl get pwpolicy NAME -o yaml`) to sidecars' admin APIs with the
+    /// controller's own distribution code, without a cluster: for
+    /// break-glass pushes and end-to-end tests. Prints the status the
+    /// controller would record; exit 1 unless every pod runs the version.
+    Push {
+        /// The WorkloadPolicy CR (YAML or JSON).
+        #[arg(long)]
+        policy: String,
+        /// A sidecar's admin address (repeatable), e.g. 10.1.2.3:15000.
+        #[arg(long = "admin", required = true)]
+        admins: Vec<SocketAddr>,
+        /// File holding the admin bearer token.
+        #[arg(long)]
+        token_file: String,
+        #[arg(long, default_value_t = 5)]
+        timeout_seconds: u64,
+    },
     /// Run the webhook server and the controller.
     Run {
         #[arg(long, default_value = "/etc/podwarden/config.yaml")]
@@ -91,6 +109,20 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Push {
+            policy,
+            admins,
+            token_file,
+            timeout_seconds,
+        } => {
+            let code = tokio::runtime::Runtime::new()?.block_on(push(
+                &policy,
+                &admins,
+                &token_file,
+                Duration::from_secs(timeout_seconds),
+            ))?;
+            std::process::exit(code)
+        }
         Command::Run { config } => {
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -123,6 +155,45 @@ async fn cluster_snapshot(
         events_exported,
         &now,
     ))
+}
+
+async fn push(
+    policy: &str,
+    admins: &[SocketAddr],
+    token_file: &str,
+    timeout: Duration,
+) -> anyhow::Result<i32> {
+    use podwarden_operator::controller::{policy_status_of, sync_pods, InjectedPod};
+    use podwarden_operator::crd::WorkloadPolicy;
+    let text = std::fs::read_to_string(policy).with_context(|| format!("reading {policy}"))?;
+    let cr: WorkloadPolicy = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{policy}: not a WorkloadPolicy"))?;
+    let namespace = cr
+        .metadata
+        .namespace
+        .clone()
+        .with_context(|| format!("{policy}: metadata.namespace is missing"))?;
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("reading {token_file}"))?
+        .trim()
+        .to_string();
+    let workload = cr.spec.workload.in_namespace(&namespace);
+    let pods: Vec<InjectedPod> = admins
+        .iter()
+        .map(|a| InjectedPod {
+            name: a.to_string(),
+            workload: workload.clone(),
+            admin: *a,
+        })
+        .collect();
+    let states = sync_pods(&SidecarClient::new(token, timeout), &cr, &pods).await;
+    let status = policy_status_of(&cr, states);
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    let all = status
+        .pods
+        .iter()
+        .all(|p| p.version == cr.spec.version && p.error.is_none());
+    Ok(if all { 0 } else { 1 })
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -30,6 +30,7 @@ pub mod review;
 pub mod sidecar;
 pub mod status;
 
-pub use reconcile::{Controller, ControllerError, InjectedPod};
+pub use reconcile::{sync_pods, Controller, ControllerError, InjectedPod};
 pub use review::Review;
 pub use sidecar::{SidecarClient, SidecarError, SidecarStatus};
+pub use status::policy_status as policy_status_of;

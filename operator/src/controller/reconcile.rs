@@ -46,6 +46,49 @@ pub struct InjectedPod {
     pub admin: SocketAddr,
 }
 
+/// Brings every pod to `policy`'s version: `GET /status`, then `PUT
+/// /policy` where the version or mode differs. Returns what each pod runs
+/// afterwards; a pod that refused the push (e.g. 400, the policy does not
+/// compile there) still reports the version it kept, with the error.
+pub async fn sync_pods(
+    sidecars: &SidecarClient,
+    policy: &WorkloadPolicy,
+    pods: &[InjectedPod],
+) -> Vec<PodPolicyState> {
+    let doc = policy_document(policy);
+    let want = policy.spec.version;
+    let mut set = JoinSet::new();
+    for p in pods {
+        let (sc, addr, pod, doc) = (sidecars.clone(), p.admin, p.name.clone(), doc.clone());
+        set.spawn(async move {
+            let (running, error) = match sc.status(addr).await {
+                // Mode too: a hand edit of spec.policy.mode that forgot to
+                // bump spec.version must still reach the sidecars.
+                Ok(s) if s.policy_version == want && s.mode == doc.spec.mode => (Some(s), None),
+                Ok(s) => match sc.put_policy(addr, &doc).await {
+                    Ok(now) => (Some(now), None),
+                    Err(e) => (Some(s), Some(e.to_string())),
+                },
+                Err(e) => (None, Some(e.to_string())),
+            };
+            PodPolicyState {
+                pod,
+                version: running.as_ref().map_or(0, |s| s.policy_version),
+                mode: running.as_ref().map(|s| s.mode),
+                violations_last_hour: running.as_ref().map_or(0, |s| s.violations_last_hour),
+                error,
+            }
+        });
+    }
+    let mut states = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(s) = r {
+            states.push(s);
+        }
+    }
+    states
+}
+
 /// Running pods that went through the webhook, with the workload they
 /// belong to (as the webhook recorded it in the sidecar's environment, else
 /// resolved from owner references) and their admin address. Pure.
@@ -156,44 +199,7 @@ impl Controller {
         let Some(policy) = api.get_opt(&name).await? else {
             return Ok(None);
         };
-        let doc = policy_document(&policy);
-        let want = policy.spec.version;
-        let mut set = JoinSet::new();
-        for p in pods {
-            let (sc, addr, pod, doc) =
-                (self.sidecars.clone(), p.admin, p.name.clone(), doc.clone());
-            set.spawn(async move {
-                let state = match sc.status(addr).await {
-                    // Mode too: a hand edit of spec.policy.mode that forgot to
-                    // bump spec.version must still reach the sidecars.
-                    Ok(s) if s.policy_version == want && s.mode == doc.spec.mode => Ok(s),
-                    Ok(_) => sc.put_policy(addr, &doc).await,
-                    Err(e) => Err(e),
-                };
-                match state {
-                    Ok(s) => PodPolicyState {
-                        pod,
-                        version: s.policy_version,
-                        mode: Some(s.mode),
-                        violations_last_hour: s.violations_last_hour,
-                        error: None,
-                    },
-                    Err(e) => PodPolicyState {
-                        pod,
-                        version: 0,
-                        mode: None,
-                        violations_last_hour: 0,
-                        error: Some(e.to_string()),
-                    },
-                }
-            });
-        }
-        let mut states = Vec::new();
-        while let Some(r) = set.join_next().await {
-            if let Ok(s) = r {
-                states.push(s);
-            }
-        }
+        let states = sync_pods(&self.sidecars, &policy, pods).await;
         let status = policy_status(&policy, states);
         api.patch_status(
             &name,
