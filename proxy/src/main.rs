@@ -95,6 +95,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             &startup,
         )?);
         let shared = proxy.shared().clone();
+        // Before the listeners accept: FQDN rules need what the pod resolved.
+        podwarden_proxy::dns::persist_names(
+            shared.clone(),
+            startup.state_dir.join("dns-names.json"),
+        );
         let _running = proxy.start().await?;
         if dns_port != 0 {
             start_dns(shared, dns_port, dns_upstreams, policy.clone()).await?;
