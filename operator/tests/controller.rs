@@ -161,6 +161,8 @@ struct SidecarState {
     mode: Option<Mode>,
     violations: u64,
     unauthorized: u64,
+    /// Answer PUT /policy with 400 and this reason (the policy does not compile here).
+    reject_put: Option<String>,
 }
 
 async fn fake_sidecar(state: Arc<Mutex<SidecarState>>) -> SocketAddr {
@@ -206,6 +208,10 @@ async fn fake_sidecar(state: Arc<Mutex<SidecarState>>) -> SocketAddr {
                                 }
                             },
                             ("GET", "/status") => reply(StatusCode::OK, status(&s)),
+                            ("PUT", "/policy") if s.reject_put.is_some() => reply(
+                                StatusCode::BAD_REQUEST,
+                                json!(s.reject_put.clone().unwrap_or_default()),
+                            ),
                             ("PUT", "/policy") => {
                                 let doc: PolicyDocument = serde_json::from_slice(&bytes).unwrap();
                                 s.version = doc.metadata.version;
@@ -575,4 +581,54 @@ async fn a_sidecar_rejecting_our_token_is_reported_not_skipped() {
         .iter()
         .all(|sc| sc.lock().unwrap().policies.is_empty()));
     assert_eq!(s.sidecars[0].lock().unwrap().unauthorized, 1);
+}
+
+#[tokio::test]
+async fn a_pod_refusing_a_version_reports_the_one_it_kept() {
+    let s = setup().await;
+    s.controller
+        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
+        .await
+        .unwrap();
+    s.controller
+        .approve(
+            "shop",
+            "deployment-checkout",
+            None,
+            "alice@example.com",
+            "2026-11-23T12:05:00Z",
+        )
+        .await
+        .unwrap();
+    s.controller.distribute(&workload(), &s.pods).await.unwrap();
+    s.controller
+        .set_mode(
+            "shop",
+            "deployment-checkout",
+            Mode::Protect,
+            "carol@example.com",
+            "2026-11-23T14:00:00Z",
+        )
+        .await
+        .unwrap();
+    s.sidecars[0].lock().unwrap().reject_put = Some("spec.rules[1].id: duplicate".into());
+    let st = s
+        .controller
+        .distribute(&workload(), &s.pods)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.in_sync, "1/2");
+    let refused = &st.pods[0];
+    assert_eq!((refused.version, refused.mode), (1, Some(Mode::Learn)));
+    let err = refused.error.as_deref().unwrap();
+    assert!(
+        err.contains("HTTP 400") && err.contains("duplicate"),
+        "{err}"
+    );
+    assert_eq!(
+        (st.pods[1].version, st.pods[1].mode),
+        (2, Some(Mode::Protect))
+    );
+    assert!(st.pods[1].error.is_none());
 }
