@@ -77,6 +77,12 @@ struct World {
 /// Servers in both namespaces, the pod's resolv.conf, the policy file and
 /// the proxy (as UID 1337) with `init` applied; `None` when skipped.
 fn world(test: &str, mode: &str, dns_upstreams: &[&str]) -> Option<World> {
+    world_with(test, mode, dns_upstreams, true)
+}
+
+/// [`world`]; with `proxy_first` false, `init` is applied before any proxy
+/// runs (as the init container does in a pod) and none is started.
+fn world_with(test: &str, mode: &str, dns_upstreams: &[&str], proxy_first: bool) -> Option<World> {
     let tools = [
         "curl",
         "python3",
@@ -142,7 +148,9 @@ fn world(test: &str, mode: &str, dns_upstreams: &[&str]) -> Option<World> {
         cert,
         proxies: 0,
     };
-    w.start_proxy(dns_upstreams);
+    if proxy_first {
+        w.start_proxy(dns_upstreams);
+    }
     w.t.init(&["--dns-resolver", &SERVER.v4.to_string()])
         .unwrap();
     Some(w)
@@ -784,4 +792,37 @@ fn killed_proxy_refuses_new_connections_and_restart_keeps_learned_names() {
         })
         .unwrap();
     assert!(rec.flow.peer_names.iter().any(|n| n == NAME));
+}
+
+/// Issue 9: in a pod, `init` runs before the proxy. Until the proxy listens,
+/// the app's connections are refused (checked on the server: no SYN arrives),
+/// and once it is ready the policy decides.
+#[test]
+fn connections_before_the_proxy_is_ready_are_refused() {
+    let Some(mut w) = world_with(
+        "connections_before_the_proxy_is_ready_are_refused",
+        "protect",
+        &[&SERVER.v4.to_string()],
+        false,
+    ) else {
+        return;
+    };
+    let syn =
+        Counter::install(&w.t.server, false, "pw-early-syn", &["-p", "tcp", "--syn"]).unwrap();
+    let host = SERVER.v4.to_string();
+    let pinned = format!("{NAME}:8000:{}", SERVER.v4);
+    let url = format!("http://{NAME}:8000/ok.txt");
+    assert!(w.curl(&["--resolve", &pinned, &url]).is_err());
+    assert!(w.redis(&host, &["PING"]).is_err());
+    assert_eq!(
+        syn.packets().unwrap(),
+        0,
+        "SYNs left the pod before the proxy was ready"
+    );
+    assert!(!w.t.server.log_of("web").contains("GET /ok.txt"));
+
+    w.start_proxy(&[&host]);
+    assert_eq!(w.redis(&host, &["PING"]).unwrap(), "PONG");
+    assert_eq!(w.curl(&[&url]).unwrap(), "allowed\n");
+    assert!(w.t.server.log_of("web").contains("GET /ok.txt"));
 }
