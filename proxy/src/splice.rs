@@ -1,7 +1,15 @@
-//! Zero-copy opaque relay on Linux: socket → pipe → socket with splice(2),
-//! so bulk TCP never crosses into user space. Half-close and back-pressure
-//! as in `copy_bidirectional`: a direction that reads EOF shuts down the
-//! other socket's write side; a full pipe stops reading until it drains.
+//! Opaque relay on Linux: small messages through a user-space buffer, bulk
+//! zero-copy (socket → pipe → socket with splice(2)). Half-close and
+//! back-pressure as in `copy_bidirectional`: a direction that reads EOF
+//! shuts down the other socket's write side; a full buffer or pipe stops
+//! reading until it drains.
+//!
+//! Why both: for request/response traffic (a redis PING, an RPC) splice
+//! costs three syscalls per message (in, out, and the EAGAIN that clears
+//! readiness) and pins pages, while a plain read that comes back short
+//! already proves the socket drained (tokio clears readiness on it), so a
+//! message costs one read and one write. A direction switches to splice for
+//! good once a read fills the whole buffer: that stream is bulk.
 //!
 //! Readiness discipline (why the loop looks the way it does): a splice
 //! from a socket into a pipe returns EAGAIN both when the socket has no
@@ -16,12 +24,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use socket2::SockRef;
-use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 /// Default pipe capacity on Linux (16 pages); we never ask for more, so the
 /// per-user pipe page limit is not a concern with many connections.
 const PIPE_CAP: usize = 64 * 1024;
+
+/// User-space buffer per direction until the stream proves bulk. A read
+/// that fills it switches the direction to splice.
+const SMALL_BUF: usize = 16 * 1024;
 
 struct Pipe {
     r: OwnedFd,
@@ -65,8 +78,33 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
-/// One direction: `from` → `to`, counting into `bytes`.
-async fn one_way(from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> io::Result<()> {
+/// One direction: `from` → `to`, counting into `bytes`; buffered until the
+/// stream is bulk, then spliced.
+async fn one_way(
+    mut from: ReadHalf<'_>,
+    mut to: WriteHalf<'_>,
+    bytes: &AtomicU64,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; SMALL_BUF];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            // Propagate the half-close; the other direction keeps going.
+            let _ = SockRef::from(to.as_ref()).shutdown(Shutdown::Write);
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if n == buf.len() {
+            break;
+        }
+    }
+    drop(buf);
+    splice_one_way(from.as_ref(), to.as_ref(), bytes).await
+}
+
+/// The bulk phase of [`one_way`]: zero-copy through a pipe.
+async fn splice_one_way(from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> io::Result<()> {
     let pipe = Pipe::new()?;
     let (ffd, tfd) = (from.as_raw_fd(), to.as_raw_fd());
     let mut in_pipe = 0usize;
@@ -116,14 +154,15 @@ async fn one_way(from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> io::Res
 /// Relays both directions until both have seen EOF (or one fails).
 /// `sent` counts client → upstream bytes, `received` the other way.
 pub async fn relay(
-    client: &TcpStream,
-    upstream: &TcpStream,
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
     sent: &AtomicU64,
     received: &AtomicU64,
 ) -> io::Result<()> {
-    tokio::try_join!(
-        one_way(client, upstream, sent),
-        one_way(upstream, client, received)
-    )?;
+    // Borrowed halves: no lock between the directions, and dropping them
+    // does not send FIN (only EOF does, above).
+    let (cr, cw) = client.split();
+    let (ur, uw) = upstream.split();
+    tokio::try_join!(one_way(cr, uw, sent), one_way(ur, cw, received))?;
     Ok(())
 }

@@ -41,7 +41,7 @@ pub async fn relay(
 ) -> Result<(), RelayError> {
     match chain {
         None => {
-            let (prefix, client) = client.into_parts();
+            let (prefix, mut client) = client.into_parts();
             let mut upstream = upstream;
             if !prefix.is_empty() {
                 // Bytes detection consumed go first, then zero-copy.
@@ -50,7 +50,7 @@ pub async fn relay(
                     .read
                     .fetch_add(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
-            crate::splice::relay(&client, &upstream, &counts.read, &counts.written).await?;
+            crate::splice::relay(&mut client, &mut upstream, &counts.read, &counts.written).await?;
             Ok(())
         }
         Some(chain) => relay_inspected(client, upstream, chain, counts).await,
