@@ -3,7 +3,7 @@
 //! in bytes, low-cardinality labels only.
 
 use podwarden_policy::{Action, AppProtocol, Decision, Direction};
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct ProxyMetrics {
@@ -13,6 +13,37 @@ pub struct ProxyMetrics {
     pub bytes: IntCounterVec,
     pub errors: IntCounterVec,
     pub inspector_blocks: IntCounterVec,
+    hot: Hot,
+}
+
+/// Children of the per-request and per-connection series, resolved once:
+/// `with_label_values` hashes the labels and takes a lock on every call.
+/// Indexed by [`dir_index`] (and verdict / stream).
+#[derive(Clone)]
+struct Hot {
+    active: [IntGauge; 2],
+    /// `[direction][allow, deny, would_deny]`
+    requests: [[IntCounter; 3]; 2],
+    /// `[direction][sent, received]`
+    bytes: [[IntCounter; 2]; 2],
+}
+
+const DIRS: [&str; 2] = ["inbound", "outbound"];
+const VERDICTS: [&str; 3] = ["allow", "deny", "would_deny"];
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Inbound => 0,
+        Direction::Outbound => 1,
+    }
+}
+
+fn verdict_index(d: &Decision) -> usize {
+    match verdict_label(d) {
+        "allow" => 0,
+        "deny" => 1,
+        _ => 2,
+    }
 }
 
 pub fn direction_label(d: Direction) -> &'static str {
@@ -79,7 +110,13 @@ impl ProxyMetrics {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(active.clone()))?;
+        let hot = Hot {
+            active: DIRS.map(|d| active.with_label_values(&[d])),
+            requests: DIRS.map(|d| VERDICTS.map(|v| requests.with_label_values(&[d, v]))),
+            bytes: DIRS.map(|d| ["sent", "received"].map(|s| bytes.with_label_values(&[d, s]))),
+        };
         Ok(ProxyMetrics {
+            hot,
             connections,
             active,
             requests,
@@ -100,11 +137,19 @@ impl ProxyMetrics {
     }
 
     pub fn bytes(&self, dir: Direction, sent: u64, received: u64) {
-        let d = direction_label(dir);
-        self.bytes.with_label_values(&[d, "sent"]).inc_by(sent);
-        self.bytes
-            .with_label_values(&[d, "received"])
-            .inc_by(received);
+        let [s, r] = &self.hot.bytes[dir_index(dir)];
+        s.inc_by(sent);
+        r.inc_by(received);
+    }
+
+    /// One HTTP request decided.
+    pub fn request(&self, dir: Direction, decision: &Decision) {
+        self.hot.requests[dir_index(dir)][verdict_index(decision)].inc();
+    }
+
+    /// The open-connections gauge for `dir`.
+    pub fn active(&self, dir: Direction) -> &IntGauge {
+        &self.hot.active[dir_index(dir)]
     }
 
     pub fn error(&self, dir: Direction, stage: &'static str) {

@@ -272,18 +272,18 @@ pub async fn read_detect<S: AsyncRead + Unpin>(
     Ok(detected)
 }
 
-struct ActiveGuard<'a>(&'a ProxyMetrics, &'static str);
+struct ActiveGuard<'a>(&'a prometheus::IntGauge);
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        self.0.active.with_label_values(&[self.1]).dec();
+        self.0.dec();
     }
 }
 
 async fn handle_conn(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr, dir: Direction) {
     let m = &shared.metrics;
     let d = direction_label(dir);
-    m.active.with_label_values(&[d]).inc();
-    let _active = ActiveGuard(m, d);
+    m.active(dir).inc();
+    let _active = ActiveGuard(m.active(dir));
     let started = Instant::now();
     let start_ms = now_ms();
     let _ = stream.set_nodelay(true);

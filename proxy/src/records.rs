@@ -38,8 +38,33 @@ impl Default for IdGen {
 impl IdGen {
     pub fn next(&self, at_ms: u64) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{at_ms:x}-{:x}-{n:x}", self.pid)
+        // By hand: one id per request, and `format!` costs more than the
+        // rest of making the record.
+        let mut id = String::with_capacity(36);
+        push_hex(&mut id, at_ms);
+        id.push('-');
+        push_hex(&mut id, u64::from(self.pid));
+        id.push('-');
+        push_hex(&mut id, n);
+        id
     }
+}
+
+/// Appends `v` in lower-case hex without leading zeros (as `{:x}`).
+fn push_hex(s: &mut String, mut v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    // Hex digits are ASCII, so this never falls back.
+    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
 }
 
 struct Ring {
@@ -52,7 +77,9 @@ pub struct FlowLog {
     ring: Mutex<Ring>,
     subscriber: ArcSwapOption<mpsc::Sender<FlowRecord>>,
     ids: IdGen,
-    recorded: IntCounterVec,
+    /// `podwarden_flow_records_total` for connections and requests,
+    /// resolved once.
+    recorded_by_kind: [IntCounter; 2],
     dropped: IntCounter,
 }
 
@@ -79,7 +106,7 @@ impl FlowLog {
             }),
             subscriber: ArcSwapOption::empty(),
             ids: IdGen::default(),
-            recorded,
+            recorded_by_kind: ["connection", "request"].map(|k| recorded.with_label_values(&[k])),
             dropped,
         })
     }
@@ -102,10 +129,10 @@ impl FlowLog {
 
     pub fn record(&self, rec: FlowRecord) {
         let kind = match rec.kind {
-            podwarden_policy::RecordKind::Connection => "connection",
-            podwarden_policy::RecordKind::Request => "request",
+            podwarden_policy::RecordKind::Connection => 0,
+            podwarden_policy::RecordKind::Request => 1,
         };
-        self.recorded.with_label_values(&[kind]).inc();
+        self.recorded_by_kind[kind].inc();
         if let Some(tx) = self.subscriber.load().as_ref() {
             if tx.try_send(rec.clone()).is_err() {
                 self.dropped.inc();
@@ -199,6 +226,16 @@ mod tests {
             vec![4, 5]
         );
         assert_eq!(log.snapshot(Some("5")).len(), 2); // ended at >= 5 ms: 4+1, 5+1
+    }
+
+    #[test]
+    fn ids_are_hex_like_format() {
+        let ids = IdGen::default();
+        for at in [0u64, 1, 0xf, 0x10, 0x18c2f5e1a3b, u64::MAX] {
+            let id = ids.next(at);
+            let n = ids.counter.load(Ordering::Relaxed) - 1;
+            assert_eq!(id, format!("{at:x}-{:x}-{n:x}", std::process::id()));
+        }
     }
 
     #[test]

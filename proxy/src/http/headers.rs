@@ -77,7 +77,7 @@ pub fn host_without_port(authority: &str) -> String {
     let a = authority.trim();
     let host = if let Some(rest) = a.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
-    } else if a.matches(':').count() == 1 {
+    } else if a.bytes().filter(|&b| b == b':').count() == 1 {
         a.split(':').next().unwrap_or(a)
     } else {
         a
@@ -138,46 +138,90 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-const HOP_BY_HOP: [HeaderName; 5] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("keep-alive"),
-];
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The headers that are always hop-by-hop, as bits of a presence mask.
+const CONNECTION_BIT: u8 = 1;
+const TE_BIT: u8 = 2;
+const TRANSFER_ENCODING_BIT: u8 = 4;
+const UPGRADE_BIT: u8 = 8;
+const KEEP_ALIVE_BIT: u8 = 16;
+const PROXY_CONNECTION_BIT: u8 = 32;
+
+fn fixed_hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == header::CONNECTION {
+        CONNECTION_BIT
+    } else if name == header::TE {
+        TE_BIT
+    } else if name == header::TRANSFER_ENCODING {
+        TRANSFER_ENCODING_BIT
+    } else if name == header::UPGRADE {
+        UPGRADE_BIT
+    } else if name == KEEP_ALIVE {
+        KEEP_ALIVE_BIT
+    } else if name == PROXY_CONNECTION {
+        PROXY_CONNECTION_BIT
+    } else {
+        0
+    }
+}
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): those named in
 /// `Connection` and the fixed set. When forwarding an upgrade, `Connection:
 /// upgrade` and `Upgrade` are end-to-end for this exchange and are kept.
 /// Proxy-Authorization is kept: a transparent proxy is not the hop it is for.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        if keep_upgrade && name == header::UPGRADE {
-            continue;
-        }
-        headers.remove(&name);
+    // One pass over the names finds which of the fixed set are present, so
+    // the usual message (none, or just `Connection: keep-alive`) costs no
+    // lookups of absent names and no allocation. Without `Connection`
+    // nothing is named, so the fixed set is all there is to remove.
+    let present = headers.keys().fold(0u8, |m, k| m | fixed_hop_by_hop_bit(k));
+    if present == 0 && !keep_upgrade {
+        return;
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    for name in HOP_BY_HOP.iter() {
-        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
+    if present & CONNECTION_BIT != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            // The usual token; the fixed set below removes that header anyway.
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            if keep_upgrade && name == header::UPGRADE {
+                continue;
+            }
+            headers.remove(&name);
+        }
+    }
+    let te_trailers = present & TE_BIT != 0
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+    let fixed = [
+        (CONNECTION_BIT, header::CONNECTION),
+        (TE_BIT, header::TE),
+        (TRANSFER_ENCODING_BIT, header::TRANSFER_ENCODING),
+        (UPGRADE_BIT, header::UPGRADE),
+        (KEEP_ALIVE_BIT, KEEP_ALIVE),
+        (PROXY_CONNECTION_BIT, PROXY_CONNECTION),
+    ];
+    for (bit, name) in fixed {
+        if present & bit == 0
+            || (keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE))
+        {
             continue;
         }
         headers.remove(name);
     }
-    headers.remove("proxy-connection");
     if keep_upgrade {
         headers.insert(
             header::CONNECTION,
@@ -306,6 +350,35 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h[header::UPGRADE], "websocket");
         assert_eq!(h[header::CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn each_fixed_hop_by_hop_header_goes_alone() {
+        // Without `Connection` the fast path decides; it must still see each.
+        for name in [
+            "te",
+            "transfer-encoding",
+            "upgrade",
+            "keep-alive",
+            "proxy-connection",
+            "connection",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_static(name), "x".parse().unwrap());
+            h.insert("x-app", "kept".parse().unwrap());
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(
+                h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+                ["x-app"],
+                "{name}"
+            );
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "a".parse().unwrap());
+        h.insert("x-app", "kept".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
     }
 
     #[test]

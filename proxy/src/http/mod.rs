@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 
 use crate::inspect::{Block, RequestChain, Verdict};
-use crate::metrics::{direction_label, verdict_label};
+use crate::metrics::direction_label;
 use crate::proxy::Shared;
 use crate::records::now_ms;
 use body::{lock, BlockSlot, Phase, TapBody};
@@ -139,7 +139,7 @@ impl Drop for RequestRecord {
             flow: std::mem::replace(&mut self.flow, placeholder_flow()),
             bytes_sent: self.sent.load(Ordering::Relaxed),
             bytes_received: self.received.load(Ordering::Relaxed),
-            decision: self.decision.clone(),
+            decision: std::mem::replace(&mut self.decision, Decision::allow_learning()),
             kind: RecordKind::Request,
             status: self.status,
         };
@@ -198,11 +198,7 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
     }
 
     rec.decision = shared.hook.decide(&rec.flow);
-    shared
-        .metrics
-        .requests
-        .with_label_values(&[direction_label(dir), verdict_label(&rec.decision)])
-        .inc();
+    shared.metrics.request(dir, &rec.decision);
     if !rec.decision.is_allowed() {
         info!(event_id = %rec.id, direction = direction_label(dir), peer = %rec.flow.peer,
               http = ?rec.flow.http, rule = rec.decision.rule_label(), "http request denied");
@@ -263,6 +259,12 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
         (None, None) => http_body_util::Empty::new()
             .map_err(|never| match never {})
             .boxed(),
+        // Nothing to count or inspect: no wrapper (and no allocation for it).
+        (None, Some(body)) if chain.is_none() && body.is_end_stream() => {
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed()
+        }
         (None, Some(body)) => {
             let empty = body.is_end_stream();
             let tap = TapBody::new(

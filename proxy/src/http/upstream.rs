@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use thiserror::Error;
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -61,7 +61,30 @@ pub struct UpstreamPool {
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
-    connects: IntCounterVec,
+    connects: Connects,
+}
+
+/// The children of `podwarden_upstream_http_connections_total`, resolved
+/// once (one of them is bumped on every request).
+struct Connects {
+    h1_reused: IntCounter,
+    h1_pooled: IntCounter,
+    h1_new: IntCounter,
+    h2_shared: IntCounter,
+    h2_new: IntCounter,
+}
+
+impl Connects {
+    fn new(v: &IntCounterVec) -> Self {
+        let c = |p: &str, o: &str| v.with_label_values(&[p, o]);
+        Connects {
+            h1_reused: c("http1", "reused"),
+            h1_pooled: c("http1", "pooled"),
+            h1_new: c("http1", "new"),
+            h2_shared: c("http2", "shared"),
+            h2_new: c("http2", "new"),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -92,7 +115,7 @@ impl UpstreamPool {
             max_idle,
             idle_timeout,
             connect_timeout,
-            connects,
+            connects: Connects::new(&connects),
         })
     }
 
@@ -154,12 +177,12 @@ impl UpstreamPool {
         if let Some(mut s) = own {
             // The previous response may still be finishing; wait for it.
             if s.ready().await.is_ok() {
-                self.connects.with_label_values(&["http1", "reused"]).inc();
+                self.connects.h1_reused.inc();
                 return Ok(s);
             }
         }
         if let Some(s) = self.take_idle(dst) {
-            self.connects.with_label_values(&["http1", "pooled"]).inc();
+            self.connects.h1_pooled.inc();
             return Ok(s);
         }
         let io = self.dial(dst).await?;
@@ -172,7 +195,7 @@ impl UpstreamPool {
                 debug!(%dst, error = %e, "upstream http1 connection ended");
             }
         });
-        self.connects.with_label_values(&["http1", "new"]).inc();
+        self.connects.h1_new.inc();
         Ok(sender)
     }
 
@@ -194,7 +217,7 @@ impl UpstreamPool {
     ) -> Result<http2::SendRequest<ReqBody>, UpstreamError> {
         if let Some(s) = lock(&self.h2).get(&dst) {
             if !s.is_closed() {
-                self.connects.with_label_values(&["http2", "shared"]).inc();
+                self.connects.h2_shared.inc();
                 return Ok(s.clone());
             }
         }
@@ -208,7 +231,7 @@ impl UpstreamPool {
                 debug!(%dst, error = %e, "upstream http2 connection ended");
             }
         });
-        self.connects.with_label_values(&["http2", "new"]).inc();
+        self.connects.h2_new.inc();
         lock(&self.h2).insert(dst, sender.clone());
         Ok(sender)
     }
