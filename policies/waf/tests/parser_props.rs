@@ -95,7 +95,13 @@ fn include_loops_are_errors() {
     std::fs::write(t.0.join("self.conf"), "Include self.conf\n").unwrap();
     std::fs::write(t.0.join("a.conf"), "SecMarker A\nInclude b.conf\n").unwrap();
     std::fs::write(t.0.join("b.conf"), "SecMarker B\nInclude a.conf\n").unwrap();
-    for f in ["self.conf", "a.conf"] {
+    // Two files that include each other by glob: an exponential load
+    // (2^32 files) without loop detection.
+    std::fs::create_dir_all(t.0.join("glob")).unwrap();
+    for f in ["glob/x.conf", "glob/y.conf"] {
+        std::fs::write(t.0.join(f), "SecMarker G\nInclude *.conf\n").unwrap();
+    }
+    for f in ["self.conf", "a.conf", "glob/x.conf"] {
         let e = podwarden_waf::load_file(&t.0.join(f)).unwrap_err();
         let text = e.to_string();
         assert!(text.contains("Include"), "{f}: {text}");

@@ -39,6 +39,8 @@ pub struct Loader {
     pending: Option<(Rule, bool)>,
     errors: Vec<LoadError>,
     depth: usize,
+    /// Files being loaded (canonical paths): an Include of one of them is a loop.
+    including: Vec<PathBuf>,
     chains: Vec<Vec<Transform>>,
 }
 
@@ -57,6 +59,7 @@ impl Loader {
             pending: None,
             errors: Vec::new(),
             depth: 0,
+            including: Vec::new(),
             chains: Vec::new(),
         }
     }
@@ -71,6 +74,16 @@ impl Loader {
             ));
             return;
         }
+        // Without this, two files that Include each other by glob load 2^32 times.
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if self.including.contains(&key) {
+            self.errors.push(LoadError::new(
+                &name,
+                0,
+                "Include loop: the file includes itself",
+            ));
+            return;
+        }
         match std::fs::read(path) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
@@ -79,7 +92,9 @@ impl Loader {
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| PathBuf::from("."));
                 self.depth += 1;
+                self.including.push(key);
                 self.load_str(&text, &name, &dir);
+                self.including.pop();
                 self.depth -= 1;
             }
             Err(e) => self
