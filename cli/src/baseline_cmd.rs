@@ -332,7 +332,9 @@ fn run_cluster(args: Args) -> Result<i32> {
             Cmd::Reject { rules, by, reason } => {
                 cluster::baseline::reject(client, &t, &rules, &by, reason.as_deref(), out).await
             }
-            _ => bail!("only diff, approve and reject work with --cluster; the others use the local store"),
+            _ => bail!(
+                "only diff, approve and reject work with --cluster; the others use the local store"
+            ),
         }
     })
 }
