@@ -133,6 +133,7 @@ fn cause(id: u64, side: &str, var: Option<&str>, req: &Request) -> (&'static str
         .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
         .unwrap_or_default();
     let var = var.unwrap_or("");
+    let ends_lf = req.body.ends_with(b"\n") || req.uri.to_ascii_lowercase().ends_with("%0a");
     let has_lf = req.body.contains(&b'\n') || req.uri.to_ascii_lowercase().contains("%0a");
     let r = |c: &'static str, s: &str| (c, s.to_string());
     match (id, side) {
@@ -150,6 +151,7 @@ fn cause(id: u64, side: &str, var: Option<&str>, req: &Request) -> (&'static str
         (930130, ONLY_OURS) => r(MODSEC_WRONG, "@pmFromFile: restricted-files.data's `.env` occurs in the path; libmodsecurity 3.0.9's Aho-Corasick misses it (ModSecurity @pm matches substrings)"),
         (_, ONLY_OURS) if has_lf && ct.starts_with("application/x-www-form-urlencoded") => r(UNJUDGED, "the value contains a line break: PCRE (libmodsecurity) and podwarden's regex translation differ on it"),
         (920250, ONLY_MODSEC) => r(UNJUDGED, "libmodsecurity logs 920250 although its chain head (TX:CRS_VALIDATE_UTF8_ENCODING @eq 1) is unset in this configuration"),
+        (_, ONLY_MODSEC) if var.contains("ARGS") && ends_lf => r(OURS_WRONG, "the value ends with a newline: PCRE's `$` (CRS's regex dialect) also matches before a final newline, podwarden's translated `$` does not"),
         (_, ONLY_MODSEC) if var.contains("ARGS") && has_lf => r(UNJUDGED, "the value contains a line break: PCRE (libmodsecurity) and podwarden's regex translation differ on it (e.g. `$` before a final newline)"),
         (_, ONLY_MODSEC) if var.starts_with("ARGS") || var.starts_with("XML") => r(UNJUDGED, "regex semantics: PCRE in libmodsecurity matches this value, podwarden's regex does not; the CRS test does not say which is right"),
         _ => r(UNJUDGED, "not analysed yet"),
