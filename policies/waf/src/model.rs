@@ -285,6 +285,9 @@ pub struct Link {
     pub capture: bool,
     pub multi_match: bool,
     pub line: usize,
+    /// Slot in the prefilter of this link's transformation chain (set at
+    /// load by [`crate::prefilter::Prefilter::build`]; `None`: always run).
+    pub prefilter: Option<u32>,
 }
 
 /// A rule or SecAction (whose single link has no targets and always matches).

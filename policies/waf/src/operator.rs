@@ -276,7 +276,7 @@ pub fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     if n.len() > h.len() {
         return None;
     }
-    h.windows(n.len()).position(|w| w == n)
+    memchr::memmem::find(h, n)
 }
 
 pub fn ip_match(nets: &[IpNet], value: &[u8]) -> bool {

@@ -8,6 +8,9 @@ pub enum CompiledRegex {
     Fancy(fancy_regex::Regex),
 }
 
+/// Prefix of `as_str()` of a `Fast` regex compiled in Unicode mode.
+pub(crate) const UNICODE_MARK: &str = "(?u)";
+
 /// PCRE without UTF reads `\x{bc}` as the byte 0xBC; the regex crate in
 /// byte mode does so only for `\xbc`, so rewrite the braced form.
 fn byte_escapes(pat: &str) -> String {
@@ -53,7 +56,9 @@ impl CompiledRegex {
             Ok(r) => Ok(CompiledRegex::Fast(r)),
             Err(fast_err) => {
                 // Byte-mode rejected it: Unicode literals or PCRE-only syntax.
-                if let Ok(r) = regex::bytes::RegexBuilder::new(pat)
+                // The `(?u)` prefix (already the default here) marks the mode
+                // in `as_str()` for the prefilter's literal analysis.
+                if let Ok(r) = regex::bytes::RegexBuilder::new(&format!("{UNICODE_MARK}{pat}"))
                     .size_limit(64 << 20)
                     .build()
                 {

@@ -2,6 +2,7 @@
 //! programs with skipAfter jumps resolved at load.
 
 use crate::model::{EngineMode, Item};
+use crate::prefilter::Prefilter;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -63,10 +64,13 @@ pub struct RuleSet {
     pub config: Config,
     pub phases: [Phase; 5],
     pub rule_count: usize,
+    /// Literal gates in front of the operators (see [`crate::prefilter`]).
+    pub prefilter: Prefilter,
 }
 
 impl RuleSet {
-    pub fn new(config: Config, phases: [Vec<Item>; 5]) -> RuleSet {
+    pub fn new(config: Config, mut phases: [Vec<Item>; 5]) -> RuleSet {
+        let prefilter = Prefilter::build(&mut phases);
         let mut rule_count = 0;
         let phases = phases.map(|items| {
             let mut markers: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -100,6 +104,7 @@ impl RuleSet {
             config,
             phases,
             rule_count,
+            prefilter,
         }
     }
 

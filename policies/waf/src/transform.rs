@@ -118,6 +118,14 @@ fn x2c(a: u8, b: u8) -> u8 {
 
 /// Returns `None` when the value is unchanged, saving a copy.
 pub fn apply(t: Transform, s: &[u8]) -> Option<Vec<u8>> {
+    if unchanged(t, s) {
+        return None;
+    }
+    rewrite(t, s)
+}
+
+/// The transformation itself (`None`: unchanged).
+fn rewrite(t: Transform, s: &[u8]) -> Option<Vec<u8>> {
     use Transform::*;
     let out = match t {
         Lowercase => {
@@ -188,6 +196,37 @@ pub fn apply(t: Transform, s: &[u8]) -> Option<Vec<u8>> {
         ParityZero7bit => s.iter().map(|&c| c & 0x7f).collect(),
     };
     Some(out)
+}
+
+/// True when `t` would return `s` as it is: benign values mostly contain
+/// nothing a decoder acts on, so most transformations then cost a scan
+/// instead of a copy. Each test mirrors the function's only rewrite triggers.
+fn unchanged(t: Transform, s: &[u8]) -> bool {
+    use Transform::*;
+    let has = |n: &[u8]| memchr::memmem::find(s, n).is_some();
+    let any = |set: &[u8]| s.iter().any(|c| set.contains(c));
+    match t {
+        UrlDecode | UrlDecodeUni => memchr::memchr2(b'%', b'+', s).is_none(),
+        HtmlEntityDecode => memchr::memchr(b'&', s).is_none(),
+        JsDecode | CssDecode | EscapeSeqDecode => memchr::memchr(b'\\', s).is_none(),
+        Utf8ToUnicode => s.is_ascii(),
+        SqlHexDecode => !s
+            .windows(2)
+            .any(|w| w[0] == b'0' && (w[1] == b'x' || w[1] == b'X')),
+        ReplaceComments => !has(b"/*"),
+        RemoveComments => !has(b"/*") && !has(b"--") && memchr::memchr(b'#', s).is_none(),
+        RemoveCommentsChar => {
+            !has(b"/*") && !has(b"*/") && !has(b"--") && memchr::memchr(b'#', s).is_none()
+        }
+        CompressWhitespace | RemoveWhitespace => !s.iter().any(|&c| is_ws(c) || c == 0xa0),
+        Trim => s.first().is_none_or(|&c| !is_ws(c)) && s.last().is_none_or(|&c| !is_ws(c)),
+        TrimLeft => s.first().is_none_or(|&c| !is_ws(c)),
+        TrimRight => s.last().is_none_or(|&c| !is_ws(c)),
+        ReplaceNulls => memchr::memchr(0, s).is_none(),
+        Uppercase => !s.iter().any(|c| c.is_ascii_lowercase()),
+        CmdLine => !any(b"\"'\\^ ,;\t\r\n") && !s.iter().any(|c| c.is_ascii_uppercase()),
+        _ => false,
+    }
 }
 
 fn parity(c: u8, even: bool) -> u8 {
@@ -427,6 +466,57 @@ mod tests {
             "/etc/passwd"
         );
         assert_eq!(t(Transform::NormalizePathWin, "a\\..\\..\\x"), "../x");
+    }
+
+    #[test]
+    fn unchanged_shortcut_agrees_with_the_functions() {
+        use Transform::*;
+        let all = [
+            UrlDecode,
+            UrlDecodeUni,
+            HtmlEntityDecode,
+            JsDecode,
+            CssDecode,
+            EscapeSeqDecode,
+            Utf8ToUnicode,
+            SqlHexDecode,
+            ReplaceComments,
+            RemoveComments,
+            RemoveCommentsChar,
+            CompressWhitespace,
+            RemoveWhitespace,
+            Trim,
+            TrimLeft,
+            TrimRight,
+            ReplaceNulls,
+            Uppercase,
+            CmdLine,
+            Lowercase,
+            RemoveNulls,
+        ];
+        let inputs: [&[u8]; 12] = [
+            b"",
+            b"plain",
+            b"Mixed Case",
+            b" pad ",
+            b"a%41+b",
+            b"&lt;x",
+            b"a\\x41",
+            b"0x41 0X",
+            b"/* c */ -- #",
+            b"x\0y",
+            b"\xc3\xa9t\xe9",
+            b"c^a\"t/etc,x;y",
+        ];
+        for t in all {
+            for i in inputs {
+                if unchanged(t, i) {
+                    // The rewrite itself, bypassing the shortcut.
+                    let full = rewrite(t, i).unwrap_or_else(|| i.to_vec());
+                    assert_eq!(full, i, "{t:?} on {i:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -437,6 +437,7 @@ impl Loader {
                 capture: a.capture,
                 multi_match: a.multi_match,
                 line,
+                prefilter: None,
             });
             if a.chain {
                 self.pending = Some((rule, true));
@@ -482,6 +483,7 @@ impl Loader {
                 capture,
                 multi_match,
                 line,
+                prefilter: None,
             }],
             disruptive,
             status,

@@ -391,9 +391,9 @@ pub fn excluded(v: &Val<'_>, exclusions: &[&Target]) -> bool {
 }
 
 /// Expands `%{...}` macros; a missing variable expands to nothing.
-pub fn expand(m: &MacroString, req: &ReqVars, st: &TxState) -> Vec<u8> {
+pub fn expand<'m>(m: &'m MacroString, req: &ReqVars, st: &TxState) -> Cow<'m, [u8]> {
     if let Some(l) = m.literal() {
-        return l.as_bytes().to_vec();
+        return Cow::Borrowed(l.as_bytes());
     }
     let mut o = Vec::new();
     for p in &m.parts {
@@ -420,5 +420,5 @@ pub fn expand(m: &MacroString, req: &ReqVars, st: &TxState) -> Vec<u8> {
             }
         }
     }
-    o
+    Cow::Owned(o)
 }

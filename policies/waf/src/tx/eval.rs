@@ -2,9 +2,10 @@
 //! chain link, whole-chain match for logging and disruption, skipAfter.
 
 use super::collect::{collect, excluded, expand, Val};
-use super::{Interruption, MatchedRule, ReqVars, Transaction};
+use super::{Interruption, MatchedRule, ReqVars, Transaction, TxState};
 use crate::model::{
-    AllowScope, Ctl, Disruptive, EngineMode, Item, Link, Rule, RunAction, SetVarOp, Target, VarKind,
+    AllowScope, Ctl, Disruptive, EngineMode, Item, Link, Rule, RunAction, Selector, SetVarOp,
+    Target, VarKind,
 };
 use crate::operator::{atoi, contains_word, find, invalid_url_encoding, ip_match, OpKind};
 use crate::transform;
@@ -18,7 +19,7 @@ impl Transaction<'_> {
         // The request variables are fixed during a phase: taking them out lets
         // rules borrow values while actions mutate the transaction state.
         let req = std::mem::take(&mut self.req);
-        self.tcache.clear();
+        self.cache.clear(self.rs.prefilter.chain_count);
         self.run_phase_with(&req, phase);
         self.req = req;
     }
@@ -136,7 +137,10 @@ impl Transaction<'_> {
             self.run_actions(req, link);
             return true;
         }
-        let mut values: Vec<Val<'q>> = Vec::new();
+        if !self.link_may_match(req, link) {
+            return false;
+        }
+        let mut values: Vec<Val<'q>> = recycle(std::mem::take(&mut self.vbuf));
         {
             let mut excl: Vec<&Target> = link.targets.iter().filter(|t| t.exclude).collect();
             self.runtime_exclusions(rule, &mut excl);
@@ -187,7 +191,55 @@ impl Transaction<'_> {
             }
             self.run_actions(req, link);
         }
+        self.vbuf = recycle(values);
         any
+    }
+
+    /// False when the prefilter proves that no value of the link's targets
+    /// can match: its slot is set for none of the values of the whole
+    /// collections it targets (selectors and exclusions only remove values).
+    fn link_may_match(&mut self, req: &ReqVars, link: &Link) -> bool {
+        if !self.prefilter {
+            return true;
+        }
+        let (Some(slot), Some(cf)) = (link.prefilter, self.rs.prefilter.chain(link.tchain)) else {
+            return true;
+        };
+        let included = || link.targets.iter().filter(|t| !t.exclude);
+        if !included().all(|t| !t.count && from_request(t.kind)) {
+            return true;
+        }
+        for t in included() {
+            let off = match self.cache.union(t.kind, link.tchain) {
+                Some(o) => o,
+                None => {
+                    let mut vals: Vec<Val<'_>> = Vec::new();
+                    if t.kind == VarKind::Xml {
+                        // The selector picks text or attributes: take both.
+                        for k in ["/*", "@"] {
+                            collect(req, &self.st, t.kind, &Selector::Key(k.into()), &mut vals);
+                        }
+                    } else {
+                        collect(req, &self.st, t.kind, &Selector::All, &mut vals);
+                    }
+                    if vals.iter().any(|v| matches!(v.value, Cow::Owned(_))) {
+                        return true;
+                    }
+                    let kind = t.kind;
+                    self.cache.build_union(
+                        kind,
+                        link.tchain,
+                        &link.transforms,
+                        cf,
+                        vals.iter().map(|v| &*v.value),
+                    )
+                }
+            };
+            if self.cache.union_has(off, slot) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Runs the operator on the transformed value (each step with multiMatch).
@@ -200,14 +252,19 @@ impl Transaction<'_> {
     ) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
         if link.multi_match {
             let mut cur: Cow<[u8]> = Cow::Borrowed(value);
-            let (m, c) = self.op(req, link, &cur);
+            let (m, c) = op(req, &self.st, link, &cur);
             if m {
                 return (true, c, cur.into_owned());
             }
             for t in &link.transforms {
                 if let Some(n) = transform::apply(*t, &cur) {
+                    // The same bytes give the same answer (nothing runs between
+                    // these calls): only a changed value is worth another call.
+                    if n[..] == cur[..] {
+                        continue;
+                    }
                     cur = Cow::Owned(n);
-                    let (m, c) = self.op(req, link, &cur);
+                    let (m, c) = op(req, &self.st, link, &cur);
                     if m {
                         return (true, c, cur.into_owned());
                     }
@@ -215,86 +272,32 @@ impl Transaction<'_> {
             }
             return (false, None, Vec::new());
         }
-        if link.transforms.is_empty() {
-            let (m, c) = self.op(req, link, value);
-            return (m, c, if m { value.to_vec() } else { Vec::new() });
+        if !from_req {
+            let v = transform::apply_all(&link.transforms, value);
+            let (m, c) = op(req, &self.st, link, &v);
+            return (m, c, if m { v.into_owned() } else { Vec::new() });
         }
         // Values borrowed from the request are stable for the phase: cache
-        // their transformed form per transformation chain.
-        let key = (value.as_ptr() as usize, value.len(), link.tchain);
-        if from_req {
-            if let Some(t) = self.tcache.get(&key) {
-                let t = std::mem::take(&mut *t.borrow_mut());
-                let (m, c) = self.op(req, link, &t);
-                let out = if m { t.clone() } else { Vec::new() };
-                if let Some(slot) = self.tcache.get(&key) {
-                    *slot.borrow_mut() = t;
+        // their transformed form, prefilter scan and pure operator results.
+        let idx = self.cache.entry(value, link.tchain, &link.transforms);
+        if let Some(slot) = link.prefilter {
+            if let Some(cf) = self.rs.prefilter.chain(link.tchain) {
+                if self.prefilter && !self.cache.allows(idx, cf, slot, value) {
+                    return (false, None, Vec::new());
                 }
-                return (m, c, out);
             }
         }
-        let v = transform::apply_all(&link.transforms, value).into_owned();
-        let (m, c) = self.op(req, link, &v);
-        let out = if m { v.clone() } else { Vec::new() };
-        if from_req {
-            self.tcache.insert(key, std::cell::RefCell::new(v));
+        let memo = self.cache.memo_key(idx, link);
+        let v = self.cache.value(idx, value);
+        if let Some(m) = memo.and_then(|k| self.cache.memo_get(k)) {
+            return (m, None, if m { v.to_vec() } else { Vec::new() });
+        }
+        let (m, c) = op(req, &self.st, link, v);
+        let out = if m { v.to_vec() } else { Vec::new() };
+        if let Some(k) = memo {
+            self.cache.memo_put(k, m);
         }
         (m, c, out)
-    }
-
-    fn op(&self, req: &ReqVars, link: &Link, v: &[u8]) -> (bool, Option<Vec<Vec<u8>>>) {
-        let op = &link.operator;
-        let ex = |m| expand(m, req, &self.st);
-        let mut caps = None;
-        let m = match &op.kind {
-            OpKind::Rx(r) => {
-                let m = r.is_match(v);
-                if m && link.capture && !op.negated {
-                    caps = r.captures(v);
-                }
-                m
-            }
-            OpKind::Pm(ac) => match ac.find(v) {
-                Some(m) => {
-                    if link.capture {
-                        caps = Some(vec![v[m.start()..m.end()].to_vec()]);
-                    }
-                    true
-                }
-                None => false,
-            },
-            OpKind::Streq(m) => ex(m) == v,
-            OpKind::Contains(m) => find(v, &ex(m)).is_some(),
-            OpKind::ContainsWord(m) => contains_word(v, &ex(m)),
-            OpKind::BeginsWith(m) => v.starts_with(&ex(m)),
-            OpKind::EndsWith(m) => v.ends_with(&ex(m)),
-            OpKind::Within(m) => find(&ex(m), v).is_some(),
-            OpKind::StrMatch(s) => find(v, s).is_some(),
-            OpKind::Eq(m) => atoi(v) == atoi(&ex(m)),
-            OpKind::Ge(m) => atoi(v) >= atoi(&ex(m)),
-            OpKind::Gt(m) => atoi(v) > atoi(&ex(m)),
-            OpKind::Le(m) => atoi(v) <= atoi(&ex(m)),
-            OpKind::Lt(m) => atoi(v) < atoi(&ex(m)),
-            OpKind::IpMatch(nets) => ip_match(nets, v),
-            OpKind::ValidateByteRange(allowed) => v.iter().any(|&b| !allowed[b as usize]),
-            OpKind::ValidateUrlEncoding => invalid_url_encoding(v),
-            OpKind::ValidateUtf8Encoding => std::str::from_utf8(v).is_err(),
-            OpKind::DetectSqli => {
-                let r = libinjectionrs::detect_sqli(v);
-                if r.is_injection() && link.capture {
-                    caps = Some(vec![r
-                        .fingerprint
-                        .as_ref()
-                        .map(|f| f.to_string().into_bytes())
-                        .unwrap_or_default()]);
-                }
-                r.is_injection()
-            }
-            OpKind::DetectXss => libinjectionrs::detect_xss(v).is_injection(),
-            OpKind::UnconditionalMatch => true,
-            OpKind::NoMatch => false,
-        };
-        (m != op.negated, caps)
     }
 
     fn run_actions(&mut self, req: &ReqVars, link: &Link) {
@@ -326,7 +329,7 @@ impl Transaction<'_> {
                 }
                 RunAction::SetEnv(k, v) => {
                     let k = String::from_utf8_lossy(&expand(k, req, &self.st)).into_owned();
-                    let v = expand(v, req, &self.st);
+                    let v = expand(v, req, &self.st).into_owned();
                     self.st.env.insert(k.to_ascii_lowercase(), v);
                 }
                 RunAction::Ctl(c) => self.ctl(c),
@@ -381,4 +384,106 @@ fn setvar_value(op: SetVarOp, cur: Option<&[u8]>, val: &[u8]) -> Option<Vec<u8>>
                 .into_bytes(),
         ),
     }
+}
+
+/// Runs a link's operator on an (already transformed) value.
+fn op(req: &ReqVars, st: &TxState, link: &Link, v: &[u8]) -> (bool, Option<Vec<Vec<u8>>>) {
+    let op = &link.operator;
+    let mut caps = None;
+    let m = match &op.kind {
+        OpKind::Rx(r) => {
+            let m = r.is_match(v);
+            if m && link.capture && !op.negated {
+                caps = r.captures(v);
+            }
+            m
+        }
+        OpKind::Pm(ac) => match ac.find(v) {
+            Some(m) => {
+                if link.capture {
+                    caps = Some(vec![v[m.start()..m.end()].to_vec()]);
+                }
+                true
+            }
+            None => false,
+        },
+        OpKind::Streq(m) => expand(m, req, st) == v,
+        OpKind::Contains(m) => find(v, &expand(m, req, st)).is_some(),
+        OpKind::ContainsWord(m) => contains_word(v, &expand(m, req, st)),
+        OpKind::BeginsWith(m) => v.starts_with(&expand(m, req, st)),
+        OpKind::EndsWith(m) => v.ends_with(&expand(m, req, st)),
+        OpKind::Within(m) => find(&expand(m, req, st), v).is_some(),
+        OpKind::StrMatch(s) => find(v, s).is_some(),
+        OpKind::Eq(m) => atoi(v) == atoi(&expand(m, req, st)),
+        OpKind::Ge(m) => atoi(v) >= atoi(&expand(m, req, st)),
+        OpKind::Gt(m) => atoi(v) > atoi(&expand(m, req, st)),
+        OpKind::Le(m) => atoi(v) <= atoi(&expand(m, req, st)),
+        OpKind::Lt(m) => atoi(v) < atoi(&expand(m, req, st)),
+        OpKind::IpMatch(nets) => ip_match(nets, v),
+        OpKind::ValidateByteRange(allowed) => v.iter().any(|&b| !allowed[b as usize]),
+        OpKind::ValidateUrlEncoding => invalid_url_encoding(v),
+        OpKind::ValidateUtf8Encoding => std::str::from_utf8(v).is_err(),
+        OpKind::DetectSqli => {
+            let r = libinjectionrs::detect_sqli(v);
+            if r.is_injection() && link.capture {
+                caps = Some(vec![r
+                    .fingerprint
+                    .as_ref()
+                    .map(|f| f.to_string().into_bytes())
+                    .unwrap_or_default()]);
+            }
+            r.is_injection()
+        }
+        OpKind::DetectXss => libinjectionrs::detect_xss(v).is_injection(),
+        OpKind::UnconditionalMatch => true,
+        OpKind::NoMatch => false,
+    };
+    (m != op.negated, caps)
+}
+
+/// Kinds whose values are all borrowed from the request (fixed during a
+/// phase), so their whole collection can be prefilter-scanned once.
+fn from_request(k: VarKind) -> bool {
+    use VarKind::*;
+    matches!(
+        k,
+        Args | ArgsNames
+            | ArgsGet
+            | ArgsGetNames
+            | ArgsPost
+            | ArgsPostNames
+            | RequestHeaders
+            | RequestHeadersNames
+            | RequestCookies
+            | RequestCookiesNames
+            | RequestUri
+            | RequestUriRaw
+            | RequestFilename
+            | RequestBasename
+            | RequestLine
+            | RequestMethod
+            | RequestProtocol
+            | QueryString
+            | RequestBody
+            | FullRequest
+            | Files
+            | FilesNames
+            | MultipartPartHeaders
+            | MultipartFilename
+            | MultipartName
+            | Xml
+            | ResponseBody
+            | ResponseHeaders
+            | ResponseHeadersNames
+    )
+}
+
+/// An empty vector with `v`'s allocation, for values of another lifetime
+/// (the per-link value list is reused instead of allocated per rule).
+fn recycle<'b>(mut v: Vec<Val<'_>>) -> Vec<Val<'b>> {
+    v.clear();
+    // In-place collection keeps the allocation: same element layout. (The
+    // lint's `.filter` could not change the element lifetime.)
+    #[allow(clippy::unnecessary_filter_map)]
+    v.into_iter().filter_map(|_| None).collect()
 }

@@ -1,6 +1,7 @@
 //! A transaction: one request (and optionally its response) evaluated
 //! against a shared [`RuleSet`], phase by phase.
 
+mod cache;
 mod collect;
 mod eval;
 mod request;
@@ -115,9 +116,12 @@ pub struct Transaction<'r> {
     /// Phases still to run are skipped once an interruption or `allow` says so.
     pub(crate) stop_request: bool,
     pub(crate) stop_all: bool,
-    /// Transformed request values by (address, length, transformation chain).
-    pub(crate) tcache:
-        std::collections::HashMap<(usize, usize, u32), std::cell::RefCell<Vec<u8>>, BuildFx>,
+    /// Transformed request values, prefilter scans and operator memo.
+    pub(crate) cache: cache::ValueCache,
+    /// Reused buffer for the values a link inspects.
+    pub(crate) vbuf: Vec<collect::Val<'static>>,
+    /// Whether the literal prefilter gates operators (see [`Self::set_prefilter`]).
+    pub(crate) prefilter: bool,
 }
 
 impl<'r> Transaction<'r> {
@@ -134,8 +138,17 @@ impl<'r> Transaction<'r> {
             outcome: Outcome::default(),
             stop_request: false,
             stop_all: false,
-            tcache: Default::default(),
+            cache: Default::default(),
+            vbuf: Vec::new(),
+            prefilter: true,
         }
+    }
+
+    /// Turns the literal prefilter on (the default) or off. Outcomes are
+    /// identical either way (tests/prefilter_equivalence.rs checks that);
+    /// off is only slower.
+    pub fn set_prefilter(&mut self, on: bool) {
+        self.prefilter = on;
     }
 
     pub fn engine(&self) -> EngineMode {
@@ -230,9 +243,16 @@ impl std::hash::Hasher for Fx {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(*b as u64);
+        let mut it = bytes.chunks_exact(8);
+        for c in &mut it {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
         }
+        let mut w = [0u8; 8];
+        let r = it.remainder();
+        w[..r.len()].copy_from_slice(r);
+        self.write_u64(u64::from_le_bytes(w) ^ ((r.len() as u64) << 59));
     }
     fn write_u64(&mut self, i: u64) {
         self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);

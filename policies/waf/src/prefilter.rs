@@ -1,0 +1,424 @@
+//! Rule-level literal prefilter.
+//!
+//! At load, each link whose operator can only match when one of a finite set
+//! of literals occurs in the (transformed) value gets a slot in the filter of
+//! its transformation chain. At run time one Aho-Corasick pass over a
+//! transformed value tells which slots' literals occur; a link whose slot is
+//! not set cannot match that value, so its operator is not run.
+//!
+//! Soundness: the literal sets are *necessary* conditions (a match implies
+//! that some literal occurs, ASCII case-insensitively), so skipping is exact.
+//! Only non-negated operators without `multiMatch` get a slot, and only on
+//! the value transformed by the link's own chain — the filter of chain `c`
+//! is only ever run on values transformed by `c`.
+
+use crate::model::{Item, Link};
+use crate::operator::OpKind;
+use crate::regex_compat::CompiledRegex;
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex_syntax::hir::literal::{ExtractKind, Extractor, Seq};
+use regex_syntax::hir::{
+    Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind, Repetition,
+};
+use std::collections::HashMap;
+
+/// Regex-derived sets larger than this are not worth a slot.
+const MAX_RX_LITERALS: usize = 400;
+
+/// One Aho-Corasick automaton over the literals of every gated link.
+///
+/// A scan of a value sets the slots of all links having a literal in it;
+/// a link consults the bitset of the value *transformed by its own chain*,
+/// so one automaton serves every chain (and a value that several chains
+/// leave unchanged is scanned once).
+#[derive(Debug)]
+pub struct ChainFilter {
+    ac: AhoCorasick,
+    /// For each literal (AC pattern id), the slots it enables.
+    lit_slots: Vec<Vec<u32>>,
+    slots: u32,
+}
+
+impl ChainFilter {
+    /// Number of 64-bit words a slot bitset takes.
+    pub fn words(&self) -> usize {
+        (self.slots as usize).div_ceil(64)
+    }
+
+    /// Sets, in `bits` (of `words()` length, zeroed), the slots whose
+    /// literals occur in `value`.
+    pub fn scan(&self, value: &[u8], bits: &mut [u64]) {
+        let mut seen_pat = 0u64;
+        for m in self.ac.find_overlapping_iter(value) {
+            let p = m.pattern().as_usize();
+            // Cheap repeat filter for the first 64 patterns; setting bits is idempotent anyway.
+            if p < 64 {
+                if seen_pat & (1 << p) != 0 {
+                    continue;
+                }
+                seen_pat |= 1 << p;
+            }
+            for &s in &self.lit_slots[p] {
+                bits[s as usize / 64] |= 1 << (s % 64);
+            }
+        }
+    }
+}
+
+/// The prefilter of a rule set.
+#[derive(Debug, Default)]
+pub struct Prefilter {
+    filter: Option<ChainFilter>,
+    /// Links that got a slot (for reporting).
+    pub filtered_links: usize,
+    pub total_links: usize,
+    /// Number of transformation chain ids in use (max id + 1).
+    pub chain_count: usize,
+}
+
+impl Prefilter {
+    /// Assigns slots to the links of `phases` and builds the automaton.
+    pub fn build(phases: &mut [Vec<Item>; 5]) -> Prefilter {
+        let mut lits_ids: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut lit_slots: Vec<Vec<u32>> = Vec::new();
+        let mut pf = Prefilter::default();
+        let mut slots = 0u32;
+        for items in phases.iter_mut() {
+            for it in items.iter_mut() {
+                let Item::Rule(r) = it else { continue };
+                for link in r.links.iter_mut() {
+                    pf.total_links += 1;
+                    pf.chain_count = pf.chain_count.max(link.tchain as usize + 1);
+                    link.prefilter = None;
+                    let Some(lits) = link_literals(link) else {
+                        continue;
+                    };
+                    let slot = slots;
+                    slots += 1;
+                    for l in lits {
+                        let n = lits_ids.len();
+                        let id = *lits_ids.entry(l).or_insert(n);
+                        if id == lit_slots.len() {
+                            lit_slots.push(Vec::new());
+                        }
+                        lit_slots[id].push(slot);
+                    }
+                    link.prefilter = Some(slot);
+                    pf.filtered_links += 1;
+                }
+            }
+        }
+        let mut pats: Vec<(usize, Vec<u8>)> = lits_ids.into_iter().map(|(l, i)| (i, l)).collect();
+        pats.sort();
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(pats.iter().map(|(_, l)| l));
+        match ac {
+            Ok(ac) if slots > 0 => {
+                pf.filter = Some(ChainFilter {
+                    ac,
+                    lit_slots,
+                    slots,
+                })
+            }
+            _ => {
+                // Without an automaton nothing is filtered: every link runs.
+                for items in phases.iter_mut() {
+                    for it in items.iter_mut() {
+                        if let Item::Rule(r) = it {
+                            r.links.iter_mut().for_each(|l| l.prefilter = None);
+                        }
+                    }
+                }
+                pf.filtered_links = 0;
+            }
+        }
+        pf
+    }
+
+    /// The automaton gating links of transformation chain `tchain` (the
+    /// same for every chain; the argument keeps callers chain-explicit).
+    pub fn chain(&self, _tchain: u32) -> Option<&ChainFilter> {
+        self.filter.as_ref()
+    }
+}
+
+/// Lower-cased literals at least one of which occurs (ASCII
+/// case-insensitively) in every value the link's operator matches; `None`
+/// when no such finite set is known.
+pub fn link_literals(link: &Link) -> Option<Vec<Vec<u8>>> {
+    let op = &link.operator;
+    if op.negated || link.multi_match {
+        return None;
+    }
+    let lits = match &op.kind {
+        OpKind::Rx(r) => rx_literals(r)?,
+        OpKind::Pm(_) => pm_words(op.name, &op.param)?,
+        OpKind::Streq(m)
+        | OpKind::Contains(m)
+        | OpKind::ContainsWord(m)
+        | OpKind::BeginsWith(m)
+        | OpKind::EndsWith(m) => vec![m.literal()?.as_bytes().to_vec()],
+        OpKind::StrMatch(s) => vec![s.clone()],
+        _ => return None,
+    };
+    let mut lits: Vec<Vec<u8>> = lits.into_iter().map(|l| l.to_ascii_lowercase()).collect();
+    if lits.is_empty() || lits.iter().any(|l| l.is_empty()) {
+        return None;
+    }
+    lits.sort();
+    lits.dedup();
+    Some(lits)
+}
+
+/// `@pm` words are its parameter; `@pmFromFile` phrases are not kept after
+/// load, so those links always run (their automaton is the check anyway).
+fn pm_words(name: &str, param: &str) -> Option<Vec<Vec<u8>>> {
+    if name != "pm" {
+        return None;
+    }
+    Some(
+        param
+            .split_whitespace()
+            .map(|w| w.as_bytes().to_vec())
+            .collect(),
+    )
+}
+
+fn rx_literals(r: &CompiledRegex) -> Option<Vec<Vec<u8>>> {
+    let CompiledRegex::Fast(re) = r else {
+        // fancy-regex matches a lossy UTF-8 copy with look-around: not analysed.
+        return None;
+    };
+    // CompiledRegex tries byte mode first (on the \x{..}-rewritten pattern),
+    // then Unicode mode (marked by a `(?u)` prefix): parse the text it
+    // compiled with the same syntax settings.
+    let text = re.as_str();
+    let hir = match text.strip_prefix(crate::regex_compat::UNICODE_MARK) {
+        Some(_) => regex_syntax::ParserBuilder::new()
+            .utf8(false)
+            .build()
+            .parse(text)
+            .ok()?,
+        None => regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(text)
+            .ok()?,
+    };
+    let out = necessary(&lower(&hir))?;
+    if out.is_empty() || out.len() > MAX_RX_LITERALS {
+        return None;
+    }
+    Some(out)
+}
+
+/// Maps every literal and class through ASCII lower-casing. If `s` matches
+/// `h`, then lowercase(`s`) matches `lower(h)` (assertions ignored, which
+/// literal extraction does anyway), so necessary literals of `lower(h)`
+/// occur case-insensitively in any match of `h` — without the 2^n literal
+/// blow-up that `(?i)` classes cause.
+fn lower(h: &Hir) -> Hir {
+    match h.kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(l) => Hir::literal(l.0.to_ascii_lowercase()),
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut set = [false; 256];
+            for r in c.ranges() {
+                for b in r.start()..=r.end() {
+                    set[b.to_ascii_lowercase() as usize] = true;
+                }
+            }
+            let mut ranges = Vec::new();
+            let mut i = 0usize;
+            while i < 256 {
+                if set[i] {
+                    let s = i;
+                    while i + 1 < 256 && set[i + 1] {
+                        i += 1;
+                    }
+                    ranges.push(ClassBytesRange::new(s as u8, i as u8));
+                }
+                i += 1;
+            }
+            Hir::class(Class::Bytes(ClassBytes::new(ranges)))
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut ranges = Vec::new();
+            for r in c.ranges() {
+                let (a, b) = (r.start(), r.end());
+                // The parts outside 'A'..='Z' stay; the part inside moves down.
+                if a < 'A' {
+                    ranges.push(ClassUnicodeRange::new(a, b.min('@')));
+                }
+                if b > 'Z' {
+                    ranges.push(ClassUnicodeRange::new(a.max('['), b));
+                }
+                let (ua, ub) = (a.max('A'), b.min('Z'));
+                if ua <= ub {
+                    ranges.push(ClassUnicodeRange::new(
+                        ua.to_ascii_lowercase(),
+                        ub.to_ascii_lowercase(),
+                    ));
+                }
+            }
+            Hir::class(Class::Unicode(ClassUnicode::new(ranges)))
+        }
+        HirKind::Look(l) => Hir::look(*l),
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(lower(&r.sub)),
+        }),
+        HirKind::Capture(c) => lower(&c.sub),
+        HirKind::Concat(xs) => Hir::concat(xs.iter().map(lower).collect()),
+        HirKind::Alternation(xs) => Hir::alternation(xs.iter().map(lower).collect()),
+    }
+}
+
+fn extractor() -> Extractor {
+    let mut e = Extractor::new();
+    e.kind(ExtractKind::Prefix)
+        .limit_class(8)
+        .limit_repeat(8)
+        .limit_literal_len(24)
+        .limit_total(256);
+    e
+}
+
+/// A finite, non-empty set of non-empty literals from a prefix sequence.
+fn seq_set(seq: &Seq) -> Option<Vec<Vec<u8>>> {
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.iter().any(|l| l.is_empty()) {
+        return None;
+    }
+    Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+/// Higher is a better filter: longer shortest literal, then fewer literals.
+fn score(s: &[Vec<u8>]) -> (usize, std::cmp::Reverse<usize>) {
+    let min = s.iter().map(Vec::len).min().unwrap_or(0);
+    (min.min(6), std::cmp::Reverse(s.len()))
+}
+
+fn best(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if score(&b) > score(&a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A set of literals at least one of which occurs in every match of `h`
+/// (as a substring of the matched text).
+fn necessary(h: &Hir) -> Option<Vec<Vec<u8>>> {
+    necessary_in(h, &extractor(), 0)
+}
+
+fn necessary_in(h: &Hir, ex: &Extractor, depth: usize) -> Option<Vec<Vec<u8>>> {
+    if depth > 64 {
+        return None;
+    }
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => None,
+        HirKind::Literal(_) | HirKind::Class(_) => seq_set(&ex.extract(h)),
+        HirKind::Capture(c) => necessary_in(&c.sub, ex, depth + 1),
+        HirKind::Repetition(r) => {
+            if r.min == 0 {
+                None
+            } else {
+                necessary_in(&r.sub, ex, depth + 1)
+            }
+        }
+        HirKind::Alternation(xs) => {
+            let mut union = Vec::new();
+            let mut ok = true;
+            for x in xs {
+                match necessary_in(x, ex, depth + 1) {
+                    Some(s) => union.extend(s),
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            let by_union = if ok { Some(union) } else { None };
+            best(by_union, seq_set(&ex.extract(h)))
+        }
+        HirKind::Concat(xs) => {
+            let mut b = None;
+            // Every child is necessary; so is every suffix's prefix set.
+            for (i, x) in xs.iter().enumerate().take(48) {
+                b = best(b, necessary_in(x, ex, depth + 1));
+                let suffix = Hir::concat(xs[i..].to_vec());
+                b = best(b, seq_set(&ex.extract(&suffix)));
+            }
+            b
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lits(p: &str) -> Option<Vec<String>> {
+        let r = CompiledRegex::new(p).unwrap();
+        let mut v: Vec<String> = rx_literals(&r)?
+            .into_iter()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .collect();
+        v.sort();
+        v.dedup();
+        Some(v)
+    }
+
+    #[test]
+    fn extracts_inner_literals_case_folded() {
+        assert_eq!(
+            lits(r"(?i)[\s\x0b]*union\s+select"),
+            Some(vec!["select".into()])
+        );
+        let ev = lits(r"(?i)\b(?:onload|onerror)\s*=").unwrap();
+        assert!(ev
+            .iter()
+            .all(|l| l.starts_with("onload") || l.starts_with("onerror")));
+        assert_eq!(lits(r"^.*$"), None);
+        assert_eq!(lits(r"a?b*"), None);
+        assert_eq!(lits(r"[a-z]+"), None);
+    }
+
+    #[test]
+    fn every_match_contains_a_literal() {
+        let pats = [
+            r"(?i)(?:\b(?:select|union)\b.{0,40}\bfrom)",
+            r"<script[^>]*>",
+            r"\x{bc}[^>\x{be}]*[>\x{be}]",
+            r"(?i)%u[fF]{2}[0-9a-f]{2}",
+            r#"["'`]\s*?(?:or|and)\s+\d"#,
+        ];
+        let inputs: [&[u8]; 6] = [
+            b"1 UNION all SELECT a FROM t",
+            b"<SCRIPT src=x>",
+            b"\xbcscript\xbe",
+            b"%UFF1c",
+            b"' OR 1",
+            b"nothing here",
+        ];
+        for p in pats {
+            let r = CompiledRegex::new(p).unwrap();
+            let Some(l) = rx_literals(&r) else { continue };
+            let ac = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&l)
+                .unwrap();
+            for i in inputs {
+                if r.is_match(i) {
+                    assert!(ac.is_match(i), "{p} matched {i:?} without any of {l:?}");
+                }
+            }
+        }
+    }
+}
