@@ -64,6 +64,9 @@ pub struct Config {
     /// Hex SHA-256 of the bearer token `/baseline`, `/status` and
     /// `PUT /policy` require; unset = those routes refuse everyone.
     pub admin_token_sha256: Option<String>,
+    /// YAML list of security event sinks (see `events::sinks_file`);
+    /// unset = stdout.
+    pub event_sinks_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -93,6 +96,7 @@ impl Default for Config {
             dlp_mode: None,
             state_dir: PathBuf::from("/var/lib/podwarden"),
             admin_token_sha256: None,
+            event_sinks_file: None,
         }
     }
 }
@@ -275,6 +279,13 @@ pub struct RunArgs {
     /// Hex SHA-256 of the admin API bearer token
     #[arg(long, env = "PODWARDEN_ADMIN_TOKEN_SHA256", hide_env_values = true)]
     pub admin_token_sha256: Option<String>,
+    /// YAML list of security event sinks (stdout, file, syslog, http(s) webhook) [default: stdout]
+    #[arg(
+        long = "event-sinks",
+        env = "PODWARDEN_EVENT_SINKS",
+        value_name = "FILE"
+    )]
+    pub event_sinks_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -329,6 +340,9 @@ impl RunArgs {
         }
         if let Some(d) = &self.state_dir {
             c.state_dir = d.clone();
+        }
+        if let Some(f) = &self.event_sinks_file {
+            c.event_sinks_file = Some(f.clone());
         }
         if let Some(h) = &self.admin_token_sha256 {
             c.admin_token_sha256 = Some(h.trim().to_ascii_lowercase());

@@ -3,7 +3,7 @@ use clap::{Parser, Subcommand};
 use podwarden_learner::process::ProcfsResolver;
 use podwarden_proxy::admin::control::AdminControl;
 use podwarden_proxy::config::RunArgs;
-use podwarden_proxy::events::{EventBus, EventMetrics, Origin, SinkConfig};
+use podwarden_proxy::events::{EventBus, EventMetrics, Origin};
 use podwarden_proxy::learning::{Learning, RecordConsumer};
 use podwarden_proxy::policy_reload::{PolicyReloader, ReloadMetrics, ReloadOutcome};
 use podwarden_proxy::Proxy;
@@ -133,7 +133,7 @@ fn start_policy(
 ) -> anyhow::Result<std::sync::Arc<PolicyReloader>> {
     let registry = proxy.registry();
     let (bus, _) = EventBus::start(
-        vec![SinkConfig::Stdout],
+        podwarden_proxy::events::load_sinks(startup.event_sinks_file.as_deref())?,
         4096,
         Origin {
             workload: workload.to_string(),

@@ -9,6 +9,7 @@
 //! not hold up the file or stdout.
 
 pub mod file;
+pub mod sinks_file;
 pub mod syslog;
 pub mod webhook;
 
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use file::{RotatingFile, RotatingFileConfig};
+pub use sinks_file::{load_sinks, SinksFileError};
 pub use syslog::{format_rfc5424, SyslogConfig, SyslogTransport};
 pub use webhook::WebhookConfig;
 
