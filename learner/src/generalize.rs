@@ -102,6 +102,29 @@ pub fn best_name<'a>(names: impl IntoIterator<Item = &'a String>) -> Option<Stri
         })
 }
 
+/// The name an outbound flow is learned for. One address often serves
+/// several names (virtual hosts, a CDN), and the resolver's table then holds
+/// all of them for the peer: the name the app itself asked for — HTTP Host,
+/// else TLS SNI — wins when the resolver did return it for this peer (a
+/// claim alone is never trusted); otherwise [`best_name`].
+pub fn flow_name(flow: &podwarden_policy::Flow) -> Option<String> {
+    let resolved: Vec<String> = flow
+        .peer_names
+        .iter()
+        .filter_map(|n| normalize_name(n))
+        .collect();
+    let claimed = flow
+        .http
+        .as_ref()
+        .and_then(|h| h.host.as_deref())
+        .or(flow.sni.as_deref())
+        .and_then(normalize_host);
+    match claimed {
+        Some(c) if resolved.contains(&c) => Some(c),
+        _ => best_name(&resolved),
+    }
+}
+
 /// Hosts and SNI are matched without a port and case-insensitively.
 pub fn normalize_host(host: &str) -> Option<String> {
     let h = host.trim();
@@ -226,6 +249,38 @@ mod tests {
         );
         assert_eq!(best_name(&["*.x".to_string()]), None);
         assert_eq!(best_name(&Vec::new()), None);
+    }
+
+    #[test]
+    fn flow_name_prefers_the_corroborated_host_or_sni() {
+        use podwarden_policy::{Direction, Flow, HttpRequestInfo};
+        let mut f = Flow::connection(
+            Direction::Outbound,
+            "198.51.100.10:443".parse().unwrap(),
+            "10.0.0.2:40000".parse().unwrap(),
+        );
+        f.peer_names = vec![
+            "api.example.test".into(),
+            "cache.example.test".into(),
+            "secure.example.test.".into(),
+        ];
+        // no claim: the deterministic best name
+        assert_eq!(flow_name(&f).as_deref(), Some("secure.example.test"));
+        f.sni = Some("API.example.test".into());
+        assert_eq!(flow_name(&f).as_deref(), Some("api.example.test"));
+        f.http = Some(HttpRequestInfo {
+            method: "GET".into(),
+            host: Some("cache.example.test:8000".into()),
+            path: "/".into(),
+            target: None,
+        });
+        assert_eq!(flow_name(&f).as_deref(), Some("cache.example.test"));
+        // a claim the resolver never returned for this peer is ignored
+        f.http = None;
+        f.sni = Some("evil.example".into());
+        assert_eq!(flow_name(&f).as_deref(), Some("secure.example.test"));
+        f.peer_names.clear();
+        assert_eq!(flow_name(&f), None);
     }
 
     #[test]

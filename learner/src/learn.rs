@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LearnerError;
 use crate::evidence::EvidenceAgg;
-use crate::generalize::{best_name, network_of, normalize_host, path_template, short_hash, slug};
+use crate::generalize::{flow_name, network_of, normalize_host, path_template, short_hash, slug};
 
 /// The widest inbound client networks learning may ever propose.
 pub const WIDEST_V4_PREFIX: u8 = 16;
@@ -244,8 +244,15 @@ impl Learner {
             self.skipped += 1;
             return;
         }
+        // An HTTP connection is learned from its requests, which carry the
+        // host, method and path; its connection record has none of them and,
+        // with several names behind one address, no way to pick the right
+        // one — learning it would add a path-less rule under a guessed name.
+        if matches!(flow.protocol, AppProtocol::Http | AppProtocol::Http2) && flow.http.is_none() {
+            return;
+        }
         let peer = match flow.direction {
-            Direction::Outbound => match best_name(&flow.peer_names) {
+            Direction::Outbound => match flow_name(flow) {
                 Some(n) => PeerKey::Name(n),
                 None => PeerKey::Addr(flow.peer.ip()),
             },

@@ -91,12 +91,16 @@ fn distinct_ports_and_protocols_are_distinct_rules() {
     let mut l = learner();
     l.ingest(&out("192.0.2.1:443", 1, AppProtocol::Tls).named(&["a.example"]));
     l.ingest(&out("192.0.2.1:8443", 2, AppProtocol::Tls).named(&["a.example"]));
-    l.ingest(&out("192.0.2.1:80", 3, AppProtocol::Http).named(&["a.example"]));
+    l.ingest(
+        &out("192.0.2.1:80", 3, AppProtocol::Http)
+            .named(&["a.example"])
+            .req("GET", Some("a.example"), "/"),
+    );
     let ids: Vec<_> = l.baseline().spec.rules.into_iter().map(|r| r.id).collect();
     assert_eq!(
         ids,
         vec![
-            "out-http-a.example-80",
+            "out-http-a.example-80-get",
             "out-tls-a.example-443",
             "out-tls-a.example-8443"
         ]
@@ -308,4 +312,32 @@ fn rule_cap_counts_instead_of_growing() {
             .sum::<u64>(),
         3
     );
+}
+
+/// One address, several names (virtual hosts): each request is learned for
+/// the name it asked for, and the HTTP connection record (no host, no path)
+/// adds no path-less rule under a guessed name.
+#[test]
+fn shared_address_learns_the_requested_name_and_no_pathless_rule() {
+    let mut l = learner();
+    let names = ["api.example", "cache.example", "secure.example"];
+    l.ingest(&out("192.0.2.1:8000", 1, AppProtocol::Http).named(&names));
+    l.ingest(
+        &out("192.0.2.1:8000", 1, AppProtocol::Http)
+            .named(&names)
+            .req("GET", Some("api.example:8000"), "/users/7"),
+    );
+    l.ingest(
+        &out("192.0.2.1:443", 2, AppProtocol::Tls)
+            .named(&names)
+            .sni("api.example"),
+    );
+    let rules = l.baseline().spec.rules;
+    let ids: Vec<_> = rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["out-http-api.example-8000-get", "out-tls-api.example-443"]
+    );
+    let http = rules[0].http.as_ref().unwrap();
+    assert_eq!(http.paths, ["/users/{id}"]);
 }
