@@ -88,6 +88,9 @@ enum Cmd {
         #[arg(long)]
         replica: Option<String>,
     },
+    /// Learning coverage of recorded flows: ready to approve, or keep
+    /// learning because ... Exit 0 when ready, 1 when not.
+    Status(crate::flows_cmd::StatusArgs),
     /// Export the approved policy (or the baseline) for other enforcers.
     Export {
         #[arg(long, value_enum)]
@@ -145,6 +148,7 @@ pub fn run(args: Args) -> Result<i32> {
         Ok(Store::open(&args.store, w)?)
     };
     match args.command {
+        Cmd::Status(a) => crate::flows_cmd::status(a),
         Cmd::Diff { json } => {
             let d = store()?.diff()?;
             if json {

@@ -9,8 +9,10 @@ use clap::{Parser, Subcommand};
 mod baseline_cmd;
 mod cluster;
 mod dlp_cmd;
+mod flows_cmd;
 mod mode_cmd;
 mod policy_cmd;
+mod replay_cmd;
 mod status_cmd;
 mod waf_cmd;
 
@@ -35,6 +37,8 @@ enum Command {
     Waf(waf_cmd::Args),
     /// Scan files for sensitive data with the DLP sensors.
     Dlp(dlp_cmd::Args),
+    /// Export recorded flows (flow log or admin API) for a time range.
+    Flows(flows_cmd::Args),
     /// Move a workload between learn, monitor and protect (a new policy version).
     Mode(mode_cmd::Args),
     /// Per-workload health from the cluster: mode, policy version per pod, violations.
@@ -48,6 +52,7 @@ fn main() {
         Command::Baseline(a) => baseline_cmd::run(a),
         Command::Waf(a) => waf_cmd::run(a),
         Command::Dlp(a) => dlp_cmd::run(a),
+        Command::Flows(a) => flows_cmd::run(a),
         Command::Mode(a) => mode_cmd::run(a),
         Command::Status(a) => status_cmd::run(a),
     };

@@ -4,6 +4,7 @@
 //! [`export`]; file I/O is confined to [`store`] and the snapshot helpers in
 //! [`learn`]; /proc and netlink access to [`process`].
 
+pub mod coverage;
 pub mod diff;
 pub mod error;
 pub mod evidence;
@@ -13,6 +14,7 @@ pub mod learn;
 pub mod merge;
 pub mod process;
 pub mod promote;
+pub mod replay;
 pub mod sink;
 pub mod store;
 

@@ -121,7 +121,9 @@ pub struct SecurityEvent {
     /// Executable path of the process in the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
-    /// The deciding rule id, or "no rule".
+    /// The deciding rule id; for flows without one, what decided instead
+    /// ([`Decision::rule_label`]: "default deny", "no rule, monitor");
+    /// "no rule" for events not about a flow.
     pub rule: String,
     pub mode: Mode,
     pub action: EventAction,
@@ -177,7 +179,7 @@ impl SecurityEvent {
         let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(rec.start_ms);
         let mut e = SecurityEvent::new(rec.id.clone(), time, workload, pod, kind, d.mode);
         e.action = action;
-        e.rule = d.rule.clone().unwrap_or_else(|| NO_RULE.to_string());
+        e.rule = d.rule_label().to_string();
         e.with_flow(rec);
         Some(e)
     }
@@ -188,6 +190,8 @@ impl SecurityEvent {
         let f = &rec.flow;
         self.direction = Some(f.direction);
         self.peer = Some(f.peer);
+        // The pod side: an inbound flow's service port, needed to explain it later.
+        self.details.insert("local".into(), f.local.to_string());
         self.names = f.peer_names.clone();
         self.process = f.process.as_ref().map(|p| p.exe.clone());
         self.details
@@ -304,7 +308,8 @@ mod tests {
         .unwrap();
         assert_eq!(e.kind, EventKind::Violation);
         assert_eq!(e.action, EventAction::Blocked);
-        assert_eq!(e.rule, "no rule");
+        assert_eq!(e.rule, "default deny");
+        assert_eq!(e.details["local"], "10.0.0.2:40000");
         assert_eq!(e.time, "2023-11-14T22:13:20.123Z");
         let line = e.to_json_line();
         assert!(!line.contains('\n'));
@@ -334,6 +339,7 @@ mod tests {
             (e.kind, e.action),
             (EventKind::WouldBlock, EventAction::WouldBlock)
         );
+        assert_eq!(e.rule, "no rule, monitor");
         assert!(SecurityEvent::from_record(
             &record(Decision::new(Mode::Protect, Some("r".into()))),
             "a/b",

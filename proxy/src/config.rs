@@ -54,6 +54,12 @@ pub struct Config {
     /// Send every connection to this address instead of its original
     /// destination. For benchmarks and local runs without iptables only.
     pub fixed_dst: Option<SocketAddr>,
+    /// Root of the on-disk flow log (a directory per workload); unset = off.
+    pub flow_log_dir: Option<PathBuf>,
+    /// Byte budget of one workload's flow log; the oldest segments go first.
+    pub flow_log_max_bytes: u64,
+    /// Flow-log segments last written longer ago than this are deleted.
+    pub flow_log_max_age_secs: u64,
     /// Start-up modes, in force until a policy document (file, restored or
     /// pushed with `PUT /policy`) brings its own `spec.mode`/`features`.
     pub mode: podwarden_policy::Mode,
@@ -89,6 +95,9 @@ impl Default for Config {
             policy_file: None,
             waf_rules_dir: PathBuf::from("/etc/podwarden/crs"),
             fixed_dst: None,
+            flow_log_dir: None,
+            flow_log_max_bytes: 256 << 20,
+            flow_log_max_age_secs: 7 * 24 * 3600,
             dns_port: 15053,
             dns_upstreams: Vec::new(),
             mode: podwarden_policy::Mode::Learn,
@@ -183,6 +192,18 @@ impl Config {
         if self.pool_max_idle_per_dst > 10_000 {
             return Err(invalid("pool_max_idle_per_dst", "must be at most 10000"));
         }
+        if !((64 << 10)..=(1 << 40)).contains(&self.flow_log_max_bytes) {
+            return Err(invalid(
+                "flow_log_max_bytes",
+                "must be between 65536 (64 KiB) and 1 TiB",
+            ));
+        }
+        if !(60..=366 * 24 * 3600).contains(&self.flow_log_max_age_secs) {
+            return Err(invalid(
+                "flow_log_max_age_secs",
+                "must be between 1 minute and 366 days",
+            ));
+        }
         if let Some(h) = &self.admin_token_sha256 {
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid(
@@ -260,6 +281,16 @@ pub struct RunArgs {
     /// original destination (benchmarks without iptables)
     #[arg(long)]
     pub fixed_dst: Option<SocketAddr>,
+    /// Record every flow to a rotating on-disk log under this directory
+    /// (for `podwarden policy replay`) [default: off]
+    #[arg(long, env = "PODWARDEN_FLOW_LOG_DIR")]
+    pub flow_log_dir: Option<PathBuf>,
+    /// Byte budget of the workload's flow log [default: 268435456]
+    #[arg(long)]
+    pub flow_log_max_bytes: Option<u64>,
+    /// Age after which flow-log segments are deleted, e.g. 7d, 12h [default: 7d]
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub flow_log_max_age: Option<Duration>,
     /// Admin server port on all addresses (kubelet probes and the operator
     /// reach it on the pod IP); --admin-addr wins when both are given
     #[arg(long)]
@@ -322,6 +353,15 @@ impl RunArgs {
         }
         if let Some(p) = &self.policy_file {
             c.policy_file = Some(p.clone());
+        }
+        if let Some(d) = &self.flow_log_dir {
+            c.flow_log_dir = Some(d.clone());
+        }
+        if let Some(b) = self.flow_log_max_bytes {
+            c.flow_log_max_bytes = b;
+        }
+        if let Some(a) = self.flow_log_max_age {
+            c.flow_log_max_age_secs = a.as_secs();
         }
         if let Some(d) = &self.waf_rules_dir {
             c.waf_rules_dir = d.clone();

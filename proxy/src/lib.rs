@@ -18,6 +18,7 @@ pub mod decision_metrics;
 pub mod detect;
 pub mod dns;
 pub mod events;
+pub mod flowlog;
 pub mod hook;
 pub mod http;
 pub mod init;

@@ -25,7 +25,8 @@ enum Command {
     /// Write the pod's interception rules in the current network namespace.
     Init(podwarden_proxy::init::InitArgs),
     /// Run the proxy: outbound and inbound listeners plus the admin server.
-    Run(RunArgs),
+    // Boxed: RunArgs is much larger than the other variants (clippy).
+    Run(Box<RunArgs>),
     /// Wait until the proxy's admin /ready answers 200 (exit 0) or the
     /// timeout passes (exit 1); the sidecar's postStart hook.
     WaitReady(podwarden_proxy::admin::wait_ready::WaitReadyArgs),
@@ -34,7 +35,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Init(a) => podwarden_proxy::init::run(a),
-        Command::Run(a) => run(a),
+        Command::Run(a) => run(*a),
         Command::WaitReady(a) => std::process::exit(podwarden_proxy::admin::wait_ready::run(a)),
     }
 }
@@ -68,6 +69,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ));
     }
     let proxy = builder.build()?;
+    // Every flow record also goes to the on-disk flow log (off the data path).
+    podwarden_proxy::flowlog::start_configured(proxy.shared()).context("starting the flow log")?;
     // Which process owns each connection (needs the pod's /proc; see README).
     proxy
         .shared()

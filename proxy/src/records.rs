@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use podwarden_policy::FlowRecord;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use tokio::sync::mpsc;
@@ -72,10 +72,17 @@ struct Ring {
     seq: u64,
 }
 
+/// A further consumer of every record (e.g. the on-disk flow log), called
+/// on the data path right after the record is made: it must not block.
+pub trait RecordTap: Send + Sync {
+    fn offer(&self, rec: &Arc<FlowRecord>);
+}
+
 pub struct FlowLog {
     cap: usize,
     ring: Mutex<Ring>,
     subscriber: ArcSwapOption<mpsc::Sender<FlowRecord>>,
+    taps: ArcSwap<Vec<Arc<dyn RecordTap>>>,
     ids: IdGen,
     /// `podwarden_flow_records_total` for connections and requests,
     /// resolved once.
@@ -105,6 +112,7 @@ impl FlowLog {
                 seq: 0,
             }),
             subscriber: ArcSwapOption::empty(),
+            taps: ArcSwap::from_pointee(Vec::new()),
             ids: IdGen::default(),
             recorded_by_kind: ["connection", "request"].map(|k| recorded.with_label_values(&[k])),
             dropped,
@@ -123,6 +131,15 @@ impl FlowLog {
         rx
     }
 
+    /// Adds a consumer alongside the subscriber (taps are never replaced).
+    pub fn add_tap(&self, tap: Arc<dyn RecordTap>) {
+        self.taps.rcu(|v| {
+            let mut v = Vec::clone(v);
+            v.push(tap.clone());
+            v
+        });
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped.get()
     }
@@ -139,6 +156,9 @@ impl FlowLog {
             }
         }
         let rec = Arc::new(rec);
+        for tap in self.taps.load().iter() {
+            tap.offer(&rec);
+        }
         let mut ring = match self.ring.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),

@@ -251,6 +251,8 @@ pub fn route_parts(
                 ),
             }
         }
+        "/flowlog" => crate::flowlog::admin_response(&shared.config, query),
+        "/coverage" => crate::flowlog::coverage_response(&shared.config, query),
         "/metrics" => {
             let mut out = Vec::new();
             let enc = TextEncoder::new();
