@@ -10,11 +10,15 @@
 #   HTTP/1.1 keep-alive rps + latency percentiles   wrk → nginx (small static file)
 #   opaque TCP request/response rps                 redis-benchmark PING_INLINE → redis-server
 #   bulk TCP throughput                             iperf3 → iperf3 -s
-# and podwarden-proxy's idle RSS. Prints ratios to direct and the targets.
+# and podwarden-proxy's idle RSS. Prints ratios to direct and the targets, and
+# the CPU time each proxy process spent (utime+stime from /proc/<pid>/stat)
+# per 100k requests / per GB during the same workloads: on a small shared box
+# the throughput ratios move with the machine's load, CPU per request much less.
 #
 # Needs root. Builds podwarden-proxy in release mode. Usage: bash benches/datapath.sh
 # Env: DURATION (s), ROUNDS (modes interleaved, median reported; default 1),
-#      CONNS (wrk/redis connections, default 16), PROXY_THREADS (default 2).
+#      CONNS (wrk/redis connections, default 16), PROXY_THREADS (default 2),
+#      PODWARDEN_PROXY_BIN (use this binary instead of building one).
 set -euo pipefail
 trap 'echo "datapath.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -30,10 +34,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 bash scripts/setup.sh
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-echo "building podwarden-proxy (release)..." >&2
-cargo build -q --release -p podwarden-proxy --bins
-BIN="$CARGO_TARGET_DIR/release/podwarden-proxy"
+if [ -n "${PODWARDEN_PROXY_BIN:-}" ]; then
+  BIN=$PODWARDEN_PROXY_BIN  # a prebuilt binary, e.g. to compare two builds in turn
+else
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+  echo "building podwarden-proxy (release)..." >&2
+  cargo build -q --release -p podwarden-proxy --bins
+  BIN="$CARGO_TARGET_DIR/release/podwarden-proxy"
+fi
 
 S="pw-bench-$$"
 POD=192.0.2.10
@@ -144,6 +152,7 @@ bg proxy pod 1337 env PODWARDEN_LOG=warn "$BIN" run --admin-addr 127.0.0.1:15000
 bg haproxy pod 1337 haproxy -f "$work/haproxy.cfg" -db
 for p in 15001 15006 15000 10080 16379 15201; do wait_port pod $p; done
 proxy_pid=$(ns pod ss -ltnpH "sport = :15001" | sed -nE 's/.*pid=([0-9]+).*/\1/p' | head -1)
+haproxy_pid=$(ns pod ss -ltnpH "sport = :10080" | sed -nE 's/.*pid=([0-9]+).*/\1/p' | head -1)
 ns pod "$BIN" init >/dev/null
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 sleep 1
@@ -153,10 +162,19 @@ declare -A R  # "mode.metric" -> space-separated values, one per round
 add() { R[$1]="${R[$1]:-} $2"; }
 as() { local uid=$1; shift; ns pod setpriv --reuid "$uid" --regid "$uid" --clear-groups -- "$@"; }
 uid_of() { [ "$1" = podwarden ] && echo 1000 || echo 1337; }
+# CPU time (clock ticks, all threads) of the proxy process a mode goes through.
+tck=$(getconf CLK_TCK)
+pid_of() { case $1 in podwarden) echo "$proxy_pid" ;; haproxy) echo "$haproxy_pid" ;; *) echo "" ;; esac; }
+ticks() { local p; p=$(pid_of "$1"); [ -n "$p" ] && awk '{print $14 + $15}' "/proc/$p/stat" || echo 0; }
+per() { # ticks0 ticks1 units scale -> CPU seconds per `scale` units ("" when no proxy or no units)
+  python3 -c "import sys; t0,t1,n,k=sys.argv[1:]; print('%.3f' % ((float(t1)-float(t0))/$tck/float(n)*float(k)) if n and float(n) > 0 else '')" "$@" 2>/dev/null || echo ""
+}
 
 run_wrk() { # mode url
-  local out
+  local out t0
+  t0=$(ticks "$1")
   out=$(as "$(uid_of "$1")" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2" 2>&1)
+  [ "$1" = direct ] || add "$1.http_cpu" "$(per "$t0" "$(ticks "$1")" "$(awk '/requests in/ {print $1}' <<<"$out")" 100000)"
   echo "$out" >>"$work/wrk-$1.txt"
   add "$1.http_rps" "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
   for q in 50 90 99; do
@@ -167,14 +185,29 @@ run_wrk() { # mode url
   [ -z "$errs" ] || echo "  wrk ($1): $errs" >&2
 }
 run_redis() { # mode host port
-  local n=$((DURATION * 20000)) out
-  out=$(as "$(uid_of "$1")" timeout $((DURATION * 4)) redis-benchmark -h "$2" -p "$3" -c "$CONNS" -n "$n" -t ping_inline -q 2>&1 | tr '\r' '\n' | grep 'requests per second' | tail -1)
+  local n=$((DURATION * 20000)) raw out t0 s0 s1 rps reqs
+  t0=$(ticks "$1"); s0=$(date +%s.%N)
+  raw=$(as "$(uid_of "$1")" timeout $((DURATION * 4)) redis-benchmark -h "$2" -p "$3" -c "$CONNS" -n "$n" -t ping_inline -q 2>&1 | tr '\r' '\n' || true)
+  s1=$(date +%s.%N)
+  out=$(grep 'requests per second' <<<"$raw" | tail -1 || true)
+  if [ -n "$out" ]; then
+    rps=$(sed -E 's/.*: ([0-9.]+) requests per second.*/\1/' <<<"$out"); reqs=$n
+  else
+    # Cut off by the timeout (a loaded machine): the overall rate of its last
+    # progress line, over the time it ran.
+    rps=$(grep -oE 'rps=[0-9.]+ \(overall: [0-9.]+\)' <<<"$raw" | tail -1 | sed -E 's/.*overall: ([0-9.]+)\)/\1/' || true)
+    reqs=$(python3 -c "import sys; print(int(float(sys.argv[1]) * (float(sys.argv[3]) - float(sys.argv[2]))))" "$rps" "$s0" "$s1" 2>/dev/null || echo "")
+    echo "  redis-benchmark ($1): cut off after $((DURATION * 4))s; rate from its last progress line: ${rps:-none}" >&2
+  fi
+  [ "$1" = direct ] || add "$1.tcp_cpu" "$(per "$t0" "$(ticks "$1")" "$reqs" 100000)"
   echo "$out" >>"$work/redis-$1.txt"
-  add "$1.tcp_rps" "$(sed -E 's/.*: ([0-9.]+) requests per second.*/\1/' <<<"$out")"
+  add "$1.tcp_rps" "$rps"
 }
 run_iperf() { # mode host port
-  local out
+  local out t0
+  t0=$(ticks "$1")
   out=$(as "$(uid_of "$1")" iperf3 -c "$2" -p "$3" -t "$DURATION" -J 2>&1)
+  [ "$1" = direct ] || add "$1.bulk_cpu" "$(per "$t0" "$(ticks "$1")" "$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["end"]["sum_received"]["bytes"])' <<<"$out" 2>/dev/null)" 1e9)"
   add "$1.gbps" "$(python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))' <<<"$out" 2>/dev/null || echo "")"
 }
 
@@ -207,6 +240,16 @@ row "HTTP p90 latency ms" http_p90
 row "HTTP p99 latency ms" http_p99
 row "opaque TCP rps (redis PING)" tcp_rps ">= 0.80"
 row "bulk TCP Gbit/s (iperf3)" gbps ">= 0.70"
+echo
+printf "%-30s %12s %12s %9s\n" "proxy CPU seconds (utime+stime)" "podwarden" "haproxy" "pw/hap"
+cpu_row() { # label key
+  local p h
+  p=$(median "${R[podwarden.$2]:-}"); h=$(median "${R[haproxy.$2]:-}")
+  printf "%-30s %12s %12s %9s\n" "$1" "$p" "$h" "$(ratio "$p" "$h")"
+}
+cpu_row "per 100k HTTP/1.1 requests" http_cpu
+cpu_row "per 100k redis PINGs" tcp_cpu
+cpu_row "per GB bulk TCP" bulk_cpu
 echo
 echo "podwarden-proxy RSS: idle ${idle_rss} MB (target <= 15 MB), after load ${loaded_rss} MB; /flows holds $records records"
 echo "connections the rules redirected to the proxy: $intercepted (only the podwarden mode's)"
