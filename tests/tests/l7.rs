@@ -96,6 +96,10 @@ fn waf_protect_answers_403_and_the_app_never_sees_the_attack() {
         assert!(ev["score"].as_u64().unwrap() >= 5, "{ev}");
         assert_eq!(ev["mode"], "protect");
     }
+    // Over h2c (prior knowledge) too: answered by the proxy, so the app
+    // (HTTP/1.1 only) is never asked.
+    let (status, body) = inbound(&t, &["--http2-prior-knowledge", &app_url(SQLI)]);
+    assert_eq!(status, 403, "{body}");
     // A form POST with SQLi in the body: refused before the body is sent on.
     let (status, _) = inbound(
         &t,
