@@ -291,6 +291,71 @@ mod tests {
     use super::*;
 
     #[test]
+    fn run_flags_of_the_injected_sidecar_load() {
+        use crate::config::RunArgs;
+        let hash = "1EC1C26B50D5D3C58D9583181AF8076655FE00756BF7285940BA3670F99FCBA0";
+        let args = RunArgs {
+            admin_port: Some(15990),
+            mode: Some(Mode::Monitor),
+            dlp_mode: Some(Mode::Protect),
+            state_dir: Some(PathBuf::from("/tmp/pw-state")),
+            admin_token_sha256: Some(hash.into()),
+            ..Default::default()
+        };
+        let c = args.load().unwrap();
+        assert_eq!(c.admin_addr, "[::]:15990".parse().unwrap());
+        assert_eq!(
+            (c.mode, c.waf_mode, c.dlp_mode),
+            (Mode::Monitor, None, Some(Mode::Protect))
+        );
+        assert_eq!(
+            c.admin_token_sha256.as_deref(),
+            Some(hash.to_ascii_lowercase().as_str())
+        );
+        let control = AdminControl::from_config(&c);
+        assert!(control.token().is_some_and(|t| t.matches("s3cret")));
+        assert_eq!(
+            control.pushed_path(),
+            Some(&PathBuf::from("/tmp/pw-state/policy.json"))
+        );
+        assert_eq!(
+            control.status().mode,
+            Mode::Monitor,
+            "start-up mode until a policy"
+        );
+        // --admin-addr wins over --admin-port
+        let args = RunArgs {
+            admin_port: Some(15990),
+            admin_addr: Some("127.0.0.1:15000".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.load().unwrap().admin_addr,
+            "127.0.0.1:15000".parse().unwrap()
+        );
+        // a malformed digest is a start-up error naming the field
+        let bad = RunArgs {
+            admin_token_sha256: Some("not-hex".into()),
+            ..Default::default()
+        };
+        assert!(bad
+            .load()
+            .unwrap_err()
+            .to_string()
+            .contains("admin_token_sha256"));
+        // a policy file makes pushes a conflict
+        let c = RunArgs {
+            policy_file: Some(PathBuf::from("/etc/podwarden/policy.yaml")),
+            ..Default::default()
+        }
+        .load()
+        .unwrap();
+        let control = AdminControl::from_config(&c);
+        assert_eq!(control.pushed_path(), None);
+        assert_eq!(control.put_policy(b"{}").status, 409);
+    }
+
+    #[test]
     fn startup_document_is_a_valid_policy_in_the_start_up_modes() {
         let config = Config {
             workload: "shop/deployment/checkout".into(),
