@@ -148,14 +148,11 @@ impl Transaction<'_> {
                 let start = values.len();
                 collect(req, &self.st, t.kind, &t.selector, &mut values);
                 if !excl.is_empty() {
-                    let mut k = start;
-                    while k < values.len() {
-                        if excluded(&values[k], &excl) {
-                            values.remove(k);
-                        } else {
-                            k += 1;
-                        }
-                    }
+                    let mut k = 0;
+                    values.retain(|v| {
+                        k += 1;
+                        k <= start || !excluded(v, &excl)
+                    });
                 }
                 if t.count {
                     let n = values.len() - start;
@@ -303,6 +300,13 @@ impl Transaction<'_> {
     fn run_actions(&mut self, req: &ReqVars, link: &Link) {
         for a in &link.actions {
             match a {
+                RunAction::SetVar(sv) if sv.collection == VarKind::Tx => {
+                    // The hot path (every CRS rule scores into TX): no key
+                    // copy for an existing lower-case key, values rewritten in place.
+                    let raw = expand(&sv.key, req, &self.st);
+                    let val = expand(&sv.value, req, &self.st);
+                    set_tx(&mut self.st.tx, lower_key(&raw), sv.op, &val);
+                }
                 RunAction::SetVar(sv) => {
                     let key = String::from_utf8_lossy(&expand(&sv.key, req, &self.st))
                         .to_ascii_lowercase();
@@ -361,6 +365,45 @@ impl Transaction<'_> {
             | Ctl::HashEngine
             | Ctl::Debug => {}
         }
+    }
+}
+
+fn lower_key(raw: &[u8]) -> Cow<'_, str> {
+    match String::from_utf8_lossy(raw) {
+        Cow::Borrowed(k) if !k.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Borrowed(k),
+        k => Cow::Owned(k.to_ascii_lowercase()),
+    }
+}
+
+/// `setvar` on TX with the same results as [`setvar_value`].
+fn set_tx(
+    map: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    key: Cow<'_, str>,
+    op: SetVarOp,
+    val: &[u8],
+) {
+    if op == SetVarOp::Delete {
+        map.remove(&*key);
+        return;
+    }
+    if let Some(slot) = map.get_mut(&*key) {
+        let n = match op {
+            SetVarOp::Add => atoi(slot).saturating_add(atoi(val)),
+            SetVarOp::Sub => atoi(slot).saturating_sub(atoi(val)),
+            SetVarOp::Set | SetVarOp::Delete => {
+                slot.clear();
+                slot.extend_from_slice(val);
+                return;
+            }
+        };
+        slot.clear();
+        use std::io::Write as _;
+        // Writing to a Vec cannot fail.
+        let _ = write!(slot, "{n}");
+        return;
+    }
+    if let Some(v) = setvar_value(op, None, val) {
+        map.insert(key.into_owned(), v);
     }
 }
 
