@@ -67,17 +67,22 @@ impl Learning {
     pub fn observe(&self, rec: &FlowRecord) -> Option<String> {
         self.sink.record(rec);
         let exe = &rec.flow.process.as_ref()?.exe;
+        self.note_exe(exe).then(|| exe.clone())
+    }
+
+    /// Remembers an executable seen in the pod; true the first time.
+    pub fn note_exe(&self, exe: &str) -> bool {
         let mut known = match self.known_exes.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         if known.contains(exe) {
-            return None;
+            return false;
         }
         if known.len() < MAX_KNOWN_EXES {
-            known.insert(exe.clone());
+            known.insert(exe.to_string());
         }
-        Some(exe.clone())
+        true
     }
 
     /// Writes the snapshot if something was learned since the last one.
@@ -213,6 +218,58 @@ impl RecordConsumer {
             let _ = tokio::task::spawn_blocking(move || l.flush()).await;
         }
     }
+}
+
+/// Reports executables that start in the pod (see
+/// [`crate::process::ExeWatcher`]) as `new_process` events, scanning /proc
+/// every `every` on the blocking pool.
+pub fn spawn_exe_watcher(
+    learning: Arc<Learning>,
+    events: Option<EventBus>,
+    workload: String,
+    pod: String,
+    mode: impl Fn() -> podwarden_policy::Mode + Send + 'static,
+    every: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let watcher = Arc::new(Mutex::new(crate::process::ExeWatcher::new(
+            std::path::PathBuf::from("/proc"),
+        )));
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(200)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (w, l) = (watcher.clone(), learning.clone());
+            let found = tokio::task::spawn_blocking(move || match w.lock() {
+                Ok(mut w) => w.scan(|exe| l.note_exe(exe)),
+                Err(_) => Vec::new(),
+            })
+            .await
+            .unwrap_or_default();
+            for (pid, exe) in found {
+                tracing::info!(pid, exe = %exe, "new executable in the pod");
+                if let Some(bus) = &events {
+                    let now = SystemTime::now();
+                    let ms = now
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_millis())
+                        .unwrap_or(0);
+                    let mut ev = SecurityEvent::new(
+                        format!("exe-{ms:x}-{pid}"),
+                        now,
+                        &workload,
+                        &pod,
+                        EventKind::NewProcess,
+                        mode(),
+                    );
+                    ev.process = Some(exe);
+                    ev.details.insert("pid".into(), pid.to_string());
+                    ev.action = EventAction::None;
+                    bus.emit(ev);
+                }
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -208,6 +208,17 @@ fn start_policy(
             None
         }
     };
+    if let Some(l) = &learning {
+        let control = control.clone();
+        podwarden_proxy::learning::spawn_exe_watcher(
+            l.clone(),
+            Some(bus.clone()),
+            workload.to_string(),
+            pod.to_string(),
+            move || control.status().mode,
+            std::time::Duration::from_secs(5),
+        );
+    }
     RecordConsumer {
         learning,
         events: Some(bus),

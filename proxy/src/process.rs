@@ -62,9 +62,80 @@ pub fn tuple(dir: Direction, client: SocketAddr, dst: SocketAddr) -> SocketTuple
     }
 }
 
+/// Notices executables that start in the pod without (yet) opening a
+/// connection: every `every`, pids not seen before are looked up in /proc
+/// and an executable the pod was never seen running is reported once. The
+/// first scan only records what was already running (the pod's start).
+pub struct ExeWatcher {
+    proc_root: std::path::PathBuf,
+    seen_pids: std::collections::HashSet<u32>,
+    seeded: bool,
+}
+
+impl ExeWatcher {
+    pub fn new(proc_root: std::path::PathBuf) -> Self {
+        ExeWatcher {
+            proc_root,
+            seen_pids: Default::default(),
+            seeded: false,
+        }
+    }
+
+    /// One scan: (pid, exe) of processes started since the last scan whose
+    /// executable `is_new` says the pod has not run before.
+    pub fn scan(&mut self, mut is_new: impl FnMut(&str) -> bool) -> Vec<(u32, String)> {
+        use podwarden_learner::process::procfs;
+        let Ok(pids) = procfs::list_pids(&self.proc_root) else {
+            return Vec::new();
+        };
+        let me = std::process::id();
+        let alive: std::collections::HashSet<u32> = pids.iter().copied().collect();
+        self.seen_pids.retain(|p| alive.contains(p));
+        let mut out = Vec::new();
+        for pid in pids {
+            if pid == me || !self.seen_pids.insert(pid) {
+                continue;
+            }
+            // Unreadable (another uid without the capabilities, or gone):
+            // nothing to report, and it is not retried.
+            let Some(exe) = procfs::read_exe(&self.proc_root, pid) else {
+                continue;
+            };
+            if is_new(&exe) && self.seeded {
+                out.push((pid, exe));
+            }
+        }
+        self.seeded = true;
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exe_watcher_reports_new_executables_once_after_the_first_scan() {
+        let d = tempfile::tempdir().unwrap();
+        let mk = |pid: u32, exe: &str| {
+            let base = d.path().join(pid.to_string());
+            std::fs::create_dir_all(&base).unwrap();
+            std::os::unix::fs::symlink(exe, base.join("exe")).unwrap();
+        };
+        mk(10, "/usr/bin/app");
+        let mut known = std::collections::HashSet::new();
+        let mut w = ExeWatcher::new(d.path().to_path_buf());
+        let mut is_new = |e: &str| known.insert(e.to_string());
+        assert!(w.scan(&mut is_new).is_empty(), "the first scan only seeds");
+        mk(11, "/usr/bin/app");
+        mk(12, "/tmp/xmrig");
+        assert_eq!(w.scan(&mut is_new), vec![(12, "/tmp/xmrig".to_string())]);
+        // the same exe again, in a new process: already known
+        mk(13, "/tmp/xmrig");
+        assert!(w.scan(&mut is_new).is_empty());
+        assert!(w.scan(&mut is_new).is_empty());
+    }
+
     use podwarden_learner::process::{ProcfsResolver, StaticResolver};
     use std::net::{TcpListener, TcpStream};
 
