@@ -1,0 +1,416 @@
+//! Confidence before protect, end to end: the proxy records a learn phase
+//! to its on-disk flow log; the CLI exports it (admin API and directory),
+//! learns and approves a baseline, and replays candidate policies on it —
+//! one with a rule deliberately removed (exactly that rule's flows would be
+//! denied, exit 1) and the full one (exit 0). Then the full policy is
+//! enforced in protect and the event id of a real 403 is explained by the
+//! CLI from the proxy's event log.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use podwarden_e2e::env::workspace_bin;
+use podwarden_e2e::pod::proxy_bin;
+use podwarden_e2e::{require, servers, Topology, ADMIN, APP_UID, PROXY_UID, SERVER};
+use podwarden_policy::{load_policy_file, FlowRecord, Mode, PolicyDocument};
+use serde_json::Value;
+
+const BINS: &[&str] = &["podwarden-proxy", "podwarden"];
+const WORKLOAD: &str = "shop/web";
+
+fn cli() -> String {
+    workspace_bin("podwarden")
+        .expect("podwarden CLI built")
+        .display()
+        .to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(cli())
+        .args(args)
+        .output()
+        .expect("running podwarden")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn read_records(path: &Path) -> Vec<FlowRecord> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn port_of(r: &FlowRecord) -> u16 {
+    r.flow.service_port()
+}
+
+fn write_policy(path: &Path, doc: &PolicyDocument) {
+    // JSON is YAML: the policy loader reads it as is.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(doc).unwrap()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn replay_gates_a_policy_change_and_explains_a_real_403() {
+    if !require(
+        "replay_gates_a_policy_change_and_explains_a_real_403",
+        &["curl", "python3"],
+        BINS,
+    ) {
+        return;
+    }
+    let t = Topology::new().unwrap();
+    servers::http(
+        &t.server,
+        &t.scratch,
+        "web",
+        8000,
+        &[("a.txt", "a\n"), ("forbidden.txt", "secret\n")],
+    )
+    .unwrap();
+    servers::http(&t.server, &t.scratch, "web2", 8001, &[("b.txt", "b\n")]).unwrap();
+
+    // The proxy (UID 1337) writes its flow log and state in the scratch dir.
+    let flow_log = t.scratch.path("flowlog");
+    let state = t.scratch.path("state");
+    for d in [&flow_log, &state] {
+        std::fs::create_dir_all(d).unwrap();
+        t.pod
+            .exec(&["chown", &PROXY_UID.to_string(), &d.display().to_string()])
+            .unwrap();
+    }
+    let policy_file = t.scratch.path("policy.yaml");
+    std::fs::write(
+        &policy_file,
+        "apiVersion: podwarden.io/v1alpha1\nkind: WorkloadPolicy\nmetadata: { workload: shop/web, version: 1 }\nspec:\n  mode: learn\n  rules: []\n",
+    )
+    .unwrap();
+    let bin = proxy_bin().unwrap().display().to_string();
+    let (fl, st, pf) = (
+        flow_log.display().to_string(),
+        state.display().to_string(),
+        policy_file.display().to_string(),
+    );
+    t.pod
+        .spawn(
+            "podwarden",
+            Some(PROXY_UID),
+            &[
+                &bin,
+                "run",
+                "--admin-addr",
+                ADMIN,
+                "--policy-file",
+                &pf,
+                "--state-dir",
+                &st,
+                "--flow-log-dir",
+                &fl,
+                "--workload",
+                WORKLOAD,
+                "--pod",
+                "web-0",
+                "--dns-port",
+                "0",
+            ],
+        )
+        .unwrap();
+    for port in [15001, 15006, 15000] {
+        t.pod
+            .wait_listening(port, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", t.logs()));
+    }
+    t.init(&[]).unwrap();
+
+    // Learn phase: a traffic mix on two services.
+    let url = |port: u16, file: &str| format!("http://{}:{port}/{file}", SERVER.v4);
+    for _ in 0..3 {
+        assert_eq!(t.app_curl(&[&url(8000, "a.txt")]).unwrap(), "a\n");
+    }
+    for _ in 0..2 {
+        assert_eq!(t.app_curl(&[&url(8001, "b.txt")]).unwrap(), "b\n");
+    }
+
+    // The flow log has every record (within a second or so); export it
+    // through the admin API from inside the pod, and from the directory.
+    let export = t.scratch.path("export.jsonl");
+    let exported = export.display().to_string();
+    let cli = cli();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let recs = loop {
+        let out = t
+            .pod
+            .output(
+                None,
+                &[
+                    &cli,
+                    "flows",
+                    "export",
+                    "--admin",
+                    &format!("http://{ADMIN}"),
+                    "--since",
+                    "1h",
+                    "-o",
+                    &exported,
+                ],
+            )
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let recs = read_records(&export);
+        let count = |p: u16| recs.iter().filter(|r| port_of(r) == p).count();
+        // A connection and a request record per curl.
+        if count(8000) >= 6 && count(8001) >= 4 {
+            break recs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flow log incomplete after 15s: {} records\n{}",
+            recs.len(),
+            t.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let from_dir = t.scratch.path("from-dir.jsonl");
+    let o = run(&[
+        "flows",
+        "export",
+        "--dir",
+        &fl,
+        "-o",
+        &from_dir.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(read_records(&from_dir).len() >= recs.len());
+
+    // Coverage: a minute of history is not enough to approve.
+    let o = run(&["baseline", "status", "--flows", &fl]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("keep learning because the window covers only"),
+        "{}",
+        text(&o)
+    );
+
+    // Learn and approve with the CLI on a local store.
+    let store = t.scratch.path("store").display().to_string();
+    let base = ["--store", store.as_str(), "--workload", WORKLOAD];
+    let mut learn = vec!["baseline", "learn", "--flows", exported.as_str()];
+    learn.extend_from_slice(&base);
+    let o = run(&learn);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut approve = vec![
+        "baseline", "approve", "--all", "--by", "e2e", "--mode", "protect",
+    ];
+    approve.extend_from_slice(&base);
+    let o = run(&approve);
+    assert!(o.status.success(), "{}", text(&o));
+    let approved = t.scratch.path("store/shop/web/policy-v1.yaml");
+    let full = load_policy_file(&approved).unwrap();
+    assert_eq!(full.spec.mode, Mode::Protect);
+
+    // The candidate: the approved policy without the rule(s) for port 8001.
+    let mut reduced = full.clone();
+    let removed: Vec<String> = full
+        .spec
+        .rules
+        .iter()
+        .filter(|r| r.ports.iter().any(|p| p.contains(8001)))
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(
+        removed.len(),
+        1,
+        "one learned rule for port 8001: {removed:?}"
+    );
+    reduced.spec.rules.retain(|r| !removed.contains(&r.id));
+    let reduced_file = t.scratch.path("reduced.yaml");
+    write_policy(&reduced_file, &reduced);
+    let full_file = t.scratch.path("full.yaml");
+    write_policy(&full_file, &full);
+
+    let o = run(&[
+        "policy",
+        "replay",
+        "--policy",
+        &reduced_file.display().to_string(),
+        "--flows",
+        &fl,
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let denied = report["denied"].as_array().unwrap();
+    assert!(!denied.is_empty());
+    for g in denied {
+        assert_eq!(
+            g["port"], 8001,
+            "only the removed rule's flows are denied: {g}"
+        );
+        let near = g["explanation"]["near_misses"].as_array().unwrap();
+        assert!(!near.is_empty(), "{g}");
+    }
+    let logged = read_records(&from_dir);
+    let on_8001 = logged.iter().filter(|r| port_of(r) == 8001).count() as u64;
+    assert_eq!(
+        report["deniedRecords"], on_8001,
+        "every 8001 flow, nothing else"
+    );
+    for g in report["allowed"].as_array().unwrap() {
+        assert_ne!(g["port"], 8001, "{g}");
+    }
+    // The text form names the group.
+    let o = run(&[
+        "policy",
+        "replay",
+        "--policy",
+        &reduced_file.display().to_string(),
+        "--flows",
+        &fl,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("WOULD DENY") && out.contains(":8001/http"),
+        "{out}"
+    );
+
+    let o = run(&[
+        "policy",
+        "replay",
+        "--policy",
+        &full_file.display().to_string(),
+        "--flows",
+        &fl,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Rule usage: against the full policy every rule was used.
+    let o = run(&[
+        "policy",
+        "unused",
+        "--policy",
+        &full_file.display().to_string(),
+        "--flows",
+        &fl,
+        "--since",
+        "1h",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Enforce the full policy in protect (hot reload), then a path the
+    // learned rule does not cover gets a 403 with an event id.
+    let mut enforced = full.clone();
+    enforced.metadata.version = 2;
+    write_policy(&policy_file, &enforced);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (event_id, body) = loop {
+        let out = t
+            .pod
+            .output(
+                Some(APP_UID),
+                &[
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "5",
+                    "-D",
+                    "-",
+                    &url(8000, "forbidden.txt"),
+                ],
+            )
+            .unwrap();
+        let resp = String::from_utf8_lossy(&out.stdout).into_owned();
+        if resp.starts_with("HTTP/1.1 403") {
+            let id = resp
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("x-podwarden-event-id:")
+                        .map(|v| v.trim().to_string())
+                })
+                .expect("403 carries x-podwarden-event-id");
+            break (id, resp);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 403 after 15s: {resp}\n{}",
+            t.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        body.contains("default deny"),
+        "the 403 names what decided: {body}"
+    );
+    // The allowed path still works in protect.
+    assert_eq!(t.app_curl(&[&url(8000, "a.txt")]).unwrap(), "a\n");
+
+    // The event reaches the event log (the proxy's stdout).
+    let log = t.pod.log_of("podwarden");
+    let events_file = t.scratch.path("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log_now = t.pod.log_of("podwarden");
+        if log_now
+            .lines()
+            .any(|l| l.starts_with('{') && l.contains(&event_id))
+        {
+            std::fs::write(&events_file, log_now).unwrap();
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event {event_id} in the proxy log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = run(&[
+        "policy",
+        "explain",
+        "--policy",
+        &full_file.display().to_string(),
+        "--event",
+        &event_id,
+        "--events",
+        &events_file.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("default deny"), "{}", text(&o));
+    let e: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!(e["violation"]["kind"], "no_rule", "{e}");
+    let near = e["near_misses"].as_array().unwrap();
+    let rule_8000 = full
+        .spec
+        .rules
+        .iter()
+        .find(|r| r.ports.iter().any(|p| p.contains(8000)))
+        .unwrap();
+    let nearest = &near[0];
+    assert_eq!(nearest["rule"], rule_8000.id.as_str(), "{e}");
+    assert!(
+        nearest["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["reason"] == "http_path"),
+        "the nearest rule's path template does not cover /forbidden.txt: {e}"
+    );
+    assert!(
+        stderr.contains("is outside the rule's paths"),
+        "{}",
+        text(&o)
+    );
+}
