@@ -106,6 +106,10 @@ pub fn sidecar_container(
             value: None,
         },
         value_env("PODWARDEN_MODE", modes.mode.as_str()),
+        // Learning snapshots, the DNS name table and the last pushed policy
+        // must survive a proxy restart; the root filesystem is read-only, so
+        // they live on the pod's podwarden-run emptyDir.
+        value_env("PODWARDEN_STATE_DIR", RUN_DIR),
     ];
     if let Some(m) = modes.waf {
         env.push(value_env("PODWARDEN_WAF_MODE", m.as_str()));
