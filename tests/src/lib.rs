@@ -7,8 +7,8 @@
 //! `skipped: …` and return (or fail, with `PODWARDEN_E2E_STRICT=1`).
 
 pub mod env;
-pub mod learn;
 pub mod l7;
+pub mod learn;
 pub mod netns;
 pub mod pod;
 pub mod servers;
