@@ -6,23 +6,15 @@
 //! drops below `conformance/FLOOR`. With `WAF_WRITE_RESULTS=1` it rewrites
 //! `conformance/RESULTS.md` and `conformance/FAILURES.md`.
 
-use base64::Engine as _;
 use podwarden_waf::crs::{load_crs, CrsOptions};
-use podwarden_waf::{Request, Response, RuleSet};
+use podwarden_waf::RuleSet;
+use podwarden_waf_modsec_ref::ftw::{
+    backend_response, build_request, ids, s, yaml_files, TEST_CONFIG,
+};
 use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-
-/// The test configuration of CRS's tests/docker-compose.yml: DetectionOnly,
-/// blocking paranoia 4, the ARG/FILE size settings, and the test marker rule;
-/// plus `arg_name_length=100` and `max_num_args=255` from the test
-/// configuration in tests/regression/README.md (rules 920360/920380 need them).
-const TEST_CONFIG: &str = r#"
-SecAction "id:900005,phase:1,nolog,pass,ctl:ruleEngine=DetectionOnly,setvar:tx.blocking_paranoia_level=4,setvar:tx.arg_length=400,setvar:tx.total_arg_length=6400,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535,setvar:tx.arg_name_length=100,setvar:tx.max_num_args=255"
-SecResponseBodyMimeType text/plain text/html text/xml application/json
-SecRule REQUEST_HEADERS:X-CRS-Test "@rx ^.*$" "id:999999,phase:1,pass,t:none,log,msg:'%{MATCHED_VAR}'"
-"#;
+use std::path::PathBuf;
 
 fn crs_dir() -> Option<PathBuf> {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs/v4.28.0");
@@ -32,125 +24,6 @@ fn crs_dir() -> Option<PathBuf> {
         println!("skipped: CRS not found at {}", d.display());
         None
     }
-}
-
-fn s(v: &Value, k: &str) -> Option<String> {
-    match v.get(k)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn ids(v: Option<&Value>) -> Vec<u64> {
-    match v {
-        Some(Value::Sequence(seq)) => seq.iter().filter_map(|x| x.as_u64()).collect(),
-        Some(Value::Number(n)) => n.as_u64().into_iter().collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Builds the request go-ftw would send for a stage input.
-fn build_request(input: &Value) -> Result<Request, String> {
-    if let Some(enc) = s(input, "encoded_request") {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(enc.split_whitespace().collect::<String>())
-            .map_err(|e| format!("bad encoded_request: {e}"))?;
-        return podwarden_waf::http::parse_request(&raw).map_err(|e| e.to_string());
-    }
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
-    if let Some(Value::Mapping(m)) = input.get("headers") {
-        for (k, v) in m {
-            let k = k.as_str().unwrap_or_default().to_string();
-            let v = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                _ => String::new(),
-            };
-            headers.push((k, v.into_bytes()));
-        }
-    }
-    let body = s(input, "data").unwrap_or_default().into_bytes();
-    let autocomplete = input
-        .get("autocomplete_headers")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    let has = |h: &[(String, Vec<u8>)], n: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    if autocomplete {
-        if !body.is_empty() && !has(&headers, "content-length") {
-            headers.push(("Content-Length".into(), body.len().to_string().into_bytes()));
-        }
-        if !body.is_empty() && !has(&headers, "content-type") {
-            headers.push((
-                "Content-Type".into(),
-                b"application/x-www-form-urlencoded".to_vec(),
-            ));
-        }
-        if !has(&headers, "connection") {
-            headers.push(("Connection".into(), b"close".to_vec()));
-        }
-    }
-    Ok(Request {
-        method: s(input, "method").unwrap_or_else(|| "GET".into()),
-        uri: s(input, "uri").unwrap_or_else(|| "/".into()),
-        protocol: s(input, "version").unwrap_or_else(|| "HTTP/1.1".into()),
-        headers,
-        body,
-        remote_addr: "127.0.0.1".into(),
-        remote_port: 40000,
-        server_port: 80,
-    })
-}
-
-/// The response the albedo backend gives: `/reflect` echoes a JSON spec.
-fn backend_response(req: &Request) -> Response {
-    let mut resp = Response {
-        status: 200,
-        protocol: "HTTP/1.1".into(),
-        headers: Vec::new(),
-        body: Vec::new(),
-    };
-    if req.uri.starts_with("/reflect") {
-        if let Ok(serde_json::Value::Object(spec)) =
-            serde_json::from_slice::<serde_json::Value>(&req.body)
-        {
-            if let Some(st) = spec.get("status").and_then(|v| v.as_u64()) {
-                resp.status = st as u16;
-            }
-            if let Some(serde_json::Value::Object(h)) = spec.get("headers") {
-                for (k, v) in h {
-                    resp.headers.push((
-                        k.clone(),
-                        v.as_str().unwrap_or_default().as_bytes().to_vec(),
-                    ));
-                }
-            }
-            if let Some(b) = spec.get("body").and_then(|v| v.as_str()) {
-                resp.body = b.as_bytes().to_vec();
-            }
-            if let Some(b) = spec.get("encodedBody").and_then(|v| v.as_str()) {
-                resp.body = base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .unwrap_or_default();
-            }
-        }
-    }
-    if !resp
-        .headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-    {
-        let html = resp.body.trim_ascii_start().first() == Some(&b'<');
-        let ct: &[u8] = if html {
-            b"text/html; charset=utf-8"
-        } else {
-            b"text/plain; charset=utf-8"
-        };
-        resp.headers.push(("Content-Type".into(), ct.to_vec()));
-    }
-    resp
 }
 
 /// Why the remaining failures fail: each depends on what the web server in
@@ -221,21 +94,6 @@ fn run_test(rs: &RuleSet, test: &Value) -> Verdict {
             "checks only the HTTP status or log text, which an in-process engine cannot reproduce"
                 .into(),
         )
-    }
-}
-
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut v: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
-    v.sort();
-    for p in v {
-        if p.is_dir() {
-            yaml_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "yaml") {
-            out.push(p);
-        }
     }
 }
 

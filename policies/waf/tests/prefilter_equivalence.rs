@@ -6,11 +6,10 @@
 //! Runs at paranoia 4 (every rule evaluated) and at paranoia 1 with the
 //! engine On (interruptions stop evaluation). Skips without CRS.
 
-use base64::Engine as _;
 use podwarden_waf::crs::{load_crs, CrsOptions};
 use podwarden_waf::{Outcome, Request, Response, RuleSet, Transaction};
+use podwarden_waf_modsec_ref::ftw;
 use proptest::prelude::*;
-use serde_yaml_ng::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -42,55 +41,6 @@ fn pl4() -> Option<&'static RuleSet> {
     .as_ref()
 }
 
-fn s(v: &Value, k: &str) -> Option<String> {
-    match v.get(k)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// Roughly the request go-ftw sends (exact fidelity does not matter here:
-/// any request must give the same outcome with and without the prefilter).
-fn build_request(input: &Value) -> Option<Request> {
-    if let Some(enc) = s(input, "encoded_request") {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(enc.split_whitespace().collect::<String>())
-            .ok()?;
-        return podwarden_waf::http::parse_request(&raw).ok();
-    }
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
-    if let Some(Value::Mapping(m)) = input.get("headers") {
-        for (k, v) in m {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => String::new(),
-            };
-            headers.push((k.as_str().unwrap_or_default().to_string(), v.into_bytes()));
-        }
-    }
-    let body = s(input, "data").unwrap_or_default().into_bytes();
-    let has = |h: &[(String, Vec<u8>)], n: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    if !body.is_empty() && !has(&headers, "content-type") {
-        headers.push((
-            "Content-Type".into(),
-            b"application/x-www-form-urlencoded".to_vec(),
-        ));
-    }
-    Some(Request {
-        method: s(input, "method").unwrap_or_else(|| "GET".into()),
-        uri: s(input, "uri").unwrap_or_else(|| "/".into()),
-        protocol: s(input, "version").unwrap_or_else(|| "HTTP/1.1".into()),
-        headers,
-        body,
-        remote_addr: "192.0.2.1".into(),
-        remote_port: 40000,
-        server_port: 80,
-    })
-}
-
 fn response_for(req: &Request) -> Response {
     Response {
         status: 200,
@@ -101,46 +51,13 @@ fn response_for(req: &Request) -> Response {
     }
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut v: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
-    v.sort();
-    for p in v {
-        if p.is_dir() {
-            yaml_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "yaml") {
-            out.push(p);
-        }
-    }
-}
-
+/// The requests go-ftw sends for every stage of the CRS regression suite.
 fn corpus(dir: &Path) -> Vec<Request> {
-    let mut files = Vec::new();
-    yaml_files(&dir.join("tests/regression/tests"), &mut files);
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        let Ok(doc) = serde_yaml_ng::from_str::<Value>(&text) else {
-            continue;
-        };
-        let Some(Value::Sequence(tests)) = doc.get("tests") else {
-            continue;
-        };
-        for t in tests {
-            let Some(Value::Sequence(stages)) = t.get("stages") else {
-                continue;
-            };
-            for st in stages {
-                let stage = st.get("stage").unwrap_or(st);
-                if let Some(r) = stage.get("input").and_then(build_request) {
-                    out.push(r);
-                }
-            }
-        }
-    }
-    out
+    ftw::stages(&dir.join("tests/regression/tests"))
+        .expect("regression suite readable")
+        .iter()
+        .filter_map(|st| ftw::build_request(&st.input).ok())
+        .collect()
 }
 
 /// Everything observable about an outcome.

@@ -1,7 +1,7 @@
 //! go-ftw's view of the CRS regression suite: the stages of every test and
 //! the request go-ftw sends for each, plus the albedo backend's response.
-//! Mirrors `policies/waf/tests/crs_regression.rs` (a test target cannot be
-//! shared), so both engines see exactly the requests that test replays.
+//! `policies/waf/tests/crs_regression.rs` replays the same requests through
+//! this module (a dev-dependency), so both engines see exactly those requests.
 
 use base64::Engine as _;
 use podwarden_waf::{Request, Response};
@@ -18,7 +18,8 @@ SecResponseBodyMimeType text/plain text/html text/xml application/json
 SecRule REQUEST_HEADERS:X-CRS-Test "@rx ^.*$" "id:999999,phase:1,pass,t:none,log,msg:'%{MATCHED_VAR}'"
 "#;
 
-fn s(v: &Value, k: &str) -> Option<String> {
+/// A scalar field of a YAML mapping, as text.
+pub fn s(v: &Value, k: &str) -> Option<String> {
     match v.get(k)? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -27,7 +28,8 @@ fn s(v: &Value, k: &str) -> Option<String> {
     }
 }
 
-fn ids(v: Option<&Value>) -> Vec<u64> {
+/// Rule ids of an `expect_ids`/`no_expect_ids` entry (a list or one number).
+pub fn ids(v: Option<&Value>) -> Vec<u64> {
     match v {
         Some(Value::Sequence(seq)) => seq.iter().filter_map(|x| x.as_u64()).collect(),
         Some(Value::Number(n)) => n.as_u64().into_iter().collect(),
@@ -137,7 +139,8 @@ pub fn backend_response(req: &Request) -> Response {
     resp
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every `.yaml` below `dir`, sorted, depth first.
+pub fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
