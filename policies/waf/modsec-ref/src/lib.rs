@@ -6,6 +6,7 @@
 //! The library is `dlopen`ed at run time ([`ffi::Api::get`]): the workspace
 //! builds without it, and callers skip with [`Error::NotInstalled`]'s message.
 
+pub mod bench_requests;
 pub mod ffi;
 pub mod ftw;
 
