@@ -225,8 +225,27 @@ fn unchanged(t: Transform, s: &[u8]) -> bool {
         ReplaceNulls => memchr::memchr(0, s).is_none(),
         Uppercase => !s.iter().any(|c| c.is_ascii_lowercase()),
         CmdLine => !any(b"\"'\\^ ,;\t\r\n") && !s.iter().any(|c| c.is_ascii_uppercase()),
+        // Only empty, `.` and `..` segments are rewritten (a leading and a
+        // trailing slash are kept).
+        NormalizePath => path_is_normal(s),
+        NormalizePathWin => memchr::memchr(b'\\', s).is_none() && path_is_normal(s),
         _ => false,
     }
+}
+
+/// Whether `normalize_path` would return `s` unchanged (ignoring `\\`): no
+/// empty segment inside, and no `.` or `..` segment anywhere.
+fn path_is_normal(s: &[u8]) -> bool {
+    let has = |n: &[u8]| memchr::memmem::find(s, n).is_some();
+    !(has(b"//")
+        || has(b"/./")
+        || has(b"/../")
+        || s.starts_with(b"./")
+        || s.starts_with(b"../")
+        || s.ends_with(b"/.")
+        || s.ends_with(b"/..")
+        || s == b"."
+        || s == b"..")
 }
 
 fn parity(c: u8, even: bool) -> u8 {
@@ -493,8 +512,25 @@ mod tests {
             CmdLine,
             Lowercase,
             RemoveNulls,
+            NormalizePath,
+            NormalizePathWin,
         ];
-        let inputs: [&[u8]; 12] = [
+        let inputs: [&[u8]; 27] = [
+            b"/",
+            b"//",
+            b"/a/b/",
+            b"/a//b",
+            b"a/./b",
+            b"./a",
+            b"../a",
+            b"a/..",
+            b"a/.",
+            b".",
+            b"..",
+            b"/catalog/search",
+            b"a\\b",
+            b"/a/.b/..c/",
+            b"...",
             b"",
             b"plain",
             b"Mixed Case",

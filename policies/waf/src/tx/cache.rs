@@ -42,6 +42,8 @@ pub(crate) struct ValueCache {
     /// (variable kind, chain) → offset in `bits` of the OR of the bitsets
     /// of every value of that collection.
     unions: HashMap<(u8, u32), u32, BuildFx>,
+    /// Scratch list of bitset offsets for `build_union`.
+    offs: Vec<u32>,
 }
 
 impl ValueCache {
@@ -56,6 +58,17 @@ impl ValueCache {
         self.bits.clear();
         self.memo.clear();
         self.unions.clear();
+    }
+
+    /// Roughly the heap bytes the cache keeps between transactions: a
+    /// pooled cache that once served a huge request is dropped instead.
+    pub fn retained_bytes(&self) -> usize {
+        self.by_addr.capacity() * 24
+            + self.by_content.capacity() * 32
+            + self.slots.capacity() * 4
+            + self.entries.capacity() * std::mem::size_of::<TEntry>()
+            + self.bits.capacity() * 8
+            + self.memo.capacity() * 24
     }
 
     fn vid(&mut self, v: &[u8]) -> u32 {
@@ -124,8 +137,14 @@ impl ValueCache {
             return o as usize;
         }
         let vid = self.entries[i].vid as usize;
-        let unchanged = self.entries[i].value.is_none();
-        if unchanged {
+        // The automaton is ASCII case-insensitive: a chain that only changed
+        // the case (t:lowercase on a header, say) sets the same slots as the
+        // raw value, so it shares the raw value's scan.
+        let as_raw = match &self.entries[i].value {
+            None => true,
+            Some(v) => v.eq_ignore_ascii_case(raw),
+        };
+        if as_raw {
             if let Some(o) = self.vbits[vid] {
                 self.entries[i].bits = Some(o);
                 return o as usize;
@@ -136,7 +155,7 @@ impl ValueCache {
         let v = self.entries[i].value.as_deref().unwrap_or(raw);
         cf.scan(v, &mut self.bits[off..]);
         self.entries[i].bits = Some(off as u32);
-        if unchanged {
+        if as_raw {
             self.vbits[vid] = Some(off as u32);
         }
         off
@@ -168,16 +187,22 @@ impl ValueCache {
         values: impl Iterator<Item = &'a [u8]>,
     ) -> usize {
         let words = cf.words();
-        let mut acc = vec![0u64; words];
+        // Scan first (scans append to `bits`), then OR into the union's words.
+        let mut offs = std::mem::take(&mut self.offs);
+        offs.clear();
         for v in values {
             let i = self.entry(v, chain, transforms);
-            let off = self.bits_of(i, cf, v);
-            for (a, b) in acc.iter_mut().zip(&self.bits[off..off + words]) {
-                *a |= *b;
-            }
+            offs.push(self.bits_of(i, cf, v) as u32);
         }
         let off = self.bits.len();
-        self.bits.extend_from_slice(&acc);
+        self.bits.resize(off + words, 0);
+        for &o in &offs {
+            for w in 0..words {
+                let b = self.bits[o as usize + w];
+                self.bits[off + w] |= b;
+            }
+        }
+        self.offs = offs;
         self.unions.insert((kind as u8, chain), off as u32);
         off
     }
@@ -187,12 +212,23 @@ impl ValueCache {
     }
 
     /// The memo key for the link's operator on entry `i`, when its result
-    /// depends on the value only and the value repeats.
+    /// depends on the value only and the value repeats. (With `capture` only
+    /// a remembered miss is usable: a match runs again for its captures.)
     pub fn memo_key(&self, i: usize, link: &Link) -> Option<(u32, usize)> {
-        if link.capture || !self.dup[self.entries[i].vid as usize] || !pure(&link.operator.kind) {
+        if !self.dup[self.entries[i].vid as usize] || !pure(&link.operator.kind) {
             return None;
         }
         Some((i as u32, link as *const Link as usize))
+    }
+
+    /// The memo key for a multiMatch link on a raw request value: its
+    /// answer depends only on the raw content (the chain is fixed), so
+    /// repeated contents (JSON array elements) run the operator steps once.
+    pub fn multi_memo_key(&mut self, raw: &[u8], link: &Link) -> Option<(u32, usize)> {
+        if !pure(&link.operator.kind) {
+            return None;
+        }
+        Some((self.vid(raw), link as *const Link as usize))
     }
 
     pub fn memo_get(&self, k: (u32, usize)) -> Option<bool> {

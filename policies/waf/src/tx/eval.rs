@@ -19,7 +19,9 @@ impl Transaction<'_> {
         // The request variables are fixed during a phase: taking them out lets
         // rules borrow values while actions mutate the transaction state.
         let req = std::mem::take(&mut self.req);
-        self.cache.clear(self.rs.prefilter.chain_count);
+        if !std::mem::take(&mut self.reuse_cache) {
+            self.cache.clear(self.rs.prefilter.chain_count);
+        }
         self.run_phase_with(&req, phase);
         self.req = req;
     }
@@ -210,7 +212,7 @@ impl Transaction<'_> {
             let off = match self.cache.union(t.kind, link.tchain) {
                 Some(o) => o,
                 None => {
-                    let mut vals: Vec<Val<'_>> = Vec::new();
+                    let mut vals: Vec<Val<'_>> = recycle(std::mem::take(&mut self.ubuf));
                     if t.kind == VarKind::Xml {
                         // The selector picks text or attributes: take both.
                         for k in ["/*", "@"] {
@@ -220,16 +222,19 @@ impl Transaction<'_> {
                         collect(req, &self.st, t.kind, &Selector::All, &mut vals);
                     }
                     if vals.iter().any(|v| matches!(v.value, Cow::Owned(_))) {
+                        self.ubuf = recycle(vals);
                         return true;
                     }
                     let kind = t.kind;
-                    self.cache.build_union(
+                    let off = self.cache.build_union(
                         kind,
                         link.tchain,
                         &link.transforms,
                         cf,
                         vals.iter().map(|v| &*v.value),
-                    )
+                    );
+                    self.ubuf = recycle(vals);
+                    off
                 }
             };
             if self.cache.union_has(off, slot) {
@@ -248,26 +253,21 @@ impl Transaction<'_> {
         from_req: bool,
     ) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
         if link.multi_match {
-            let mut cur: Cow<[u8]> = Cow::Borrowed(value);
-            let (m, c) = op(req, &self.st, link, &cur);
-            if m {
-                return (true, c, cur.into_owned());
+            let memo = if from_req {
+                self.cache.multi_memo_key(value, link)
+            } else {
+                None
+            };
+            // A remembered miss is final; a remembered match runs again to
+            // recover the matched (transformed) value — matches are rare.
+            if let Some(false) = memo.and_then(|k| self.cache.memo_get(k)) {
+                return (false, None, Vec::new());
             }
-            for t in &link.transforms {
-                if let Some(n) = transform::apply(*t, &cur) {
-                    // The same bytes give the same answer (nothing runs between
-                    // these calls): only a changed value is worth another call.
-                    if n[..] == cur[..] {
-                        continue;
-                    }
-                    cur = Cow::Owned(n);
-                    let (m, c) = op(req, &self.st, link, &cur);
-                    if m {
-                        return (true, c, cur.into_owned());
-                    }
-                }
+            let r = self.check_multi(req, link, value);
+            if let Some(k) = memo {
+                self.cache.memo_put(k, r.0);
             }
-            return (false, None, Vec::new());
+            return r;
         }
         if !from_req {
             let v = transform::apply_all(&link.transforms, value);
@@ -286,8 +286,10 @@ impl Transaction<'_> {
         }
         let memo = self.cache.memo_key(idx, link);
         let v = self.cache.value(idx, value);
-        if let Some(m) = memo.and_then(|k| self.cache.memo_get(k)) {
-            return (m, None, if m { v.to_vec() } else { Vec::new() });
+        match memo.and_then(|k| self.cache.memo_get(k)) {
+            Some(false) => return (false, None, Vec::new()),
+            Some(true) if !link.capture => return (true, None, v.to_vec()),
+            _ => {}
         }
         let (m, c) = op(req, &self.st, link, v);
         let out = if m { v.to_vec() } else { Vec::new() };
@@ -295,6 +297,36 @@ impl Transaction<'_> {
             self.cache.memo_put(k, m);
         }
         (m, c, out)
+    }
+
+    /// multiMatch: the operator on the raw value, then after each
+    /// transformation that changed it.
+    fn check_multi(
+        &self,
+        req: &ReqVars,
+        link: &Link,
+        value: &[u8],
+    ) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
+        let mut cur: Cow<[u8]> = Cow::Borrowed(value);
+        let (m, c) = op(req, &self.st, link, &cur);
+        if m {
+            return (true, c, cur.into_owned());
+        }
+        for t in &link.transforms {
+            if let Some(n) = transform::apply(*t, &cur) {
+                // The same bytes give the same answer (nothing runs between
+                // these calls): only a changed value is worth another call.
+                if n[..] == cur[..] {
+                    continue;
+                }
+                cur = Cow::Owned(n);
+                let (m, c) = op(req, &self.st, link, &cur);
+                if m {
+                    return (true, c, cur.into_owned());
+                }
+            }
+        }
+        (false, None, Vec::new())
     }
 
     fn run_actions(&mut self, req: &ReqVars, link: &Link) {
@@ -523,7 +555,7 @@ fn from_request(k: VarKind) -> bool {
 
 /// An empty vector with `v`'s allocation, for values of another lifetime
 /// (the per-link value list is reused instead of allocated per rule).
-fn recycle<'b>(mut v: Vec<Val<'_>>) -> Vec<Val<'b>> {
+pub(crate) fn recycle<'b>(mut v: Vec<Val<'_>>) -> Vec<Val<'b>> {
     v.clear();
     // In-place collection keeps the allocation: same element layout. (The
     // lint's `.filter` could not change the element lifetime.)

@@ -107,6 +107,23 @@ pub(crate) struct TxState {
 
 static TX_COUNTER: AtomicU64 = AtomicU64::new(1);
 
+/// Per-thread scratch (value cache, value buffers) handed from one
+/// transaction to the next: their allocations are reused instead of being
+/// made and freed on every request.
+#[derive(Default)]
+struct Scratch {
+    cache: cache::ValueCache,
+    vbuf: Vec<collect::Val<'static>>,
+    ubuf: Vec<collect::Val<'static>>,
+}
+
+/// A cache that grew past this for one huge request is not kept.
+const MAX_POOLED_BYTES: usize = 4 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
+}
+
 /// Evaluates one request/response against a rule set.
 pub struct Transaction<'r> {
     pub(crate) rs: &'r RuleSet,
@@ -120,8 +137,13 @@ pub struct Transaction<'r> {
     pub(crate) cache: cache::ValueCache,
     /// Reused buffer for the values a link inspects.
     pub(crate) vbuf: Vec<collect::Val<'static>>,
+    /// Reused buffer for the values of a prefilter union.
+    pub(crate) ubuf: Vec<collect::Val<'static>>,
     /// Whether the literal prefilter gates operators (see [`Self::set_prefilter`]).
     pub(crate) prefilter: bool,
+    /// The next phase may keep the value cache: the request variables have
+    /// not changed since the last phase filled it.
+    pub(crate) reuse_cache: bool,
 }
 
 impl<'r> Transaction<'r> {
@@ -131,6 +153,12 @@ impl<'r> Transaction<'r> {
             unique_id: format!("pw{n:016x}").into_bytes(),
             ..Default::default()
         };
+        let scratch = SCRATCH
+            .try_with(|s| s.take())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let Scratch { cache, vbuf, ubuf } = *scratch;
         Transaction {
             rs,
             req,
@@ -138,9 +166,11 @@ impl<'r> Transaction<'r> {
             outcome: Outcome::default(),
             stop_request: false,
             stop_all: false,
-            cache: Default::default(),
-            vbuf: Vec::new(),
+            cache,
+            vbuf,
+            ubuf,
             prefilter: true,
+            reuse_cache: false,
         }
     }
 
@@ -170,7 +200,22 @@ impl<'r> Transaction<'r> {
             .request_body_access
             .unwrap_or(self.rs.config.request_body_access)
         {
+            // An empty body that no processor parses leaves every request
+            // variable exactly as phase 1 saw it (nothing is reallocated):
+            // phase 2 may then keep phase 1's transformed values and scans.
+            let untouched = r.body.is_empty()
+                && self.req.body.is_empty()
+                && !self.req.has_body_var
+                && !self.st.force_body_var
+                && self
+                    .st
+                    .body_processor
+                    .or(self.req.default_processor)
+                    .is_none();
             self.process_body(r);
+            self.reuse_cache = untouched;
+        } else {
+            self.reuse_cache = true;
         }
         self.run_phase(2);
     }
@@ -214,7 +259,22 @@ impl<'r> Transaction<'r> {
             score("blocking_inbound_anomaly_score").max(score("inbound_anomaly_score"));
         self.outcome.outbound_anomaly_score =
             score("blocking_outbound_anomaly_score").max(score("outbound_anomaly_score"));
-        self.outcome
+        std::mem::take(&mut self.outcome)
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.cache.retained_bytes() > MAX_POOLED_BYTES {
+            return;
+        }
+        let scratch = Box::new(Scratch {
+            cache: std::mem::take(&mut self.cache),
+            vbuf: eval::recycle(std::mem::take(&mut self.vbuf)),
+            ubuf: eval::recycle(std::mem::take(&mut self.ubuf)),
+        });
+        // During thread teardown the slot may be gone: then just free.
+        let _ = SCRATCH.try_with(|s| s.set(Some(scratch)));
     }
 }
 
