@@ -127,6 +127,54 @@ pub struct DnsSettings {
     /// Refuse tunnelling-shaped queries (long random labels, TXT floods) in protect.
     #[serde(default)]
     pub block_tunneling: bool,
+    /// Which names the pod may resolve. `any` (the default, so that policies
+    /// written before this setting and CIDR-only policies keep working) lets
+    /// every query through; `listed` answers NXDOMAIN in protect, without
+    /// forwarding, to a name that matches no outbound FQDN rule and no
+    /// `allowNames` entry: a query for `<secret>.attacker.example` reaches the
+    /// attacker's authoritative server even when the connection that would
+    /// follow is blocked.
+    #[serde(default, skip_serializing_if = "AllowedNames::is_any")]
+    pub allowed_names: AllowedNames,
+    /// Names (exact or `*.suffix`) the pod may resolve without an FQDN rule:
+    /// names it resolves but never connects to by name, e.g. `*.cluster.local`
+    /// for in-cluster services reached through CIDR rules. Used with
+    /// `allowedNames: listed`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "fqdn_patterns"
+    )]
+    pub allow_names: Vec<String>,
+}
+
+/// Which DNS names the pod may resolve (`spec.dns.allowedNames`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AllowedNames {
+    /// Every name is forwarded (subject to `blockTunneling`).
+    #[default]
+    Any,
+    /// Only names of outbound FQDN rules and `allowNames` (with their SRV
+    /// `_service._proto.` forms), and reverse lookups of addresses the
+    /// outbound rules cover.
+    Listed,
+}
+
+impl AllowedNames {
+    pub fn is_any(&self) -> bool {
+        *self == AllowedNames::Any
+    }
+}
+
+/// A list of FQDN patterns, each checked like an FQDN peer so that a typo is
+/// a located load error instead of a name that silently never matches.
+fn fqdn_patterns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    for n in &names {
+        validate_fqdn_pattern(n).map_err(serde::de::Error::custom)?;
+    }
+    Ok(names)
 }
 
 /// One allowlist entry. Every field narrows; an absent field matches anything

@@ -2,7 +2,10 @@
 //! names) here. Each query is judged against the policy in force — only the
 //! policy's resolvers (`spec.dns.resolvers`) are forwarded to, and
 //! tunnelling-shaped queries are refused in protect when the policy says so
-//! (`spec.dns.blockTunneling`) — then forwarded, recorded, and the A/AAAA
+//! (`spec.dns.blockTunneling`), and with `spec.dns.allowedNames: listed` a
+//! name the policy does not list is answered NXDOMAIN here in protect, never
+//! forwarded (the query itself would carry data to the name's authoritative
+//! server) — then forwarded, recorded, and the A/AAAA
 //! answers are remembered so later flows to those IPs carry the names
 //! (`Flow::peer_names`). The remembered names can be saved to and restored
 //! from a file, so FQDN rules keep working across a proxy restart.
@@ -15,7 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use podwarden_policy::dns::{parse_message, DnsMessage, NameTable, NameTableConfig, RecordType};
+use podwarden_policy::dns::{
+    negative_answer, parse_message, DnsMessage, DnsNameVerdict, NameTable, NameTableConfig,
+    RecordType, NAME_NOT_IN_POLICY, RCODE_NXDOMAIN, RCODE_REFUSED,
+};
 use podwarden_policy::events::{EventAction, EventKind, SecurityEvent};
 use podwarden_policy::matcher::DnsVerdict;
 use podwarden_policy::{
@@ -188,7 +194,9 @@ pub fn persist_names(shared: Arc<Shared>, path: PathBuf) {
     });
 }
 
-/// REFUSED answer for a denied query: the query with QR set and RCODE 5.
+/// REFUSED answer for a denied query: the query with QR set and RCODE 5
+/// (kept for queries [`negative_answer`] cannot answer: it echoes anything
+/// with a header).
 pub fn refused(query: &[u8]) -> Option<Vec<u8>> {
     if query.len() < 12 {
         return None;
@@ -208,6 +216,27 @@ pub enum Refusal {
     Tunnelling,
     /// None of the configured upstreams is a resolver the policy allows.
     ResolverNotAllowed,
+    /// `allowedNames: listed` and the policy does not list the name
+    /// (protect only). Answered NXDOMAIN, not REFUSED: a stub resolver
+    /// takes NXDOMAIN as final for that name and moves on to its next
+    /// search domain (so `api.example.ns.svc.cluster.local` failing does
+    /// not keep `api.example` from resolving), while REFUSED makes glibc
+    /// try every other nameserver and then stop the search list, and musl
+    /// ignore the answer and wait for its timeout. NXDOMAIN without an SOA
+    /// is not negatively cached (RFC 2308), so a policy that lists the name
+    /// later takes effect at once. DNS firewalls (RPZ) answer the same way.
+    NameNotInPolicy,
+}
+
+impl Refusal {
+    /// The answer the pod gets instead of the resolver's.
+    pub fn answer(self, query: &[u8]) -> Option<Vec<u8>> {
+        let rcode = match self {
+            Refusal::NameNotInPolicy => RCODE_NXDOMAIN,
+            _ => RCODE_REFUSED,
+        };
+        negative_answer(query, rcode).or_else(|| refused(query))
+    }
 }
 
 /// What the listener does with one query: pure, from the policy in force.
@@ -222,6 +251,9 @@ pub struct QueryPlan {
     pub question: Option<(String, RecordType)>,
     /// Set when the query looks like tunnelling (refused or not).
     pub tunnel: Option<DnsVerdict>,
+    /// Set when the name is not in the policy and the mode cares (protect
+    /// answers NXDOMAIN, monitor forwards and reports).
+    pub name: Option<DnsNameVerdict>,
     pub mode: Mode,
 }
 
@@ -242,6 +274,7 @@ pub fn plan_query(
         would_deny: Vec::new(),
         question,
         tunnel: None,
+        name: None,
         mode,
     };
     let Some(policy) = policy else {
@@ -261,6 +294,15 @@ pub fn plan_query(
     if refuse_tunnel {
         plan.refuse = Some(Refusal::Tunnelling);
         return plan;
+    }
+    let names = policy.judge_dns_name(name, *qtype);
+    if names.deny || names.would_deny {
+        let deny = names.deny;
+        plan.name = Some(names);
+        if deny {
+            plan.refuse = Some(Refusal::NameNotInPolicy);
+            return plan;
+        }
     }
     let allowed = policy.resolvers();
     if !allowed.is_empty() {
@@ -355,6 +397,20 @@ impl Ctx {
             };
             bus.emit(e);
         }
+        if let (Some(v), Some(bus), Some((name, qtype))) =
+            (&plan.name, &self.events, &plan.question)
+        {
+            bus.emit(name_event(
+                format!("{id}-dns-name"),
+                &self.workload,
+                &self.pod,
+                plan.mode,
+                flow.peer,
+                v,
+                name,
+                *qtype,
+            ));
+        }
         self.shared.flows.record(FlowRecord {
             id,
             start_ms,
@@ -400,6 +456,45 @@ impl Ctx {
             _ => Ok(allowed),
         }
     }
+}
+
+/// The event for a name the policy does not list: a violation (protect,
+/// answered NXDOMAIN) or would-block (monitor, forwarded), naming the name
+/// and the reason as the rule. A name that also looks like tunnelling is
+/// masked like a `dns_tunneling` one: its leading labels are the data.
+#[allow(clippy::too_many_arguments)]
+pub fn name_event(
+    id: String,
+    workload: &str,
+    pod: &str,
+    mode: Mode,
+    resolver: SocketAddr,
+    verdict: &DnsNameVerdict,
+    name: &str,
+    qtype: RecordType,
+) -> SecurityEvent {
+    let shown = if verdict.assessment.suspicious {
+        mask_query_name(name)
+    } else {
+        name.trim_end_matches('.').to_string()
+    };
+    let (kind, action, answer) = if verdict.deny {
+        (EventKind::Violation, EventAction::Blocked, "NXDOMAIN")
+    } else {
+        (EventKind::WouldBlock, EventAction::WouldBlock, "forwarded")
+    };
+    let mut e = SecurityEvent::new(id, SystemTime::now(), workload, pod, kind, mode);
+    e.direction = Some(Direction::Outbound);
+    e.peer = Some(resolver);
+    e.names = vec![shown.clone()];
+    e.rule = NAME_NOT_IN_POLICY.to_string();
+    e.action = action;
+    e.details.insert("reason".into(), NAME_NOT_IN_POLICY.into());
+    e.details.insert("query".into(), shown);
+    e.details.insert("qtype".into(), format!("{qtype:?}"));
+    e.details.insert("protocol".into(), "dns".into());
+    e.details.insert("answer".into(), answer.into());
+    e
 }
 
 /// Keeps the registered domain (last two labels) and masks the rest: the
@@ -500,7 +595,7 @@ async fn udp_query(ctx: Arc<Ctx>, sock: Arc<UdpSocket>, client: SocketAddr, q: V
         Ok(c) => c,
         Err(denied) => {
             let (flow, decision) = *denied;
-            if let Some(r) = refused(&q) {
+            if let Some(r) = answer_refusal(&plan, &q) {
                 let _ = sock.send_to(&r, client).await;
             }
             ctx.record(&plan, flow, decision, q.len() as u64, 0, started);
@@ -538,6 +633,15 @@ async fn udp_query(ctx: Arc<Ctx>, sock: Arc<UdpSocket>, client: SocketAddr, q: V
         .error(Direction::Outbound, "dns_upstream");
 }
 
+/// What the pod gets for a query that is not forwarded. A query refused
+/// by the hook (resolver flow denied) has no [`Refusal`]: REFUSED.
+fn answer_refusal(plan: &QueryPlan, query: &[u8]) -> Option<Vec<u8>> {
+    match plan.refuse {
+        Some(r) => r.answer(query),
+        None => refused(query),
+    }
+}
+
 /// Reads one length-prefixed DNS message (RFC 1035 §4.2.2).
 async fn read_msg(s: &mut TcpStream) -> Option<Vec<u8>> {
     let len = tokio::time::timeout(TCP_IDLE, s.read_u16())
@@ -573,7 +677,7 @@ async fn tcp_session(ctx: Arc<Ctx>, mut client: TcpStream, peer: SocketAddr) {
             Err(denied) => {
                 let (flow, decision) = *denied;
                 ctx.record(&plan, flow, decision, q.len() as u64, 0, started);
-                match refused(&q) {
+                match answer_refusal(&plan, &q) {
                     Some(r) if write_msg(&mut client, &r).await.is_ok() => continue,
                     _ => return,
                 }
@@ -758,6 +862,100 @@ mod tests {
         let lax = policy("protect", r#"{ blockTunneling: false }"#);
         let p = plan_query(Some(&lax), &ups, &query(TUNNEL, 16));
         assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
+    }
+
+    #[test]
+    fn plan_answers_unlisted_names_in_protect_only() {
+        let ups: [SocketAddr; 1] = ["198.51.100.53:53".parse().unwrap()];
+        let dns = r#"{ allowedNames: listed, allowNames: ["*.cluster.local"] }"#;
+        let with_rules = |mode: &str, dns: &str| {
+            let y = format!(
+                "apiVersion: podwarden.io/v1alpha1\nkind: WorkloadPolicy\nmetadata: {{ workload: a/b }}\nspec:\n  mode: {mode}\n  dns: {dns}\n  rules: [ {{ id: api, direction: outbound, peer: {{ fqdn: api.example }} }} ]\n"
+            );
+            CompiledPolicy::compile(&load_policy_str(&y, "t").unwrap()).unwrap()
+        };
+        let leak = query("mzxw6ytboi.attacker.example", 1);
+
+        let protect = with_rules("protect", dns);
+        let p = plan_query(Some(&protect), &ups, &leak);
+        assert_eq!(p.refuse, Some(Refusal::NameNotInPolicy));
+        assert!(p.name.as_ref().unwrap().deny);
+        let r = Refusal::NameNotInPolicy.answer(&leak).unwrap();
+        assert_eq!(r[3] & 0x0F, 3, "NXDOMAIN");
+        assert_eq!(&r[..2], &leak[..2]);
+        for ok in [
+            "api.example",
+            "_http._tcp.api.example",
+            "kube-dns.kube-system.svc.cluster.local",
+        ] {
+            let p = plan_query(Some(&protect), &ups, &query(ok, 1));
+            assert_eq!((p.refuse, p.name.is_none()), (None, true), "{ok}");
+        }
+
+        let monitor = with_rules("monitor", dns);
+        let p = plan_query(Some(&monitor), &ups, &leak);
+        assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
+        assert!(p.name.as_ref().unwrap().would_deny);
+
+        let learn = with_rules("learn", dns);
+        let p = plan_query(Some(&learn), &ups, &leak);
+        assert_eq!((p.refuse, p.name.is_none()), (None, true));
+
+        // The default: names are not judged.
+        let any = with_rules("protect", "{}");
+        let p = plan_query(Some(&any), &ups, &leak);
+        assert_eq!((p.refuse, p.name.is_none()), (None, true));
+
+        // Tunnelling is judged first and keeps its REFUSED.
+        let both = with_rules(
+            "protect",
+            r#"{ allowedNames: listed, blockTunneling: true }"#,
+        );
+        let p = plan_query(Some(&both), &ups, &query(TUNNEL, 16));
+        assert_eq!(p.refuse, Some(Refusal::Tunnelling));
+        let r = Refusal::Tunnelling.answer(&query(TUNNEL, 16)).unwrap();
+        assert_eq!(r[3] & 0x0F, 5, "REFUSED");
+    }
+
+    #[test]
+    fn name_event_names_the_name_and_masks_tunnels() {
+        let p = policy("protect", "{ allowedNames: listed }");
+        let resolver: SocketAddr = "198.51.100.53:53".parse().unwrap();
+        let v = p.judge_dns_name("leak.attacker.example.", RecordType::A);
+        let e = name_event(
+            "r1-dns-name".into(),
+            "a/b",
+            "p",
+            Mode::Protect,
+            resolver,
+            &v,
+            "leak.attacker.example.",
+            RecordType::A,
+        );
+        let j: serde_json::Value = serde_json::from_str(&e.to_json_line()).unwrap();
+        assert_eq!(j["kind"], "violation");
+        assert_eq!(j["action"], "blocked");
+        assert_eq!(j["rule"], NAME_NOT_IN_POLICY);
+        assert_eq!(j["names"][0], "leak.attacker.example");
+        assert_eq!(j["details"]["reason"], NAME_NOT_IN_POLICY);
+        assert_eq!(j["details"]["answer"], "NXDOMAIN");
+        assert_eq!(j["peer"], "198.51.100.53:53");
+
+        let m = policy("monitor", "{ allowedNames: listed }");
+        let v = m.judge_dns_name(TUNNEL, RecordType::Txt);
+        let e = name_event(
+            "r2-dns-name".into(),
+            "a/b",
+            "p",
+            Mode::Monitor,
+            resolver,
+            &v,
+            TUNNEL,
+            RecordType::Txt,
+        );
+        assert_eq!(e.kind, EventKind::WouldBlock);
+        assert_eq!(e.names, vec!["***.t.example".to_string()]);
+        assert!(!e.to_json_line().contains("aGVsbG8"), "carried data masked");
     }
 
     #[test]
