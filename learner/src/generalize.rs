@@ -19,11 +19,25 @@ pub const ID_SEGMENT: &str = "{id}";
 /// `/users/123/orders/9f1c...` → `/users/{id}/orders/{id}`. Literal
 /// segments are kept; the query string, if any slipped through, is dropped.
 pub fn path_template(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    path_template_into(path, &mut out);
+    out
+}
+
+/// [`path_template`] written into `out` (cleared first), so a hot loop can
+/// reuse one buffer instead of allocating a template per record.
+pub fn path_template_into(path: &str, out: &mut String) {
+    out.clear();
     let path = path.split(['?', '#']).next().unwrap_or("");
     if path.is_empty() {
-        return "/".to_string();
+        out.push('/');
+        return;
     }
-    let mut out = String::with_capacity(path.len());
+    // A path without a leading slash still gets one; every segment after
+    // the first is preceded by the slash that split it off.
+    if !path.starts_with('/') {
+        out.push('/');
+    }
     for (i, seg) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
@@ -34,10 +48,6 @@ pub fn path_template(path: &str) -> String {
             out.push_str(seg);
         }
     }
-    if !out.starts_with('/') {
-        out.insert(0, '/');
-    }
-    out
 }
 
 /// A literal segment containing policy pattern syntax (`*`, `{`, `}`) would
@@ -100,6 +110,40 @@ pub fn best_name<'a>(names: impl IntoIterator<Item = &'a String>) -> Option<Stri
             let lb = b.split('.').count();
             la.cmp(&lb).then(a.len().cmp(&b.len())).then(b.cmp(a))
         })
+}
+
+/// [`best_name`] without allocating: the chosen name as it appears in
+/// `names`, trailing dots trimmed but case kept (it is ASCII, being valid).
+/// `best_name(names) == best_name_ref(names).map(str::to_ascii_lowercase)`.
+pub fn best_name_ref<'a>(names: impl IntoIterator<Item = &'a String>) -> Option<&'a str> {
+    let mut best: Option<&'a str> = None;
+    for n in names {
+        let t = n.trim_end_matches('.');
+        // Validity does not depend on case, so the raw name is checked as is.
+        if t.starts_with("*.") || validate_fqdn_pattern(t).is_err() {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some(b) => name_rank(t, b) == std::cmp::Ordering::Greater,
+        };
+        if better {
+            best = Some(t);
+        }
+    }
+    best
+}
+
+/// [`best_name`]'s order on case-folded names: more labels, then longer,
+/// then alphabetically first.
+fn name_rank(a: &str, b: &str) -> std::cmp::Ordering {
+    let la = a.split('.').count();
+    let lb = b.split('.').count();
+    la.cmp(&lb).then(a.len().cmp(&b.len())).then_with(|| {
+        b.bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .cmp(a.bytes().map(|c| c.to_ascii_lowercase()))
+    })
 }
 
 /// The name an outbound flow is learned for. One address often serves
@@ -232,6 +276,51 @@ mod tests {
         assert_eq!(path_template("/q?id=5"), "/q");
         // pattern syntax never turns into a prefix match
         assert_eq!(path_template("/files/*"), "/files/{id}");
+    }
+
+    /// `path_template` as first written (allocating, with an insert at 0).
+    fn path_template_reference(path: &str) -> String {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        if path.is_empty() {
+            return "/".to_string();
+        }
+        let mut out = String::with_capacity(path.len());
+        for (i, seg) in path.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            if is_id_like(seg) || has_pattern_syntax(seg) {
+                out.push_str(ID_SEGMENT);
+            } else {
+                out.push_str(seg);
+            }
+        }
+        if !out.starts_with('/') {
+            out.insert(0, '/');
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn template_into_a_reused_buffer_is_the_same(
+            paths in proptest::collection::vec("[a-z0-9/?#*{}.-]{0,24}", 1..8)
+        ) {
+            let mut buf = String::from("stale");
+            for p in &paths {
+                path_template_into(p, &mut buf);
+                proptest::prop_assert_eq!(&buf, &path_template_reference(p));
+                proptest::prop_assert_eq!(path_template(p), path_template_reference(p));
+            }
+        }
+
+        #[test]
+        fn borrowed_best_name_folds_to_best_name(
+            names in proptest::collection::vec("[a-cA-C*.]{0,3}(\\.[a-cA-C]{1,3}){0,2}\\.{0,2}", 0..5)
+        ) {
+            let got = best_name_ref(&names).map(str::to_ascii_lowercase);
+            proptest::prop_assert_eq!(got, best_name(&names));
+        }
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! protocol, process, and for HTTP requests the method and path template
 //! (learning's [`path_template`], so groups line up with learned rules).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use podwarden_policy::{
     AppProtocol, CompiledPolicy, Decide, Decision, Direction, Explanation, FlowRecord,
@@ -18,7 +22,7 @@ use podwarden_policy::{
 use serde::Serialize;
 
 use crate::evidence::rfc3339_ms;
-use crate::generalize::{best_name, path_template};
+use crate::generalize::{best_name, best_name_ref, path_template, path_template_into};
 use crate::learn::PeerKey;
 
 /// What flows of one group have in common.
@@ -109,12 +113,165 @@ impl Group {
 }
 
 /// Accumulates groups; feed it records and the decisions made for them.
+///
+/// Grouping runs once per replayed record, so a record that lands in an
+/// existing group costs no allocation and few cache misses: its key is
+/// built as a borrowed view ([`KeyView`], with the case-folded name, method
+/// and path template in reused buffers) and encoded into a reused byte
+/// buffer; the table holds only group numbers, and a lookup compares the
+/// group's hash and its encoded key (kept back to back in one arena) in
+/// place. The owned [`GroupKey`] and the example record are built only when
+/// a new group is created.
 #[derive(Debug, Default)]
 pub struct Replay {
-    index: HashMap<(GroupKey, Option<String>), usize>,
+    /// Group numbers; 4 bytes a slot keeps the table itself cache-resident.
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    /// Encoded keys of all groups, back to back.
+    keys: Vec<u8>,
+    /// Hot per-group state, by group number.
+    hot: Vec<Hot>,
+    /// Cold per-group state (owned key, rule, example), by group number.
     groups: Vec<Group>,
+    scratch: Scratch,
     records: u64,
     denied: u64,
+}
+
+/// What a lookup and a count touch, in one place.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
+    hash: u64,
+    key_start: usize,
+    key_end: usize,
+    count: u64,
+    first_ms: u64,
+    last_ms: u64,
+}
+
+/// Reused buffers for the parts of a key that are not plain borrows.
+#[derive(Debug, Default)]
+struct Scratch {
+    name: String,
+    method: String,
+    path: String,
+    encoded: Vec<u8>,
+}
+
+/// A record's group key, borrowed from the record and the scratch buffers;
+/// materialises to exactly [`GroupKey::of`] plus the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyView<'a> {
+    direction: Direction,
+    peer: PeerView<'a>,
+    port: u16,
+    protocol: AppProtocol,
+    process: Option<&'a str>,
+    method: Option<&'a str>,
+    path: Option<&'a str>,
+    rule: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerView<'a> {
+    Name(&'a str),
+    Addr(IpAddr),
+}
+
+impl<'a> KeyView<'a> {
+    fn of(
+        rec: &'a FlowRecord,
+        rule: Option<&'a str>,
+        name: &'a mut String,
+        method: &'a mut String,
+        path: &'a mut String,
+    ) -> KeyView<'a> {
+        let f = &rec.flow;
+        let peer = match f.direction {
+            Direction::Outbound => match best_name_ref(&f.peer_names) {
+                Some(n) => {
+                    name.clear();
+                    name.push_str(n);
+                    name.make_ascii_lowercase();
+                    PeerView::Name(name.as_str())
+                }
+                None => PeerView::Addr(f.peer.ip()),
+            },
+            Direction::Inbound => PeerView::Addr(f.peer.ip()),
+        };
+        let (m, p) = match &f.http {
+            Some(h) => {
+                method.clear();
+                method.push_str(&h.method);
+                method.make_ascii_uppercase();
+                path_template_into(&h.path, path);
+                (Some(method.as_str()), Some(path.as_str()))
+            }
+            None => (None, None),
+        };
+        KeyView {
+            direction: f.direction,
+            peer,
+            port: f.service_port(),
+            protocol: f.protocol,
+            process: f.process.as_ref().map(|p| p.exe.as_str()),
+            method: m,
+            path: p,
+            rule,
+        }
+    }
+
+    /// An injective byte encoding (fixed-size fields, tagged options and
+    /// length-prefixed strings): equal bytes if and only if equal views.
+    fn encode(&self, out: &mut Vec<u8>) {
+        fn text(out: &mut Vec<u8>, s: Option<&str>) {
+            match s {
+                None => out.push(0),
+                Some(s) => {
+                    out.push(1);
+                    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+        }
+        out.clear();
+        out.push(self.direction as u8);
+        out.push(self.protocol as u8);
+        out.extend_from_slice(&self.port.to_le_bytes());
+        match self.peer {
+            PeerView::Addr(IpAddr::V4(a)) => {
+                out.push(0);
+                out.extend_from_slice(&a.octets());
+            }
+            PeerView::Addr(IpAddr::V6(a)) => {
+                out.push(1);
+                out.extend_from_slice(&a.octets());
+            }
+            PeerView::Name(n) => {
+                out.push(2);
+                text(out, Some(n));
+            }
+        }
+        text(out, self.process);
+        text(out, self.method);
+        text(out, self.path);
+        text(out, self.rule);
+    }
+
+    fn to_key(self) -> GroupKey {
+        GroupKey {
+            direction: self.direction,
+            peer: match self.peer {
+                PeerView::Name(n) => PeerKey::Name(n.to_string()),
+                PeerView::Addr(a) => PeerKey::Addr(a),
+            },
+            port: self.port,
+            protocol: self.protocol,
+            process: self.process.map(str::to_string),
+            method: self.method.map(str::to_string),
+            path: self.path.map(str::to_string),
+        }
+    }
 }
 
 impl Replay {
@@ -128,29 +285,61 @@ impl Replay {
         if decision.rule.is_none() {
             self.denied += 1;
         }
-        let key = (GroupKey::of(rec), decision.rule.clone());
-        match self.index.get(&key) {
-            Some(&i) => {
-                let g = &mut self.groups[i];
-                g.count += 1;
-                g.first_ms = g.first_ms.min(rec.start_ms);
-                g.last_ms = g.last_ms.max(rec.start_ms);
-            }
-            None => {
-                self.index.insert(key.clone(), self.groups.len());
-                self.groups.push(Group {
-                    key: key.0,
-                    rule: key.1,
-                    count: 1,
-                    first_ms: rec.start_ms,
-                    last_ms: rec.start_ms,
-                    first_seen: String::new(),
-                    last_seen: String::new(),
-                    example: rec.clone(),
-                    explanation: None,
-                });
-            }
+        let Replay {
+            index,
+            hasher,
+            keys,
+            hot,
+            groups,
+            scratch,
+            ..
+        } = self;
+        let Scratch {
+            name,
+            method,
+            path,
+            encoded,
+        } = scratch;
+        let view = KeyView::of(rec, decision.rule.as_deref(), name, method, path);
+        view.encode(encoded);
+        let hash = hasher.hash_one(encoded.as_slice());
+        let found = index.find(hash, |&g| {
+            let h = &hot[g as usize];
+            h.hash == hash && keys[h.key_start..h.key_end] == encoded[..]
+        });
+        if let Some(&g) = found {
+            let h = &mut hot[g as usize];
+            h.count += 1;
+            h.first_ms = h.first_ms.min(rec.start_ms);
+            h.last_ms = h.last_ms.max(rec.start_ms);
+            return;
         }
+        let Ok(g) = u32::try_from(groups.len()) else {
+            // 4 billion distinct groups cannot be shown anyway; count the
+            // record (above) but stop adding groups rather than wrap.
+            return;
+        };
+        hot.push(Hot {
+            hash,
+            key_start: keys.len(),
+            key_end: keys.len() + encoded.len(),
+            count: 1,
+            first_ms: rec.start_ms,
+            last_ms: rec.start_ms,
+        });
+        keys.extend_from_slice(encoded);
+        groups.push(Group {
+            key: view.to_key(),
+            rule: view.rule.map(str::to_string),
+            count: 0,
+            first_ms: 0,
+            last_ms: 0,
+            first_seen: String::new(),
+            last_seen: String::new(),
+            example: rec.clone(),
+            explanation: None,
+        });
+        index.insert_unique(hash, g, |&j| hot[j as usize].hash);
     }
 
     /// Decides `rec` with `policy` (the proxy's decision code) and counts it.
@@ -167,7 +356,10 @@ impl Replay {
     pub fn finish(self, policy: Option<&CompiledPolicy>) -> ReplayReport {
         let mut allowed = Vec::new();
         let mut denied = Vec::new();
-        for mut g in self.groups {
+        for (mut g, c) in self.groups.into_iter().zip(self.hot) {
+            g.count = c.count;
+            g.first_ms = c.first_ms;
+            g.last_ms = c.last_ms;
             g.first_seen = rfc3339_ms(g.first_ms);
             g.last_seen = rfc3339_ms(g.last_ms);
             if g.would_deny() {
@@ -400,6 +592,176 @@ mod tests {
         let rep = Replay::new().finish(None);
         assert!(!rep.any_denied());
         assert!(rep.render_text().starts_with("0 records"));
+    }
+
+    /// A group as the tests compare it: key, rule, count, first, last,
+    /// example id.
+    type Row = (GroupKey, Option<String>, u64, u64, u64, String);
+    type Acc = (u64, u64, u64, String);
+
+    /// The grouping as it was first written (owned [`GroupKey::of`] in a
+    /// map): the borrowed fast path must produce exactly these groups.
+    fn reference(obs: &[(FlowRecord, Option<String>)]) -> Vec<Row> {
+        let mut m: std::collections::HashMap<(GroupKey, Option<String>), Acc> =
+            std::collections::HashMap::new();
+        for (rec, rule) in obs {
+            let e = m.entry((GroupKey::of(rec), rule.clone())).or_insert((
+                0,
+                rec.start_ms,
+                rec.start_ms,
+                rec.id.clone(),
+            ));
+            e.0 += 1;
+            e.1 = e.1.min(rec.start_ms);
+            e.2 = e.2.max(rec.start_ms);
+        }
+        let mut v: Vec<_> = m
+            .into_iter()
+            .map(|((k, r), (c, f, l, ex))| (k, r, c, f, l, ex))
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        v
+    }
+
+    fn fast(obs: &[(FlowRecord, Option<String>)]) -> Vec<Row> {
+        let mut r = Replay::new();
+        for (rec, rule) in obs {
+            r.observe(rec, &Decision::new(Mode::Protect, rule.clone()));
+        }
+        let rep = r.finish(None);
+        assert_eq!(rep.records, obs.len() as u64);
+        let mut v: Vec<_> = rep
+            .allowed
+            .into_iter()
+            .chain(rep.denied)
+            .map(|g| (g.key, g.rule, g.count, g.first_ms, g.last_ms, g.example.id))
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        v
+    }
+
+    #[test]
+    fn names_methods_and_paths_fold_like_the_owned_key() {
+        // Case, trailing dots, invalid and wildcard names, method case and
+        // ids in paths all fold into one group, as GroupKey::of does.
+        let mk = |names: &[&str], m: &str, path: &str, id: &str, at: u64| {
+            let mut r = out("192.0.2.7:443", 1, AppProtocol::Http)
+                .named(names)
+                .req(m, None, path)
+                .at(at);
+            r.id = id.into();
+            r
+        };
+        let obs = vec![
+            (
+                mk(&["API.Example.", "bad..name"], "get", "/u/1", "a", 30),
+                None,
+            ),
+            (
+                mk(&["api.example", "*.x"], "GET", "/u/22?x=1", "b", 10),
+                None,
+            ),
+            (mk(&["api.example.."], "Get", "/u/333", "c", 20), None),
+            (mk(&["api.example"], "GET", "u/4", "d", 40), None),
+            (
+                mk(&["a.x", "b.x"], "GET", "/u/4", "e", 50),
+                Some("r".into()),
+            ),
+            (
+                mk(&["B.x", "A.X."], "GET", "/u/4", "f", 60),
+                Some("r".into()),
+            ),
+        ];
+        let got = fast(&obs);
+        assert_eq!(got, reference(&obs));
+        // "/u/{id}" and "u/4" (templated as "/u/{id}" too) are one group.
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert_eq!(got[0].0.peer, PeerKey::Name("a.x".into()));
+        assert_eq!((got[0].2, got[0].3, got[0].4), (2, 50, 60));
+        assert_eq!(got[1].0.peer, PeerKey::Name("api.example".into()));
+        assert_eq!((got[1].2, got[1].3, got[1].4), (4, 10, 40));
+        assert_eq!(got[1].5, "a", "example is the first record seen");
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        const NAMES: &[&str] = &[
+            "api.example",
+            "API.Example.",
+            "cdn.api.example",
+            "a.x",
+            "B.x",
+            "bad..name",
+            "*.x",
+            "",
+            "x",
+        ];
+        const METHODS: &[&str] = &["get", "GET", "Post", "pOsT", "DELETE"];
+        const PATHS: &[&str] = &[
+            "/users/1",
+            "/users/22",
+            "/users/22/orders/9f1c2d3e4f",
+            "/a?b=1",
+            "a/1",
+            "",
+            "/",
+            "/files/*",
+            "/caf\u{e9}/1",
+        ];
+
+        fn arb_obs() -> impl Strategy<Value = (FlowRecord, Option<String>)> {
+            (
+                (any::<bool>(), 0..3u8, 0..3u16, 0..4u8),
+                proptest::sample::subsequence(NAMES, 0..3),
+                proptest::option::of(0..2u8),
+                proptest::option::of((0..METHODS.len(), 0..PATHS.len())),
+                proptest::option::of(0..2u8),
+                0..1000u64,
+            )
+                .prop_map(
+                    |((inbound, ip, port, proto), names, exe, http, rule, at)| {
+                        let proto = [
+                            AppProtocol::Http,
+                            AppProtocol::Tls,
+                            AppProtocol::Opaque,
+                            AppProtocol::Http2,
+                        ][usize::from(proto)];
+                        let addr = format!("192.0.2.{}:{}", ip + 1, 80 + port);
+                        let mut r = if inbound {
+                            crate::testutil::inb(&addr, 8080 + port, proto)
+                        } else {
+                            out(&addr, 40000 + port, proto)
+                        };
+                        r = r.named(&names).at(at);
+                        if let Some(e) = exe {
+                            r = r.by(["/app", "/usr/bin/curl"][usize::from(e)]);
+                        }
+                        if let Some((m, p)) = http {
+                            r = r.req(METHODS[m], None, PATHS[p]);
+                        }
+                        (r, rule.map(|i| ["a", "b"][usize::from(i)].to_string()))
+                    },
+                )
+        }
+
+        proptest! {
+            #[test]
+            fn borrowed_grouping_equals_owned_keys(
+                obs in proptest::collection::vec(arb_obs(), 0..60)
+            ) {
+                let obs: Vec<_> = obs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (mut r, rule))| {
+                        r.id = format!("f{i}");
+                        (r, rule)
+                    })
+                    .collect();
+                prop_assert_eq!(fast(&obs), reference(&obs));
+            }
+        }
     }
 
     const POLICY: &str = r#"
