@@ -31,25 +31,141 @@ const MAX_RX_LITERALS: usize = 400;
 /// a link consults the bitset of the value *transformed by its own chain*,
 /// so one automaton serves every chain (and a value that several chains
 /// leave unchanged is scanned once).
+///
+/// Literals of one or two bytes (`=`, `/`, `on`, …) occur in almost every
+/// value: reported one by one by the automaton they cost more than the
+/// bytes themselves. They are looked up in byte and byte-pair tables in one
+/// pass instead, and only the longer literals go through the automaton.
 #[derive(Debug)]
 pub struct ChainFilter {
-    ac: AhoCorasick,
-    /// For each literal (AC pattern id), the slots it enables.
+    /// Literals of three bytes or more; pattern id → index in `lit_slots`.
+    ac: Option<AhoCorasick>,
+    ac_lits: Vec<u32>,
+    /// Byte → 1 + index in `short_lits` (0: no literal); both ASCII cases
+    /// of a letter have the entry, so the scan needs no case folding.
+    byte1: Box<[u16; 256]>,
+    /// Byte pair `(a << 8) | b` → 1 + index in `short_lits`, every case
+    /// combination filled; 256 extra zero entries past the end serve as the
+    /// "no previous byte" row for a value's first byte.
+    byte2: Vec<u16>,
+    /// Short literal → index in `lit_slots` (at most `MAX_SHORT`).
+    short_lits: Vec<u32>,
+    /// For each literal, the slots it enables.
     lit_slots: Vec<Vec<u32>>,
     slots: u32,
 }
 
+/// Short literals tracked in the scan's on-stack seen-set (16 words); more
+/// go to the automaton.
+const MAX_SHORT: usize = 1024;
+
+/// The byte and its other ASCII case, if it has one.
+fn cases(c: u8) -> impl Iterator<Item = u8> {
+    let other = if c.is_ascii_alphabetic() {
+        Some(c ^ 0x20)
+    } else {
+        None
+    };
+    std::iter::once(c).chain(other)
+}
+
 impl ChainFilter {
+    /// Builds the filter over `lits` (lower-case, non-empty, distinct), the
+    /// slots of literal `i` being `lit_slots[i]`.
+    fn new(lits: &[Vec<u8>], lit_slots: Vec<Vec<u32>>, slots: u32) -> Option<ChainFilter> {
+        let mut byte1 = Box::new([0u16; 256]);
+        let mut byte2 = vec![0u16; (1 << 16) + 256];
+        let mut short_lits = Vec::new();
+        let mut long = Vec::new();
+        let mut ac_lits = Vec::new();
+        for (i, l) in lits.iter().enumerate() {
+            let id = i as u32;
+            match l.as_slice() {
+                [a] if short_lits.len() < MAX_SHORT => {
+                    short_lits.push(id);
+                    for x in cases(*a) {
+                        byte1[x as usize] = short_lits.len() as u16;
+                    }
+                }
+                [a, b] if short_lits.len() < MAX_SHORT => {
+                    short_lits.push(id);
+                    for x in cases(*a) {
+                        for y in cases(*b) {
+                            byte2[(x as usize) << 8 | y as usize] = short_lits.len() as u16;
+                        }
+                    }
+                }
+                _ => {
+                    long.push(l.as_slice());
+                    ac_lits.push(id);
+                }
+            }
+        }
+        let ac = if long.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&long)
+                    .ok()?,
+            )
+        };
+        Some(ChainFilter {
+            ac,
+            ac_lits,
+            byte1,
+            byte2,
+            short_lits,
+            lit_slots,
+            slots,
+        })
+    }
+
     /// Number of 64-bit words a slot bitset takes.
     pub fn words(&self) -> usize {
         (self.slots as usize).div_ceil(64)
     }
 
+    fn set_slots(&self, lit: u32, bits: &mut [u64]) {
+        for &s in &self.lit_slots[lit as usize] {
+            bits[s as usize / 64] |= 1 << (s % 64);
+        }
+    }
+
     /// Sets, in `bits` (of `words()` length, zeroed), the slots whose
     /// literals occur in `value`.
     pub fn scan(&self, value: &[u8], bits: &mut [u64]) {
+        // Short literals: which occur, then their slots once each (a
+        // literal repeats in a value far more often than it is distinct).
+        let mut seen = [0u64; MAX_SHORT / 64];
+        let mut prev = 256usize;
+        for &c in value {
+            let c = c as usize;
+            let e = self.byte1[c] as usize;
+            let e2 = self.byte2[prev << 8 | c] as usize;
+            if e | e2 != 0 {
+                for e in [e, e2] {
+                    if e != 0 {
+                        let i = e - 1;
+                        seen[(i / 64) % (MAX_SHORT / 64)] |= 1 << (i % 64);
+                    }
+                }
+            }
+            prev = c;
+        }
+        for (w, &word) in seen.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                let b = word.trailing_zeros() as usize;
+                word &= word - 1;
+                self.set_slots(self.short_lits[w * 64 + b], bits);
+            }
+        }
+        let Some(ac) = &self.ac else { return };
         let mut seen_pat = 0u64;
-        for m in self.ac.find_overlapping_iter(value) {
+        for m in ac.find_overlapping_iter(value) {
             let p = m.pattern().as_usize();
             // Cheap repeat filter for the first 64 patterns; setting bits is idempotent anyway.
             if p < 64 {
@@ -58,9 +174,7 @@ impl ChainFilter {
                 }
                 seen_pat |= 1 << p;
             }
-            for &s in &self.lit_slots[p] {
-                bits[s as usize / 64] |= 1 << (s % 64);
-            }
+            self.set_slots(self.ac_lits[p], bits);
         }
     }
 }
@@ -110,18 +224,9 @@ impl Prefilter {
         }
         let mut pats: Vec<(usize, Vec<u8>)> = lits_ids.into_iter().map(|(l, i)| (i, l)).collect();
         pats.sort();
-        let ac = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(pats.iter().map(|(_, l)| l));
-        match ac {
-            Ok(ac) if slots > 0 => {
-                pf.filter = Some(ChainFilter {
-                    ac,
-                    lit_slots,
-                    slots,
-                })
-            }
+        let lits: Vec<Vec<u8>> = pats.into_iter().map(|(_, l)| l).collect();
+        match ChainFilter::new(&lits, lit_slots, slots) {
+            Some(cf) if slots > 0 => pf.filter = Some(cf),
             _ => {
                 // Without an automaton nothing is filtered: every link runs.
                 for items in phases.iter_mut() {
@@ -418,6 +523,64 @@ mod tests {
                 if r.is_match(i) {
                     assert!(ac.is_match(i), "{p} matched {i:?} without any of {l:?}");
                 }
+            }
+        }
+    }
+
+    /// The table + automaton scan sets exactly the slots of the literals
+    /// that occur ASCII case-insensitively (checked against a naive search).
+    #[test]
+    fn scan_sets_exactly_the_slots_of_occurring_literals() {
+        let lits: Vec<Vec<u8>> = [
+            &b"="[..],
+            b"/",
+            b"p",
+            b"\xff",
+            b"on",
+            b"/*",
+            b"a\x00",
+            b"ab",
+            b"abc",
+            b"select",
+            b"union all",
+            b"xy",
+            b"x",
+            b"<script",
+            b"\xbc\xbe",
+            b"zz",
+            b"zzz",
+        ]
+        .iter()
+        .map(|l| l.to_vec())
+        .collect();
+        // Literal i enables slots i and (i + 1) % n: slots shared across literals.
+        let n = lits.len() as u32;
+        let lit_slots: Vec<Vec<u32>> = (0..n).map(|i| vec![i, (i + 1) % n]).collect();
+        let cf = ChainFilter::new(&lits, lit_slots.clone(), n).unwrap();
+        let alphabet = b"=/pPoOnN*aAbBcCxXyYzZ<sS \x00\xff\xbc\xbe";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..40usize {
+            for _ in 0..60 {
+                let v: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        alphabet[(state % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                let mut got = vec![0u64; cf.words()];
+                cf.scan(&v, &mut got);
+                let lower = v.to_ascii_lowercase();
+                let mut want = vec![0u64; cf.words()];
+                for (i, l) in lits.iter().enumerate() {
+                    if lower.windows(l.len()).any(|w| w == l.as_slice()) {
+                        for &s in &lit_slots[i] {
+                            want[s as usize / 64] |= 1 << (s % 64);
+                        }
+                    }
+                }
+                assert_eq!(got, want, "value {v:?}");
             }
         }
     }

@@ -30,6 +30,9 @@ pub(crate) struct ValueCache {
     by_content: HashMap<Vec<u8>, u32, BuildFx>,
     /// Whether a value id was seen at more than one address.
     dup: Vec<bool>,
+    /// Per value id, bit `t as u32` set: transformation `t` leaves the raw
+    /// value unchanged (`transform::apply` said so once).
+    raw_same: Vec<u64>,
     /// Per value id: offset in `bits` of the scan of its raw content, shared
     /// by every chain that leaves the value unchanged.
     vbits: Vec<Option<u32>>,
@@ -51,6 +54,7 @@ impl ValueCache {
         self.by_addr.clear();
         self.by_content.clear();
         self.dup.clear();
+        self.raw_same.clear();
         self.vbits.clear();
         self.nchains = nchains;
         self.slots.clear();
@@ -84,6 +88,7 @@ impl ValueCache {
             None => {
                 let id = self.dup.len() as u32;
                 self.dup.push(false);
+                self.raw_same.push(0);
                 self.vbits.push(None);
                 self.by_content.insert(v.to_vec(), id);
                 self.slots
@@ -114,7 +119,27 @@ impl ValueCache {
     }
 
     fn push(&mut self, value: &[u8], transforms: &[Transform], vid: u32) -> usize {
-        let v = match transform::apply_all(transforms, value) {
+        // `transform::apply_all`, except that whether a transformation leaves
+        // the *raw* value unchanged is remembered per value: dozens of chains
+        // start with the same few decoders, and on benign values they mostly
+        // change nothing (each answer otherwise costs a scan of the value).
+        let mut cur: Cow<[u8]> = Cow::Borrowed(value);
+        for &t in transforms {
+            if let Cow::Borrowed(raw) = cur {
+                let bit = 1u64.checked_shl(t as u32).unwrap_or(0);
+                let id = vid as usize;
+                if self.raw_same[id] & bit != 0 {
+                    continue;
+                }
+                match transform::apply(t, raw) {
+                    None => self.raw_same[id] |= bit,
+                    Some(n) => cur = Cow::Owned(n),
+                }
+            } else if let Some(n) = transform::apply(t, &cur) {
+                cur = Cow::Owned(n);
+            }
+        }
+        let v = match cur {
             Cow::Borrowed(_) => None,
             Cow::Owned(v) => Some(v),
         };

@@ -15,11 +15,14 @@ pub struct Val<'a> {
 }
 
 impl Val<'_> {
-    pub fn full_name(&self) -> String {
-        if self.key.is_empty() {
-            self.kind.name().to_string()
-        } else {
-            format!("{}:{}", self.kind.name(), self.key)
+    /// `KIND:key`, or `KIND` for a keyless value (MATCHED_VAR_NAME's form),
+    /// written into `out` to reuse its allocation.
+    pub fn write_full_name(&self, out: &mut String) {
+        out.clear();
+        out.push_str(self.kind.name());
+        if !self.key.is_empty() {
+            out.push(':');
+            out.push_str(&self.key);
         }
     }
 }

@@ -175,12 +175,11 @@ impl Transaction<'_> {
                 continue;
             }
             any = true;
-            let name = v.full_name();
+            v.write_full_name(&mut self.st.matched_var_name);
             self.st
                 .matched_vars
-                .push((name.clone(), transformed.clone()));
+                .push((self.st.matched_var_name.clone(), transformed.clone()));
             self.st.matched_var = transformed;
-            self.st.matched_var_name = name;
             if link.capture {
                 if let Some(c) = caps {
                     for (i, g) in c.into_iter().enumerate() {
