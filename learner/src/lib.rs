@@ -15,6 +15,7 @@ pub mod merge;
 pub mod process;
 pub mod promote;
 pub mod replay;
+pub mod replay_baseline;
 pub mod sink;
 pub mod store;
 

@@ -281,9 +281,23 @@ impl Replay {
 
     /// Counts `rec` under its group; `decision.rule` is the allowing rule.
     pub fn observe(&mut self, rec: &FlowRecord, decision: &Decision) {
-        self.records += 1;
+        self.observe_many(rec, decision, 1, rec.start_ms, rec.start_ms);
+    }
+
+    /// Counts `count` flows shaped like `rec`, seen from `first_ms` to
+    /// `last_ms` (an aggregate, e.g. one learned baseline entry with its
+    /// evidence). `observe` is `observe_many(rec, d, 1, start, start)`.
+    pub fn observe_many(
+        &mut self,
+        rec: &FlowRecord,
+        decision: &Decision,
+        count: u64,
+        first_ms: u64,
+        last_ms: u64,
+    ) {
+        self.records += count;
         if decision.rule.is_none() {
-            self.denied += 1;
+            self.denied += count;
         }
         let Replay {
             index,
@@ -309,9 +323,9 @@ impl Replay {
         });
         if let Some(&g) = found {
             let h = &mut hot[g as usize];
-            h.count += 1;
-            h.first_ms = h.first_ms.min(rec.start_ms);
-            h.last_ms = h.last_ms.max(rec.start_ms);
+            h.count += count;
+            h.first_ms = h.first_ms.min(first_ms);
+            h.last_ms = h.last_ms.max(last_ms);
             return;
         }
         let Ok(g) = u32::try_from(groups.len()) else {
@@ -323,9 +337,9 @@ impl Replay {
             hash,
             key_start: keys.len(),
             key_end: keys.len() + encoded.len(),
-            count: 1,
-            first_ms: rec.start_ms,
-            last_ms: rec.start_ms,
+            count,
+            first_ms,
+            last_ms,
         });
         keys.extend_from_slice(encoded);
         groups.push(Group {
