@@ -13,9 +13,63 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use podwarden_policy::{CompiledPolicy, Decision, Direction, Mode};
+use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::{direction_label, verdict_label};
+
+const HITS: &str = "podwarden_rule_hits_total";
+const LAST_HIT: &str = "podwarden_rule_last_hit_timestamp_seconds";
+
+/// One rule's use by this sidecar since it started (what `GET /rules/usage`
+/// answers and the operator sums into the policy's `status.ruleUsage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleUsage {
+    pub rule: String,
+    pub hits: u64,
+    /// Unix seconds of the last hit; absent when the rule never decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hit: Option<i64>,
+}
+
+/// Per-rule usage read back from the gathered metrics, by rule id. The
+/// metrics are the one record of rule hits: they hold a series for every
+/// rule of the policy in force (zero until hit) and none for removed rules,
+/// so reading them needs no second counter on the hot path.
+pub fn rule_usage(families: &[MetricFamily]) -> Vec<RuleUsage> {
+    let mut by_rule: std::collections::BTreeMap<String, RuleUsage> = Default::default();
+    let rule_of = |m: &prometheus::proto::Metric| {
+        m.get_label()
+            .iter()
+            .find(|l| l.name() == "rule")
+            .map(|l| l.value().to_string())
+    };
+    for f in families {
+        let hits = match f.name() {
+            HITS => true,
+            LAST_HIT => false,
+            _ => continue,
+        };
+        for m in f.get_metric() {
+            let Some(rule) = rule_of(m) else { continue };
+            let u = by_rule.entry(rule.clone()).or_insert(RuleUsage {
+                rule,
+                hits: 0,
+                last_hit: None,
+            });
+            if hits {
+                // Counters are integers kept as f64 by the exposition model.
+                u.hits = m.get_counter().get_value().max(0.0) as u64;
+            } else {
+                let t = m.get_gauge().get_value() as i64;
+                u.last_hit = (t > 0).then_some(t);
+            }
+        }
+    }
+    by_rule.into_values().collect()
+}
 
 /// `rule` label when no rule decided.
 pub const DEFAULT_RULE: &str = "default";
@@ -274,5 +328,35 @@ mod tests {
         assert!(t.contains(
             r#"podwarden_decisions_total{direction="outbound",mode="monitor",rule="default",verdict="would_deny"} 1"#
         ), "{t}");
+    }
+
+    #[test]
+    fn usage_reads_hits_and_last_hit_per_live_rule() {
+        let reg = Registry::new();
+        let m = DecisionMetrics::new(&reg).unwrap();
+        let p = policy("protect", &["web", "db", "idle"]);
+        let c = m.counters_for(&p);
+        for last in [1, 1, 2, 9] {
+            let (_, idx) = p.decide_indexed(&flow(last));
+            c.observe(Direction::Outbound, idx);
+        }
+        let u = rule_usage(&reg.gather());
+        let ids: Vec<&str> = u.iter().map(|r| r.rule.as_str()).collect();
+        assert_eq!(ids, ["db", "idle", "web"], "every live rule, by id");
+        assert_eq!((u[0].hits, u[1].hits, u[2].hits), (1, 0, 2));
+        assert_eq!(u[1].last_hit, None, "never hit");
+        let t = u[2].last_hit.unwrap();
+        assert!((unix_seconds() - t).abs() < 60);
+        // The default verdict is not a rule.
+        assert!(!ids.contains(&DEFAULT_RULE));
+
+        // A removed rule disappears from usage at the reload.
+        let _ = m.counters_for(&policy("protect", &["web"]));
+        let u = rule_usage(&reg.gather());
+        assert_eq!(u.len(), 1);
+        assert_eq!((u[0].rule.as_str(), u[0].hits), ("web", 2));
+        let json = serde_json::to_value(&u[0]).unwrap();
+        assert_eq!(json["hits"], 2);
+        assert!(json["lastHit"].is_i64(), "{json}");
     }
 }

@@ -37,6 +37,16 @@ pub struct SidecarStatus {
     pub violations_last_hour: u64,
 }
 
+/// What `GET /rules/usage` answers: hits and last hit per rule of the policy
+/// in force, counted since this sidecar started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleUsageReport {
+    /// The policy version the rules belong to; 0 = none loaded.
+    pub policy_version: u64,
+    pub rules: Vec<crate::decision_metrics::RuleUsage>,
+}
+
 /// Largest policy body `PUT /policy` reads.
 pub const MAX_POLICY_BYTES: usize = 4 << 20;
 
@@ -49,7 +59,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn json<T: Serialize>(status: u16, v: &T) -> Reply {
+    pub(crate) fn json<T: Serialize>(status: u16, v: &T) -> Reply {
         match serde_json::to_vec(v) {
             Ok(body) => Reply {
                 status,
@@ -160,6 +170,17 @@ impl AdminControl {
     }
 
     /// Saves the learning state now (shutdown).
+    /// Per-rule usage from the decision metrics in `registry`.
+    pub fn rule_usage(&self, registry: &prometheus::Registry) -> Reply {
+        Reply::json(
+            200,
+            &RuleUsageReport {
+                policy_version: self.status().policy_version,
+                rules: crate::decision_metrics::rule_usage(&registry.gather()),
+            },
+        )
+    }
+
     pub fn flush_learning(&self) {
         if let Some(l) = self.learning.get() {
             l.flush();

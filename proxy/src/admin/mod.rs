@@ -4,8 +4,8 @@
 //! `/healthz` (process alive), `/ready` (listeners bound), `/flows`
 //! (JSON array of flow records, oldest first; `?since=<id>` or
 //! `?since=<unix ms>`), `/metrics` (Prometheus text format) are open (the
-//! kubelet probes them). `GET /baseline`, `GET /status` and `PUT /policy`
-//! need the bearer token (see [`control`] and [`auth`]).
+//! kubelet probes them). `GET /baseline`, `GET /status`, `GET /rules/usage`
+//! and `PUT /policy` need the bearer token (see [`control`] and [`auth`]).
 
 pub mod auth;
 pub mod control;
@@ -122,7 +122,10 @@ pub async fn handle(
     let path = req.uri().path();
     let authed = matches!(
         (req.method(), path),
-        (&Method::GET, "/baseline") | (&Method::GET, "/status") | (&Method::PUT, "/policy")
+        (&Method::GET, "/baseline")
+            | (&Method::GET, "/status")
+            | (&Method::GET, "/rules/usage")
+            | (&Method::PUT, "/policy")
     );
     if !authed {
         if path == "/policy" {
@@ -156,6 +159,7 @@ pub async fn handle(
             blocking(move || c.baseline()).await
         }
         "/status" => Reply::json_status(&control.status()),
+        "/rules/usage" => control.rule_usage(&shared.registry),
         _ => match Limited::new(req.into_body(), MAX_POLICY_BYTES)
             .collect()
             .await
@@ -271,3 +275,8 @@ pub fn route_parts(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod coverage_tests;
+#[cfg(test)]
+mod usage_tests;

@@ -18,9 +18,9 @@ use crate::learning::Learning;
 use crate::policy_reload::{PolicyReloader, ReloadMetrics};
 use crate::Proxy;
 
-const TOKEN: &str = "correct horse battery staple";
+pub(super) const TOKEN: &str = "correct horse battery staple";
 
-fn sha256_hex(s: &str) -> String {
+pub(super) fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(s.as_bytes())
         .iter()
@@ -73,7 +73,7 @@ fn fixture(startup: Mode) -> Fixture {
 }
 
 /// One HTTP/1.0 exchange: (status, body).
-fn call(
+pub(super) fn call(
     addr: SocketAddr,
     method: &str,
     path: &str,
