@@ -39,10 +39,14 @@ render legacy-sidecars --kube-version 1.28.0 --set webhook.failurePolicy=Ignore
 render custom-issuer --set tls.certManager.enabled=true,tls.certManager.issuerRef.name=corp-ca,tls.certManager.issuerRef.kind=ClusterIssuer
 render single-replica --set operator.replicas=1,operator.leaderElection.enabled=false
 render three-replicas --set operator.replicas=3,operator.leaderElection.leaseName=pw-ctl
+render no-procattr --set proxy.processAttribution=false
 
 # The native-sidecar switch follows the cluster version.
 grep -q 'nativeSidecar: true' "$out/default/podwarden/templates/configmap.yaml" || { echo "FAIL: default render should use native sidecars"; fail=1; }
 grep -q 'nativeSidecar: false' "$out/legacy-sidecars/podwarden/templates/configmap.yaml" || { echo "FAIL: k8s 1.28 render should not use native sidecars"; fail=1; }
+# Process attribution (sidecar capabilities) follows proxy.processAttribution, on by default.
+grep -q 'processAttribution: true' "$out/default/podwarden/templates/configmap.yaml" || { echo "FAIL: default render should turn process attribution on"; fail=1; }
+grep -q 'processAttribution: false' "$out/no-procattr/podwarden/templates/configmap.yaml" || { echo "FAIL: proxy.processAttribution=false not rendered"; fail=1; }
 
 # Replicas and leader election follow the values; the lease Role names only its Lease.
 python3 - "$out" <<'PY' || fail=1
@@ -104,7 +108,7 @@ if ! diff -u "$chart/crds/podwarden.io.yaml" <(printf '%s\n' "$crds_now"); then
 fi
 
 echo "== rendered operator config is accepted by the operator"
-for r in default all-options legacy-sidecars single-replica three-replicas; do
+for r in default all-options legacy-sidecars single-replica three-replicas no-procattr; do
   python3 - "$out/$r/podwarden/templates/configmap.yaml" "$out/$r-config.yaml" <<'PY'
 import sys, yaml
 cm = yaml.safe_load(open(sys.argv[1]))

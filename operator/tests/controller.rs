@@ -1,155 +1,26 @@
 //! Controller tests against a mocked API server (kube's tower-test pattern)
 //! and fake sidecars serving the admin API contract on loopback.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use kube::client::Body;
 use podwarden_operator::controller::approve::ApproveError;
 use podwarden_operator::controller::{Controller, ControllerError, InjectedPod, SidecarClient};
-use podwarden_operator::crd::{WorkloadKind, WorkloadRef};
+use podwarden_operator::crd::{WorkloadKind, WorkloadPolicy, WorkloadRef};
 use podwarden_policy::model::PolicyDocument;
 use podwarden_policy::Mode;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
 
-// ---------- a tiny in-memory API server behind tower-test ----------
-
-#[derive(Default)]
-struct FakeApi {
-    objects: BTreeMap<String, Value>,
-    log: Vec<String>,
-    rv: u64,
-}
-
-fn merge(into: &mut Value, patch: &Value) {
-    match (into, patch) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                if v.is_null() {
-                    a.remove(k);
-                } else {
-                    merge(a.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (a, b) => *a = b.clone(),
-    }
-}
-
-fn namespace_of(path: &str) -> String {
-    let mut it = path.split('/');
-    it.by_ref().find(|s| *s == "namespaces");
-    it.next().unwrap_or_default().to_string()
-}
-
-fn status_404(path: &str) -> (StatusCode, Value) {
-    (
-        StatusCode::NOT_FOUND,
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": format!("{path} not found"), "reason": "NotFound", "code": 404}),
-    )
-}
-
-impl FakeApi {
-    fn handle(&mut self, method: &Method, path: &str, body: &[u8]) -> (StatusCode, Value) {
-        self.log.push(format!("{method} {path}"));
-        let body: Value = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(body).unwrap()
-        };
-        let (obj_path, sub) = match path.strip_suffix("/status") {
-            Some(p) => (p.to_string(), true),
-            None => (path.to_string(), false),
-        };
-        self.rv += 1;
-        let rv = self.rv.to_string();
-        match *method {
-            Method::GET => match self.objects.get(&obj_path) {
-                Some(o) => (StatusCode::OK, o.clone()),
-                None => status_404(path),
-            },
-            Method::POST => {
-                let name = body["metadata"]["name"].as_str().unwrap().to_string();
-                let key = format!("{obj_path}/{name}");
-                assert!(
-                    !self.objects.contains_key(&key),
-                    "create of an existing object"
-                );
-                let mut o = body.clone();
-                o["metadata"]["resourceVersion"] = json!(rv);
-                o["metadata"]["namespace"] = json!(namespace_of(path));
-                o["metadata"]["creationTimestamp"] = json!("2026-11-23T12:00:00Z");
-                self.objects.insert(key, o.clone());
-                (StatusCode::CREATED, o)
-            }
-            Method::PUT => {
-                let Some(cur) = self.objects.get(&obj_path) else {
-                    return status_404(path);
-                };
-                // Optimistic concurrency, as the real API server does.
-                if body["metadata"]["resourceVersion"] != cur["metadata"]["resourceVersion"] {
-                    return (
-                        StatusCode::CONFLICT,
-                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "conflict", "reason": "Conflict", "code": 409}),
-                    );
-                }
-                let mut o = body.clone();
-                o["metadata"]["resourceVersion"] = json!(rv);
-                self.objects.insert(obj_path, o.clone());
-                (StatusCode::OK, o)
-            }
-            Method::PATCH => {
-                let mut o = match self.objects.get(&obj_path) {
-                    Some(o) => o.clone(),
-                    None if !sub => json!({}),
-                    None => return status_404(path),
-                };
-                if sub {
-                    merge(&mut o, &json!({"status": body["status"]}));
-                } else {
-                    // Server-side apply of the fields we own: spec and identity.
-                    merge(&mut o, &body);
-                    o["metadata"]["namespace"] = json!(namespace_of(path));
-                }
-                o["metadata"]["resourceVersion"] = json!(rv);
-                self.objects.insert(obj_path, o.clone());
-                (StatusCode::OK, o)
-            }
-            _ => panic!("unexpected {method} {path}"),
-        }
-    }
-}
-
-fn mock_client() -> (kube::Client, Arc<Mutex<FakeApi>>) {
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let api = Arc::new(Mutex::new(FakeApi::default()));
-    let served = api.clone();
-    tokio::spawn(async move {
-        while let Some((req, send)) = handle.next_request().await {
-            let (parts, body) = req.into_parts();
-            let bytes = body.collect().await.unwrap().to_bytes();
-            let (status, out) =
-                served
-                    .lock()
-                    .unwrap()
-                    .handle(&parts.method, parts.uri.path(), &bytes);
-            let resp = Response::builder()
-                .status(status)
-                .body(Body::from(serde_json::to_vec(&out).unwrap()))
-                .unwrap();
-            send.send_response(resp);
-        }
-    });
-    (kube::Client::new(svc, "default"), api)
-}
+#[path = "support/fake_api.rs"]
+mod fake_api;
+use fake_api::{mock_client, FakeApi};
 
 // ---------- fake sidecars ----------
 
@@ -305,6 +176,38 @@ async fn setup() -> Setup {
     }
 }
 
+/// Both replicas' baselines into the CR, then alice approves all of it:
+/// version 1 of the policy (the start of most tests).
+async fn approve_learned(s: &Setup) -> WorkloadPolicy {
+    s.controller
+        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
+        .await
+        .unwrap();
+    s.controller
+        .approve(
+            "shop",
+            "deployment-checkout",
+            None,
+            "alice@example.com",
+            "2026-11-23T12:05:00Z",
+        )
+        .await
+        .unwrap()
+}
+
+async fn carol_sets_mode(s: &Setup, mode: Mode) -> WorkloadPolicy {
+    s.controller
+        .set_mode(
+            "shop",
+            "deployment-checkout",
+            mode,
+            "carol@example.com",
+            "2026-11-23T14:00:00Z",
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn learn_updates_the_baseline_cr_from_every_replica() {
     let s = setup().await;
@@ -363,21 +266,7 @@ async fn learn_updates_the_baseline_cr_from_every_replica() {
 #[tokio::test]
 async fn approve_versions_the_policy_cr_and_keeps_history() {
     let s = setup().await;
-    s.controller
-        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
-        .await
-        .unwrap();
-    let v1 = s
-        .controller
-        .approve(
-            "shop",
-            "deployment-checkout",
-            None,
-            "alice@example.com",
-            "2026-11-23T12:05:00Z",
-        )
-        .await
-        .unwrap();
+    let v1 = approve_learned(&s).await;
     assert_eq!(v1.spec.version, 1);
     assert_eq!(v1.spec.approved_by, "alice@example.com");
     assert_eq!(v1.spec.policy.rules.len(), 2);
@@ -428,17 +317,7 @@ async fn approve_versions_the_policy_cr_and_keeps_history() {
     assert_eq!(v2.spec.history[0].approved_by, "alice@example.com");
     assert_eq!(v2.spec.history[0].policy.as_ref().unwrap().rules.len(), 2);
 
-    let v3 = s
-        .controller
-        .set_mode(
-            "shop",
-            "deployment-checkout",
-            Mode::Protect,
-            "carol@example.com",
-            "2026-11-23T14:00:00Z",
-        )
-        .await
-        .unwrap();
+    let v3 = carol_sets_mode(&s, Mode::Protect).await;
     assert_eq!((v3.spec.version, v3.spec.policy.mode), (3, Mode::Protect));
     assert_eq!(v3.spec.change, "mode learn -> protect");
 
@@ -462,20 +341,7 @@ async fn sidecars_receive_the_approved_policy_and_status_reports_it() {
         .await
         .unwrap()
         .is_none());
-    s.controller
-        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
-        .await
-        .unwrap();
-    s.controller
-        .approve(
-            "shop",
-            "deployment-checkout",
-            None,
-            "alice@example.com",
-            "2026-11-23T12:05:00Z",
-        )
-        .await
-        .unwrap();
+    approve_learned(&s).await;
 
     let st = s
         .controller
@@ -502,16 +368,7 @@ async fn sidecars_receive_the_approved_policy_and_status_reports_it() {
     assert_eq!(s.sidecars[0].lock().unwrap().policies.len(), 1);
 
     // Mode change flows to the running sidecars without a restart.
-    s.controller
-        .set_mode(
-            "shop",
-            "deployment-checkout",
-            Mode::Monitor,
-            "carol@example.com",
-            "2026-11-23T14:00:00Z",
-        )
-        .await
-        .unwrap();
+    carol_sets_mode(&s, Mode::Monitor).await;
     s.sidecars[1].lock().unwrap().violations = 7;
     let st = s
         .controller
@@ -536,20 +393,7 @@ async fn sidecars_receive_the_approved_policy_and_status_reports_it() {
 #[tokio::test]
 async fn a_sidecar_rejecting_our_token_is_reported_not_skipped() {
     let s = setup().await;
-    s.controller
-        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
-        .await
-        .unwrap();
-    s.controller
-        .approve(
-            "shop",
-            "deployment-checkout",
-            None,
-            "alice@example.com",
-            "2026-11-23T12:05:00Z",
-        )
-        .await
-        .unwrap();
+    approve_learned(&s).await;
     let (client, _api) = (s.controller, ());
     drop(client);
     // A controller with the wrong token: sidecars refuse it.
@@ -586,31 +430,9 @@ async fn a_sidecar_rejecting_our_token_is_reported_not_skipped() {
 #[tokio::test]
 async fn a_pod_refusing_a_version_reports_the_one_it_kept() {
     let s = setup().await;
-    s.controller
-        .sync_baseline(&workload(), &s.pods, "2026-11-23T12:00:00Z")
-        .await
-        .unwrap();
-    s.controller
-        .approve(
-            "shop",
-            "deployment-checkout",
-            None,
-            "alice@example.com",
-            "2026-11-23T12:05:00Z",
-        )
-        .await
-        .unwrap();
+    approve_learned(&s).await;
     s.controller.distribute(&workload(), &s.pods).await.unwrap();
-    s.controller
-        .set_mode(
-            "shop",
-            "deployment-checkout",
-            Mode::Protect,
-            "carol@example.com",
-            "2026-11-23T14:00:00Z",
-        )
-        .await
-        .unwrap();
+    carol_sets_mode(&s, Mode::Protect).await;
     s.sidecars[0].lock().unwrap().reject_put = Some("spec.rules[1].id: duplicate".into());
     let st = s
         .controller

@@ -151,6 +151,13 @@ fn injected_pods_have_the_security_properties() {
         );
         assert_eq!(inits[0]["securityContext"]["runAsUser"], 0);
         assert_eq!(
+            inits[0]["securityContext"]["allowPrivilegeEscalation"],
+            false
+        );
+        // The init container's bounding set lacks the attribution caps: it
+        // must run the binary without file capabilities (EPERM otherwise).
+        assert_eq!(inits[0]["command"], json!(["podwarden-proxy"]));
+        assert_eq!(
             inits[1]["name"], "podwarden-proxy",
             "{case}: native sidecar right after init"
         );
@@ -158,8 +165,16 @@ fn injected_pods_have_the_security_properties() {
         let sc = &inits[1]["securityContext"];
         assert_eq!(sc["runAsUser"], 1337);
         assert_eq!(sc["readOnlyRootFilesystem"], true);
+        // Process attribution is on by default: exactly the two caps it
+        // needs, and privilege escalation so the binary's file caps apply.
         assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
-        assert!(sc["capabilities"].get("add").is_none());
+        assert_eq!(
+            sc["capabilities"]["add"],
+            json!(["SYS_PTRACE", "DAC_READ_SEARCH"])
+        );
+        assert_eq!(sc["allowPrivilegeEscalation"], true);
+        assert_eq!(sc["privileged"], false);
+        assert_eq!(inits[1]["command"], json!(["podwarden-proxy-procattr"]));
         assert_eq!(inits[1]["startupProbe"]["httpGet"]["path"], "/ready");
         assert_eq!(inits[1]["livenessProbe"]["httpGet"]["path"], "/healthz");
         assert_eq!(pod["spec"]["shareProcessNamespace"], true);
@@ -218,6 +233,42 @@ fn injected_pods_have_the_security_properties() {
         "invoices"
     );
     assert_eq!(legacy.response["warnings"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        pod["spec"]["containers"][0]["command"],
+        json!(["podwarden-proxy-procattr"])
+    );
+    // The hook runs beside the proxy with the same bounding set; the plain
+    // binary keeps it independent of file capabilities.
+    assert_eq!(
+        pod["spec"]["containers"][0]["lifecycle"]["postStart"]["exec"]["command"][0],
+        "podwarden-proxy"
+    );
+}
+
+/// `podwarden.io/process-attribution: "false"`: the sidecar holds no
+/// capability, cannot escalate, runs the binary without file capabilities,
+/// and the pod's own `shareProcessNamespace: false` stands.
+#[test]
+fn process_attribution_off_drops_every_capability() {
+    let out = run_case(&fixtures().join("process-attribution-off"));
+    let pod = out.pod.expect("injected");
+    let sidecar = &pod["spec"]["initContainers"][1];
+    assert_eq!(sidecar["name"], "podwarden-proxy");
+    assert_eq!(sidecar["command"], json!(["podwarden-proxy"]));
+    let sc = &sidecar["securityContext"];
+    assert_eq!(sc["capabilities"], json!({"drop": ["ALL"]}));
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(pod["spec"]["shareProcessNamespace"], false);
+    assert_eq!(out.response["warnings"], json!([]));
+    let status: Value = serde_json::from_str(
+        pod["metadata"]["annotations"]["podwarden.io/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["processAttribution"], false);
+    assert_eq!(status["mode"], "protect");
 }
 
 #[test]

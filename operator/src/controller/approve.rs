@@ -31,6 +31,14 @@ pub enum ApproveError {
     NothingSelected,
     #[error("say who decides: the name is empty")]
     NoReviewer,
+    #[error("version {0} is the current version; nothing to roll back")]
+    RollbackToCurrent(u64),
+    #[error("no version {version} in the policy's history (kept: {kept})")]
+    UnknownVersion { version: u64, kept: String },
+    #[error("version {0} is older than the versions kept in full (only its summary remains); approve its entries again instead")]
+    SummaryOnly(u64),
+    #[error("version {current} already has version {version}'s policy; nothing to roll back")]
+    SameAsCurrent { version: u64, current: u64 },
 }
 
 /// What the reviewer rejected before, as the learner's diff takes it.
@@ -284,7 +292,7 @@ fn next_version(
     }
 }
 
-fn bump(
+pub(super) fn bump(
     cur: &WorkloadPolicySpec,
     policy: PolicySpec,
     who: &str,

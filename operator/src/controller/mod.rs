@@ -27,6 +27,7 @@ pub mod approve;
 pub mod baseline;
 pub mod reconcile;
 pub mod review;
+pub mod rollback;
 pub mod sidecar;
 pub mod status;
 

@@ -142,4 +142,23 @@ impl Review {
             }
         }
     }
+
+    /// Makes version `to`'s policy current again as a new version (see
+    /// [`super::rollback`]); replaced with the resourceVersion read, so a
+    /// concurrent approval makes this fail rather than be overwritten.
+    pub async fn rollback(
+        &self,
+        namespace: &str,
+        name: &str,
+        to: u64,
+        who: &str,
+        now: &str,
+    ) -> Result<WorkloadPolicy, ControllerError> {
+        let current = self.policy(namespace, name).await?.ok_or_else(|| {
+            ControllerError::NotFound(format!("WorkloadPolicy {namespace}/{name}"))
+        })?;
+        let next = super::rollback::rollback(&current, to, who, now)?;
+        let api: Api<WorkloadPolicy> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.replace(name, &self.post_params(), &next).await?)
+    }
 }

@@ -29,6 +29,11 @@ pub struct InjectConfig {
     pub resources: ResourceSettings,
     /// Seconds the legacy (non-native) sidecar's postStart hook waits for readiness.
     pub hold_timeout_seconds: u32,
+    /// Process attribution (which executable owns each connection) unless a
+    /// pod's `podwarden.io/process-attribution` annotation says otherwise.
+    /// On, the sidecar gets CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (see
+    /// `containers::sidecar_security`).
+    pub process_attribution: bool,
     /// SHA-256 (hex) of the bearer token the operator presents to sidecars'
     /// admin API. Set by the operator at start from its token file, never
     /// from the chart's config, so the pod spec only ever holds the hash.
@@ -80,6 +85,7 @@ impl Default for InjectConfig {
             exclude_inbound_ports: Vec::new(),
             resources: ResourceSettings::default(),
             hold_timeout_seconds: 60,
+            process_attribution: true,
             admin_token_sha256: None,
         }
     }

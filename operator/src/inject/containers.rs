@@ -10,10 +10,18 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{InjectConfig, WorkloadModes};
+use super::{InjectConfig, Injection};
 
 pub const INIT_CONTAINER_NAME: &str = "podwarden-init";
 pub const SIDECAR_NAME: &str = "podwarden-proxy";
+/// The proxy binary without file capabilities: the init container, the
+/// postStart hook and the sidecar without process attribution run it.
+pub const PROXY_BIN: &str = "podwarden-proxy";
+/// The same binary carrying `cap_sys_ptrace,cap_dac_read_search+ep` (the
+/// image's scripts/image-rootfs.sh sets them). A separate file because a
+/// binary with effective file capabilities cannot be executed at all where
+/// the bounding set lacks them (EPERM), as in the init container.
+pub const PROXY_BIN_PROCATTR: &str = "podwarden-proxy-procattr";
 pub const RUN_VOLUME: &str = "podwarden-run";
 pub const RUN_DIR: &str = "/var/run/podwarden";
 const ADMIN_PORT_NAME: &str = "pw-admin";
@@ -46,7 +54,7 @@ pub fn init_container(cfg: &InjectConfig) -> Container {
         name: INIT_CONTAINER_NAME.into(),
         image: Some(cfg.proxy_image.clone()),
         image_pull_policy: Some(cfg.image_pull_policy.clone()),
-        command: Some(vec!["podwarden-proxy".into()]),
+        command: Some(vec![PROXY_BIN.into()]),
         args: Some(args),
         resources: Some(resources(&cfg.resources.cpu_request, "32Mi", None, "64Mi")),
         security_context: Some(SecurityContext {
@@ -73,10 +81,11 @@ pub fn init_container(cfg: &InjectConfig) -> Container {
 /// container whose postStart hook holds the app until the proxy is ready.
 pub fn sidecar_container(
     cfg: &InjectConfig,
-    modes: WorkloadModes,
+    inj: Injection,
     workload: Option<&str>,
     native: bool,
 ) -> Container {
+    let modes = inj.modes;
     let field = |path: &str| EnvVarSource {
         field_ref: Some(ObjectFieldSelector {
             field_path: path.into(),
@@ -139,7 +148,11 @@ pub fn sidecar_container(
         name: SIDECAR_NAME.into(),
         image: Some(cfg.proxy_image.clone()),
         image_pull_policy: Some(cfg.image_pull_policy.clone()),
-        command: Some(vec!["podwarden-proxy".into()]),
+        command: Some(vec![if inj.process_attribution {
+            PROXY_BIN_PROCATTR.into()
+        } else {
+            PROXY_BIN.into()
+        }]),
         args: Some(vec![
             "run".into(),
             format!("--admin-port={}", cfg.admin_port),
@@ -171,7 +184,7 @@ pub fn sidecar_container(
             post_start: Some(LifecycleHandler {
                 exec: Some(ExecAction {
                     command: Some(vec![
-                        "podwarden-proxy".into(),
+                        PROXY_BIN.into(),
                         "wait-ready".into(),
                         format!("--admin-port={}", cfg.admin_port),
                         format!("--timeout-seconds={}", cfg.hold_timeout_seconds),
@@ -181,25 +194,49 @@ pub fn sidecar_container(
             }),
             ..Default::default()
         }),
-        security_context: Some(SecurityContext {
-            run_as_user: Some(cfg.proxy_uid),
-            run_as_group: Some(cfg.proxy_uid),
-            run_as_non_root: Some(true),
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities {
-                add: None,
-                drop: Some(vec!["ALL".into()]),
-            }),
-            seccomp_profile: Some(runtime_default()),
-            ..Default::default()
-        }),
+        security_context: Some(sidecar_security(cfg, inj.process_attribution)),
         volume_mounts: Some(vec![VolumeMount {
             name: RUN_VOLUME.into(),
             mount_path: RUN_DIR.into(),
             ..Default::default()
         }]),
+        ..Default::default()
+    }
+}
+
+/// The sidecar's security context. Without process attribution it holds no
+/// capability at all.
+///
+/// With it, the proxy (a non-root UID) must read other UIDs' entries in the
+/// shared PID namespace's /proc: `/proc/<pid>/fd/*` to map a connection's
+/// socket inode to its process and `/proc/<pid>/exe` for the executable.
+/// The kernel guards those links with a ptrace access check (passed with
+/// CAP_SYS_PTRACE) inside 0500 directories owned by the app's UID (listed
+/// with CAP_DAC_READ_SEARCH). Nothing more: not CAP_DAC_OVERRIDE (read and
+/// search only, never write), not CAP_NET_ADMIN (the init container writes
+/// the rules), not CAP_KILL. CAP_SYS_PTRACE would also allow attaching to
+/// the app's processes; the proxy never calls ptrace(2), and a pod that
+/// cannot accept that runs with `podwarden.io/process-attribution: "false"`.
+///
+/// A non-root process only gets capabilities through the binary's file
+/// capabilities (`PROXY_BIN_PROCATTR`); `allowPrivilegeEscalation: false`
+/// sets no_new_privs, under which the kernel ignores file capabilities, so
+/// it must be true here. Adding the two to the container's capabilities puts
+/// them in the bounding set, without which the capable binary cannot run.
+pub fn sidecar_security(cfg: &InjectConfig, process_attribution: bool) -> SecurityContext {
+    let add = process_attribution.then(|| vec!["SYS_PTRACE".into(), "DAC_READ_SEARCH".into()]);
+    SecurityContext {
+        run_as_user: Some(cfg.proxy_uid),
+        run_as_group: Some(cfg.proxy_uid),
+        run_as_non_root: Some(true),
+        allow_privilege_escalation: Some(process_attribution),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            add,
+            drop: Some(vec!["ALL".into()]),
+        }),
+        seccomp_profile: Some(runtime_default()),
         ..Default::default()
     }
 }

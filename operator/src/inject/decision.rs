@@ -48,9 +48,18 @@ impl std::fmt::Display for Skip {
     }
 }
 
+/// How a pod is injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Injection {
+    pub modes: WorkloadModes,
+    /// The sidecar attributes connections to processes (and gets the two
+    /// capabilities that takes).
+    pub process_attribution: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    Inject(WorkloadModes),
+    Inject(Injection),
     Skip(Skip),
 }
 
@@ -124,10 +133,26 @@ pub fn plan(
         },
     };
     let feature = |key: &str| annotations.get(key).map(|v| parse_mode(key, v)).transpose();
-    Ok(Plan::Inject(WorkloadModes {
-        mode,
-        waf: feature(keys::WAF_MODE)?,
-        dlp: feature(keys::DLP_MODE)?,
+    let process_attribution = match annotations.get(keys::PROCESS_ATTRIBUTION) {
+        None => cfg.process_attribution,
+        Some(v) => match v.trim() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(format!(
+                    "{}: invalid value {v:?}: expected \"true\" or \"false\"",
+                    keys::PROCESS_ATTRIBUTION
+                ))
+            }
+        },
+    };
+    Ok(Plan::Inject(Injection {
+        modes: WorkloadModes {
+            mode,
+            waf: feature(keys::WAF_MODE)?,
+            dlp: feature(keys::DLP_MODE)?,
+        },
+        process_attribution,
     }))
 }
 
@@ -222,30 +247,68 @@ mod tests {
         let on = ns(&[(keys::INJECT, "enabled"), (keys::MODE, "monitor")]);
         let p = pod(&[(keys::WAF_MODE, "protect")]);
         assert_eq!(
-            plan("shop", &p, &on, &cfg).unwrap(),
-            Plan::Inject(WorkloadModes {
+            modes(plan("shop", &p, &on, &cfg).unwrap()),
+            WorkloadModes {
                 mode: Mode::Monitor,
                 waf: Some(Mode::Protect),
                 dlp: None
-            })
+            }
         );
         let p = pod(&[(keys::MODE, "protect"), (keys::DLP_MODE, "learn")]);
         assert_eq!(
-            plan("shop", &p, &on, &cfg).unwrap(),
-            Plan::Inject(WorkloadModes {
+            modes(plan("shop", &p, &on, &cfg).unwrap()),
+            WorkloadModes {
                 mode: Mode::Protect,
                 waf: None,
                 dlp: Some(Mode::Learn)
-            })
+            }
         );
         let on = ns(&[(keys::INJECT, "enabled")]);
         assert_eq!(
-            plan("shop", &pod(&[]), &on, &cfg).unwrap(),
-            Plan::Inject(WorkloadModes {
+            modes(plan("shop", &pod(&[]), &on, &cfg).unwrap()),
+            WorkloadModes {
                 mode: Mode::Learn,
                 waf: None,
                 dlp: None
-            })
+            }
+        );
+    }
+
+    fn modes(p: Plan) -> WorkloadModes {
+        match p {
+            Plan::Inject(i) => i.modes,
+            Plan::Skip(s) => panic!("skipped: {s}"),
+        }
+    }
+
+    #[test]
+    fn process_attribution_from_annotation_then_config() {
+        let on = ns(&[(keys::INJECT, "enabled")]);
+        let attribution = |p: &Pod, cfg: &InjectConfig| match plan("shop", p, &on, cfg).unwrap() {
+            Plan::Inject(i) => i.process_attribution,
+            Plan::Skip(s) => panic!("skipped: {s}"),
+        };
+        let off_by_default = InjectConfig {
+            process_attribution: false,
+            ..InjectConfig::default()
+        };
+        let cfg = InjectConfig::default();
+        assert!(attribution(&pod(&[]), &cfg), "on by default");
+        assert!(!attribution(&pod(&[]), &off_by_default));
+        let no = pod(&[(keys::PROCESS_ATTRIBUTION, "false")]);
+        assert!(!attribution(&no, &cfg), "the pod turns it off");
+        let yes = pod(&[(keys::PROCESS_ATTRIBUTION, " true")]);
+        assert!(attribution(&yes, &off_by_default), "the pod turns it on");
+        let e = plan(
+            "shop",
+            &pod(&[(keys::PROCESS_ATTRIBUTION, "off")]),
+            &on,
+            &cfg,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("podwarden.io/process-attribution") && e.contains("\"off\""),
+            "{e}"
         );
     }
 
@@ -294,6 +357,7 @@ mod props {
             Just(keys::MODE.to_string()),
             Just(keys::WAF_MODE.to_string()),
             Just(keys::DLP_MODE.to_string()),
+            Just(keys::PROCESS_ATTRIBUTION.to_string()),
             "[a-z./-]{1,20}",
         ]
     }

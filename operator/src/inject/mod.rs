@@ -9,8 +9,11 @@ mod decision;
 mod patch;
 
 pub use config::{InjectConfig, ResourceSettings};
-pub use containers::{init_container, sidecar_container, INIT_CONTAINER_NAME, SIDECAR_NAME};
-pub use decision::{plan, Plan, Skip, WorkloadModes};
+pub use containers::{
+    init_container, sidecar_container, INIT_CONTAINER_NAME, PROXY_BIN, PROXY_BIN_PROCATTR,
+    SIDECAR_NAME,
+};
+pub use decision::{plan, Injection, Plan, Skip, WorkloadModes};
 pub use patch::{mutate, pod_patch};
 
 /// Annotation / label keys understood by the injector.
@@ -21,6 +24,9 @@ pub mod keys {
     pub const MODE: &str = "podwarden.io/mode";
     pub const WAF_MODE: &str = "podwarden.io/waf-mode";
     pub const DLP_MODE: &str = "podwarden.io/dlp-mode";
+    /// `"true"` / `"false"`: process attribution in the sidecar (default:
+    /// the operator's `processAttribution`). Off drops every capability.
+    pub const PROCESS_ATTRIBUTION: &str = "podwarden.io/process-attribution";
     /// Label set on injected pods, so the controller lists them cheaply.
     pub const INJECTED: &str = "podwarden.io/injected";
     /// Set on injected pods; its presence makes injection idempotent.

@@ -7,7 +7,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use serde_json::{json, Value};
 
 use super::containers::{init_container, sidecar_container, RUN_VOLUME, SIDECAR_NAME};
-use super::decision::{plan, Plan, Skip, WorkloadModes};
+use super::decision::{plan, Injection, Plan, Skip};
 use super::{keys, InjectConfig};
 use crate::crd::owner::workload_from_pod_metadata;
 
@@ -32,13 +32,13 @@ pub fn mutate(
         .clone()
         .or_else(|| pod.metadata.namespace.clone())
         .unwrap_or_default();
-    let modes = match plan(&namespace, pod, namespace_labels, cfg) {
-        Ok(Plan::Inject(m)) => m,
+    let inj = match plan(&namespace, pod, namespace_labels, cfg) {
+        Ok(Plan::Inject(i)) => i,
         Ok(Plan::Skip(why)) => return skipped(resp, &why),
         Err(msg) => return resp.deny(format!("podwarden: {msg}")),
     };
     let workload = workload_from_pod_metadata(&namespace, &pod.metadata).map(|w| w.to_string());
-    let (ops, warnings) = pod_patch(pod, modes, workload.as_deref(), cfg);
+    let (ops, warnings) = pod_patch(pod, inj, workload.as_deref(), cfg);
     let patch: json_patch::Patch = match serde_json::from_value(Value::Array(ops)) {
         Ok(p) => p,
         Err(e) => return resp.deny(format!("podwarden: internal error building the patch: {e}")),
@@ -77,7 +77,7 @@ fn skipped(mut resp: AdmissionResponse, why: &Skip) -> AdmissionResponse {
 /// connections are refused unless they run as the proxy UID. We warn.
 pub fn pod_patch(
     pod: &Pod,
-    modes: WorkloadModes,
+    inj: Injection,
     workload: Option<&str>,
     cfg: &InjectConfig,
 ) -> (Vec<Value>, Vec<String>) {
@@ -86,7 +86,7 @@ pub fn pod_patch(
     let spec = pod.spec.clone().unwrap_or_default();
     let native = cfg.native_sidecar;
     let init = to_value(&init_container(cfg));
-    let sidecar = to_value(&sidecar_container(cfg, modes, workload, native));
+    let sidecar = to_value(&sidecar_container(cfg, inj, workload, native));
 
     let has_init = spec.init_containers.as_ref().is_some_and(|c| !c.is_empty());
     if spec.init_containers.is_none() {
@@ -116,14 +116,19 @@ pub fn pod_patch(
         }
     }
 
-    if spec.share_process_namespace == Some(false) {
-        warnings.push(
-            "podwarden: shareProcessNamespace=false overridden to true: the proxy needs it to \
-             attribute connections to processes"
-                .to_string(),
-        );
+    // The app's processes are visible to the proxy only in a shared PID
+    // namespace; without attribution the pod's own choice stands.
+    if inj.process_attribution {
+        if spec.share_process_namespace == Some(false) {
+            warnings.push(
+                "podwarden: shareProcessNamespace=false overridden to true: the proxy needs it to \
+                 attribute connections to processes (podwarden.io/process-attribution: \"false\" \
+                 keeps it off)"
+                    .to_string(),
+            );
+        }
+        ops.push(add("/spec/shareProcessNamespace", Value::Bool(true)));
     }
-    ops.push(add("/spec/shareProcessNamespace", Value::Bool(true)));
 
     let volume = json!({"name": RUN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}});
     if spec.volumes.is_none() {
@@ -136,7 +141,8 @@ pub fn pod_patch(
         "initContainers": [super::INIT_CONTAINER_NAME],
         "sidecar": SIDECAR_NAME,
         "native": native,
-        "mode": modes.mode.as_str(),
+        "mode": inj.modes.mode.as_str(),
+        "processAttribution": inj.process_attribution,
     })
     .to_string();
     let mut annotations = vec![(keys::STATUS, status)];
