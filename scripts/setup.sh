@@ -16,6 +16,8 @@ pkgs=(
   pkg-config cmake
   # reference WAF the differential tests and benches/waf-vs-modsec.sh load (dlopen)
   libmodsecurity3
+  # setcap/getcap: scripts/image-rootfs.sh gives the proxy its file capabilities (check-image.sh)
+  libcap2-bin
 )
 missing=()
 for p in "${pkgs[@]}"; do

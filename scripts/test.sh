@@ -18,3 +18,7 @@ cargo test --workspace -- --test-threads=2
 if [ -f scripts/check-chart.sh ]; then
   bash scripts/check-chart.sh
 fi
+# The image's root filesystem, assembled as the Dockerfile does, checked without a container runtime.
+if [ -f scripts/check-image.sh ]; then
+  bash scripts/check-image.sh
+fi
