@@ -21,7 +21,7 @@ pub struct Args {
     /// The workload, `namespace/name`.
     #[arg(long, global = true)]
     workload: Option<String>,
-    /// `--cluster`: diff/approve/reject work on the cluster's CRs.
+    /// `--cluster`: diff/approve/reject/history/rollback work on the cluster's CRs.
     #[command(flatten)]
     cluster: crate::cluster::ClusterArgs,
     #[command(subcommand)]
@@ -60,12 +60,14 @@ enum Cmd {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// List the approved policy versions.
+    /// List the approved policy versions (with --cluster: the WorkloadPolicy's
+    /// history, who approved each version and when).
     History {
         #[arg(long)]
         json: bool,
     },
-    /// Write a new version equal to version N.
+    /// Write a new version equal to version N (history is never rewritten;
+    /// with --cluster the operator pushes it to the sidecars).
     Rollback {
         #[arg(long)]
         to: u64,
@@ -336,8 +338,10 @@ fn run_cluster(args: Args) -> Result<i32> {
             Cmd::Reject { rules, by, reason } => {
                 cluster::baseline::reject(client, &t, &rules, &by, reason.as_deref(), out).await
             }
+            Cmd::History { json } => cluster::history::history(client, &t, json, out).await,
+            Cmd::Rollback { to, by } => cluster::history::rollback(client, &t, to, &by, out).await,
             _ => bail!(
-                "only diff, approve and reject work with --cluster; the others use the local store"
+                "only diff, approve, reject, history and rollback work with --cluster; the others use the local store"
             ),
         }
     })

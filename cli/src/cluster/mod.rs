@@ -9,10 +9,13 @@
 
 pub mod baseline;
 pub mod export;
+pub mod history;
 pub mod status;
 pub mod target;
 
+/// The in-memory API server the operator's controller tests use too.
 #[cfg(test)]
+#[path = "../../../operator/tests/support/fake_api.rs"]
 mod fake;
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,14 @@
 //! Cluster mode against a mocked API server: the exact API calls each verb
 //! makes, what it writes into the CRs, and what it prints.
 
+use std::sync::Mutex;
+
 use serde_json::{json, Value};
 
 use super::baseline::{self, Approval};
 use super::export::{export, ExportFormat};
-use super::fake::{mock_client, GROUP};
+use super::fake::{mock_client, FakeApi, GROUP};
+use super::history;
 use super::status::{set_mode, status};
 use super::Target;
 use podwarden_policy::model::Feature;
@@ -36,12 +39,28 @@ fn policy_cr(version: u64, mode: &str, status: Value) -> Value {
            "status": status})
 }
 
+/// The calls made since the last look (the log is cleared).
+fn calls(api: &Mutex<FakeApi>) -> Vec<String> {
+    std::mem::take(&mut api.lock().unwrap().log)
+}
+
+fn checkout_policy(api: &Mutex<FakeApi>) -> Value {
+    api.lock()
+        .unwrap()
+        .get("shop", "workloadpolicies", "deployment-checkout")
+}
+
 fn target(s: &str) -> Target {
     Target::parse(s).unwrap()
 }
 
-fn text(buf: Vec<u8>) -> String {
-    String::from_utf8(buf).unwrap()
+/// Runs a cluster verb into a buffer: its exit code and what it printed.
+macro_rules! run {
+    ($($verb:ident)::+ ($($arg:expr),* $(,)?)) => {{
+        let mut out = Vec::new();
+        let code = $($verb)::+($($arg,)* &mut out).await.unwrap();
+        (code, String::from_utf8(out).unwrap())
+    }};
 }
 
 #[tokio::test]
@@ -58,13 +77,10 @@ async fn baseline_diff_reject_and_approve_work_on_the_crs() {
     let t = target("shop/checkout");
 
     // diff: found by listing the namespace's baselines; nothing approved yet.
-    let mut out = Vec::new();
-    let code = baseline::diff(client.clone(), &t, false, &mut out)
-        .await
-        .unwrap();
+    let (code, out) = run!(baseline::diff(client.clone(), &t, false));
     assert_eq!(code, 1, "something to review");
     assert_eq!(
-        text(out),
+        out,
         "baseline diff shop/checkout: learned baseline vs no approved policy\n\
          + out-db\n    to db.shop.example port 5432 tls\n\
          \x20   evidence: 10 flows, 2026-11-20T10:00:00Z .. 2026-11-23T10:00:00Z, replicas checkout-1\n\
@@ -77,7 +93,7 @@ async fn baseline_diff_reject_and_approve_work_on_the_crs() {
          2 proposed, 0 dropped, 0 unchanged, 0 rejected before (hidden)\n"
     );
     assert_eq!(
-        std::mem::take(&mut api.lock().unwrap().log),
+        calls(&api),
         [
             format!("GET {NS}/workloadbaselines"),
             format!("GET {NS}/workloadbaselines/deployment-checkout"),
@@ -86,23 +102,19 @@ async fn baseline_diff_reject_and_approve_work_on_the_crs() {
     );
 
     // reject: a merge patch of spec.rejected only, guarded by resourceVersion.
-    let mut out = Vec::new();
-    baseline::reject(
+    let (_, out) = run!(baseline::reject(
         client.clone(),
         &t,
         &["out-db".into()],
         "bob",
-        Some("legacy"),
-        &mut out,
-    )
-    .await
-    .unwrap();
+        Some("legacy")
+    ));
     assert_eq!(
-        text(out),
+        out,
         "rejected out-db (not proposed again) in WorkloadBaseline shop/deployment-checkout\n"
     );
     assert_eq!(
-        std::mem::take(&mut api.lock().unwrap().log),
+        calls(&api),
         [
             format!("GET {NS}/workloadbaselines"),
             format!("GET {NS}/workloadbaselines/deployment-checkout"),
@@ -140,21 +152,21 @@ async fn baseline_diff_reject_and_approve_work_on_the_crs() {
     assert!(e.to_string().contains("out-db is not a proposal"), "{e}");
 
     // approve --all: version 1 of the policy, without the rejected entry.
-    let mut out = Vec::new();
-    baseline::approve(client.clone(), &t, Approval::All, "alice", None, &mut out)
-        .await
-        .unwrap();
+    let (_, out) = run!(baseline::approve(
+        client.clone(),
+        &t,
+        Approval::All,
+        "alice",
+        None
+    ));
     assert_eq!(
-        text(out),
+        out,
         "approved by alice: shop/checkout (Deployment) version 1 (1 rules, 0 processes, mode learn): approved 1 baseline entries\n\
          WorkloadPolicy shop/deployment-checkout written; the operator pushes it to the workload's sidecars\n"
     );
-    let log = std::mem::take(&mut api.lock().unwrap().log);
+    let log = calls(&api);
     assert_eq!(log.last().unwrap(), &format!("POST {NS}/workloadpolicies"));
-    let p = api
-        .lock()
-        .unwrap()
-        .get("shop", "workloadpolicies", "deployment-checkout");
+    let p = checkout_policy(&api);
     assert_eq!(p["spec"]["version"], 1);
     assert_eq!(p["spec"]["approvedBy"], "alice");
     assert_eq!(p["spec"]["policy"]["rules"][0]["id"], "out-payments");
@@ -176,18 +188,14 @@ async fn baseline_diff_reject_and_approve_work_on_the_crs() {
 
     // approve --mode monitor without entries: a mode-only version 2 (PUT).
     api.lock().unwrap().log.clear();
-    let mut out = Vec::new();
-    baseline::approve(
+    let (_, out) = run!(baseline::approve(
         client.clone(),
         &t,
         Approval::ModeOnly,
         "carol",
-        Some(Mode::Monitor),
-        &mut out,
-    )
-    .await
-    .unwrap();
-    assert!(text(out).starts_with("approved by carol: shop/checkout (Deployment) version 2 (1 rules, 0 processes, mode monitor): mode learn -> monitor\n"));
+        Some(Mode::Monitor)
+    ));
+    assert!(out.starts_with("approved by carol: shop/checkout (Deployment) version 2 (1 rules, 0 processes, mode monitor): mode learn -> monitor\n"));
     assert_eq!(
         api.lock().unwrap().log.last().unwrap(),
         &format!("PUT {NS}/workloadpolicies/deployment-checkout")
@@ -228,11 +236,12 @@ async fn a_name_shared_by_two_workloads_must_be_qualified() {
     );
     // Qualified: straight to the object, no listing.
     api.lock().unwrap().log.clear();
-    let mut out = Vec::new();
-    baseline::diff(client, &target("shop/statefulset/checkout"), true, &mut out)
-        .await
-        .unwrap();
-    let d: Value = serde_json::from_slice(&out).unwrap();
+    let (_, out) = run!(baseline::diff(
+        client,
+        &target("shop/statefulset/checkout"),
+        true
+    ));
+    let d: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(d["entries"][0]["id"], "b");
     assert_eq!(
         api.lock().unwrap().log,
@@ -249,32 +258,25 @@ async fn mode_set_writes_a_version_recording_who_and_export_prints_it() {
     api.lock().unwrap().insert(policy_cr(1, "learn", json!({})));
     let t = target("shop/Deployment/checkout");
 
-    let mut out = Vec::new();
-    set_mode(
+    let (_, out) = run!(set_mode(
         client.clone(),
         &t,
         Feature::Waf,
         Mode::Protect,
-        "carol",
-        &mut out,
-    )
-    .await
-    .unwrap();
+        "carol"
+    ));
     assert_eq!(
-        text(out),
+        out,
         "shop/checkout: waf mode learn -> protect (WorkloadPolicy shop/deployment-checkout version 2, by carol); the operator pushes it to the sidecars without restarts\n"
     );
     assert_eq!(
-        std::mem::take(&mut api.lock().unwrap().log),
+        calls(&api),
         [
             format!("GET {NS}/workloadpolicies/deployment-checkout"),
             format!("PUT {NS}/workloadpolicies/deployment-checkout"),
         ]
     );
-    let p = api
-        .lock()
-        .unwrap()
-        .get("shop", "workloadpolicies", "deployment-checkout");
+    let p = checkout_policy(&api);
     assert_eq!(p["spec"]["version"], 2);
     assert_eq!(p["spec"]["approvedBy"], "carol");
     assert_eq!(p["spec"]["policy"]["features"]["waf"], "protect");
@@ -283,23 +285,19 @@ async fn mode_set_writes_a_version_recording_who_and_export_prints_it() {
     assert_eq!(p["spec"]["history"][0]["approvedBy"], "alice");
 
     // Same again: no new version, nothing written.
-    let mut out = Vec::new();
-    set_mode(
+    let (_, out) = run!(set_mode(
         client.clone(),
         &t,
         Feature::Waf,
         Mode::Protect,
-        "carol",
-        &mut out,
-    )
-    .await
-    .unwrap();
+        "carol"
+    ));
     assert_eq!(
-        text(out),
+        out,
         "shop/checkout: waf mode already protect at version 2; nothing changed\n"
     );
     assert_eq!(
-        std::mem::take(&mut api.lock().unwrap().log),
+        calls(&api),
         [format!("GET {NS}/workloadpolicies/deployment-checkout")]
     );
 
@@ -316,16 +314,12 @@ async fn mode_set_writes_a_version_recording_who_and_export_prints_it() {
     api.lock().unwrap().log.clear();
 
     // export: the approved policy as the proxy's policy file…
-    let mut out = Vec::new();
-    export(
+    let (_, out) = run!(export(
         client.clone(),
         &target("shop/checkout"),
-        ExportFormat::Yaml,
-        &mut out,
-    )
-    .await
-    .unwrap();
-    let doc: PolicyDocument = serde_yaml_ng::from_slice(&out).unwrap();
+        ExportFormat::Yaml
+    ));
+    let doc: PolicyDocument = serde_yaml_ng::from_str(&out).unwrap();
     assert_eq!(doc.metadata.workload, "shop/checkout");
     assert_eq!(doc.metadata.version, 3);
     assert_eq!(doc.metadata.approved_by.as_deref(), Some("dan"));
@@ -333,27 +327,21 @@ async fn mode_set_writes_a_version_recording_who_and_export_prints_it() {
     assert_eq!(doc.spec.features.waf, Some(Mode::Protect));
     podwarden_policy::CompiledPolicy::compile(&doc).unwrap();
     assert_eq!(
-        std::mem::take(&mut api.lock().unwrap().log),
+        calls(&api),
         [
             format!("GET {NS}/workloadpolicies"),
             format!("GET {NS}/workloadpolicies/deployment-checkout"),
         ]
     );
     // …and for other enforcers.
-    let mut out = Vec::new();
-    export(client.clone(), &t, ExportFormat::Networkpolicy, &mut out)
-        .await
-        .unwrap();
-    let np = text(out);
+    let (_, out) = run!(export(client.clone(), &t, ExportFormat::Networkpolicy));
+    let np = out;
     assert!(
         np.contains("kind: NetworkPolicy") && np.contains("namespace: shop"),
         "{np}"
     );
-    let mut out = Vec::new();
-    export(client.clone(), &t, ExportFormat::Cilium, &mut out)
-        .await
-        .unwrap();
-    let cnp = text(out);
+    let (_, out) = run!(export(client.clone(), &t, ExportFormat::Cilium));
+    let cnp = out;
     assert!(
         cnp.contains("kind: CiliumNetworkPolicy") && cnp.contains("api.payments.example"),
         "{cnp}"
@@ -396,13 +384,10 @@ async fn status_shows_mode_version_per_pod_and_violations() {
         .unwrap()
         .insert(baseline_cr("Deployment", "checkout", vec![]));
 
-    let mut out = Vec::new();
-    let code = status(client.clone(), None, None, false, &mut out)
-        .await
-        .unwrap();
+    let (code, out) = run!(status(client.clone(), None, None, false));
     assert_eq!(code, 1, "a pod is behind: degraded");
     assert_eq!(
-        text(out),
+        out,
         "NAMESPACE    WORKLOAD                     MODE     WAF      DLP      VERSION IN-SYNC VIOLATIONS-1H  NOTE\n\
          shop         Deployment/cart              -        -        -              -       -             0  not approved: baseline has 12 rules (learning)\n\
          shop         Deployment/checkout          protect  protect  protect       v3     1/2             7  DEGRADED\n\
@@ -420,17 +405,13 @@ async fn status_shows_mode_version_per_pod_and_violations() {
 
     // One workload, JSON, namespaced lists.
     api.lock().unwrap().log.clear();
-    let mut out = Vec::new();
-    status(
+    let (_, out) = run!(status(
         client.clone(),
         None,
         Some(&target("shop/checkout")),
-        true,
-        &mut out,
-    )
-    .await
-    .unwrap();
-    let rows: Value = serde_json::from_slice(&out).unwrap();
+        true
+    ));
+    let rows: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["policyVersion"], 3);
     assert_eq!(rows[0]["violationsLastHour"], 7);
@@ -445,17 +426,141 @@ async fn status_shows_mode_version_per_pod_and_violations() {
     );
 
     // All pods on the approved version: healthy, exit 0.
-    let mut p = api
-        .lock()
-        .unwrap()
-        .get("shop", "workloadpolicies", "deployment-checkout");
+    let mut p = checkout_policy(&api);
     p["status"]["pods"] = json!([{"pod": "checkout-7d9f-a", "version": 3, "mode": "protect", "violationsLastHour": 0}]);
     p["status"]["inSync"] = json!("1/1");
     api.lock().unwrap().insert(p);
-    let mut out = Vec::new();
-    let code = status(client, Some("shop"), None, false, &mut out)
-        .await
-        .unwrap();
+    let (code, out) = run!(status(client, Some("shop"), None, false));
     assert_eq!(code, 0);
-    assert!(text(out).contains("ok, approved by alice"));
+    assert!(out.contains("ok, approved by alice"));
+}
+
+/// A policy at version 3 (protect) whose history keeps v2 in full
+/// (monitor, one more rule) and v1 as a summary only.
+fn policy_with_history() -> Value {
+    let mut p = policy_cr(3, "protect", json!({}));
+    p["spec"]["change"] = json!("mode monitor -> protect");
+    p["spec"]["approvedBy"] = json!("carol");
+    p["spec"]["history"] = json!([
+        {"version": 2, "approvedBy": "bob", "approvedAt": "2026-11-22T09:30:00Z", "mode": "monitor",
+         "ruleCount": 2, "change": "approved 1 baseline entries",
+         "policy": {"mode": "monitor", "rules": [rule("out-payments", "api.payments.example", 443),
+                                                  rule("out-db", "db.shop.example", 5432)]}},
+        {"version": 1, "approvedBy": "alice", "approvedAt": "2026-11-21T08:00:00Z", "mode": "learn",
+         "ruleCount": 1, "change": "approved 1 baseline entries"}
+    ]);
+    p
+}
+
+#[tokio::test]
+async fn history_lists_who_approved_each_version_and_rollback_is_a_new_version() {
+    let (client, api) = mock_client();
+    api.lock().unwrap().insert(policy_with_history());
+    let t = target("shop/checkout");
+
+    let (_, out) = run!(history::history(client.clone(), &t, false));
+    assert_eq!(
+        out,
+        "version   approved at            by                rules  mode     change\n\
+         v1        2026-11-21T08:00:00Z   alice                 1  learn    approved 1 baseline entries  (summary only: cannot roll back)\n\
+         v2        2026-11-22T09:30:00Z   bob                   2  monitor  approved 1 baseline entries\n\
+         v3        2026-11-23T12:00:00Z   carol                 1  protect  mode monitor -> protect  (current)\n"
+    );
+    assert_eq!(
+        calls(&api),
+        [
+            format!("GET {NS}/workloadpolicies"),
+            format!("GET {NS}/workloadpolicies/deployment-checkout"),
+        ]
+    );
+    let (_, out) = run!(history::history(client.clone(), &t, true));
+    let h: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h.as_array().unwrap().len(), 3);
+    assert_eq!(
+        (&h[1]["version"], &h[1]["approvedBy"], &h[1]["restorable"]),
+        (&json!(2), &json!("bob"), &json!(true))
+    );
+    assert_eq!(h[2]["current"], true);
+    api.lock().unwrap().log.clear();
+
+    // Roll back to v2: a PUT of version 4 carrying v2's policy; nothing
+    // before it is rewritten.
+    let (_, out) = run!(history::rollback(client.clone(), &t, 2, "dan"));
+    assert_eq!(
+        out,
+        "shop/checkout: rolled back to v2 as version 4 (by dan, mode monitor, 2 rules); the operator pushes it to the sidecars without restarts\n"
+    );
+    assert_eq!(
+        calls(&api),
+        [
+            format!("GET {NS}/workloadpolicies"),
+            format!("GET {NS}/workloadpolicies/deployment-checkout"),
+            format!("PUT {NS}/workloadpolicies/deployment-checkout"),
+        ]
+    );
+    let p = checkout_policy(&api);
+    assert_eq!(p["spec"]["version"], 4);
+    assert_eq!(p["spec"]["approvedBy"], "dan");
+    assert_eq!(
+        p["spec"]["change"],
+        "rollback to v2 (mode protect -> monitor)"
+    );
+    // v2's policy exactly (compared as the model: the write adds defaults).
+    let spec = |v: &Value| {
+        serde_json::from_value::<podwarden_policy::model::PolicySpec>(v.clone()).unwrap()
+    };
+    assert_eq!(
+        spec(&p["spec"]["policy"]),
+        spec(&policy_with_history()["spec"]["history"][0]["policy"])
+    );
+    let kept: Vec<_> = p["spec"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].clone(), v["approvedBy"].clone()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (json!(3), json!("carol")),
+            (json!(2), json!("bob")),
+            (json!(1), json!("alice"))
+        ]
+    );
+    // What the controller pushes: the exported document is version 4 in monitor.
+    let (_, out) = run!(export(client.clone(), &t, ExportFormat::Yaml));
+    let doc: PolicyDocument = serde_yaml_ng::from_str(&out).unwrap();
+    assert_eq!((doc.metadata.version, doc.spec.mode), (4, Mode::Monitor));
+    assert_eq!(doc.spec.rules.len(), 2);
+    api.lock().unwrap().log.clear();
+
+    // Refused, and nothing written: the current version, a version only
+    // summarised, one never kept, the same rollback again.
+    for (to, why) in [
+        (4, "version 4 is the current version"),
+        (1, "version 1 is older than the versions kept in full"),
+        (9, "no version 9 in the policy's history (kept: v1, v2, v3)"),
+        (2, "version 4 already has version 2's policy"),
+    ] {
+        let e = history::rollback(client.clone(), &t, to, "dan", &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(why), "{to}: {e}");
+    }
+    assert!(api
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .all(|l| l.starts_with("GET ")));
+
+    // No policy for the workload: a clear error.
+    let e = history::history(client, &target("shop/cart"), false, &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no WorkloadPolicy for workload shop/cart"),
+        "{e}"
+    );
 }
