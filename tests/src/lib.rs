@@ -6,6 +6,7 @@
 //! [`env::require`] first: without root or a needed tool they print
 //! `skipped: …` and return (or fail, with `PODWARDEN_E2E_STRICT=1`).
 
+pub mod drive;
 pub mod env;
 pub mod l7;
 pub mod learn;
