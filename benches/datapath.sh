@@ -18,7 +18,12 @@
 # Needs root. Builds podwarden-proxy in release mode. Usage: bash benches/datapath.sh
 # Env: DURATION (s), ROUNDS (modes interleaved, median reported; default 1),
 #      CONNS (wrk/redis connections, default 16), PROXY_THREADS (default 2),
-#      PODWARDEN_PROXY_BIN (use this binary instead of building one).
+#      PODWARDEN_PROXY_BIN (use this binary instead of building one),
+#      OPAQUE_OFFLOAD (the proxy's --opaque-offload: off, auto, sockmap; auto and
+#      sockmap also start it with CAP_BPF + CAP_NET_ADMIN as ambient capabilities,
+#      which it drops after loading). With sockmap the relaying happens in the
+#      kernel (softirq and the psock workqueue), which the proxy's CPU figure
+#      below does not include.
 set -euo pipefail
 trap 'echo "datapath.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -27,6 +32,7 @@ DURATION="${DURATION:-10}"
 CONNS="${CONNS:-16}"
 PROXY_THREADS="${PROXY_THREADS:-2}"
 ROUNDS="${ROUNDS:-1}"
+OPAQUE_OFFLOAD="${OPAQUE_OFFLOAD:-off}"
 
 if [ "$(id -u)" != 0 ]; then
   echo "datapath.sh needs root (it creates network namespaces)" >&2
@@ -49,6 +55,7 @@ SERVER=198.51.100.10
 work=$(mktemp -d /tmp/pw-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
+bg_caps=()  # extra setpriv flags for the next bg (the proxy's capabilities)
 cleanup() {
   set +e
   for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null; done
@@ -66,7 +73,7 @@ app() { ns pod setpriv --reuid 1000 --regid 1000 --clear-groups -- "$@"; }
 bg() { # LOG NS UID CMD...
   local log=$1 n=$2 uid=$3; shift 3
   local priv=()
-  [ "$uid" = - ] || priv=(setpriv --reuid "$uid" --regid "$uid" --clear-groups --)
+  [ "$uid" = - ] || priv=(setpriv --reuid "$uid" --regid "$uid" --clear-groups "${bg_caps[@]}" --)
   setsid ip netns exec "$S-$n" "${priv[@]}" "$@" >"$work/$log.log" 2>&1 &
   pids+=($!)
   last_pid=$!
@@ -148,7 +155,9 @@ EOF
 # round by round (the median is reported): the rules are applied once, and
 # "direct" is the load generator running as the proxy's UID, which the rules
 # exempt; haproxy also runs as that UID so its upstream legs go straight out.
-bg proxy pod 1337 env PODWARDEN_LOG=warn "$BIN" run --admin-addr 127.0.0.1:15000 --worker-threads "$PROXY_THREADS"
+[ "$OPAQUE_OFFLOAD" = off ] || bg_caps=(--inh-caps +bpf,+net_admin --ambient-caps +bpf,+net_admin)
+bg proxy pod 1337 env PODWARDEN_LOG=warn PODWARDEN_OPAQUE_OFFLOAD="$OPAQUE_OFFLOAD" "$BIN" run --admin-addr 127.0.0.1:15000 --worker-threads "$PROXY_THREADS"
+bg_caps=()
 bg haproxy pod 1337 haproxy -f "$work/haproxy.cfg" -db
 for p in 15001 15006 15000 10080 16379 15201; do wait_port pod $p; done
 proxy_pid=$(ns pod ss -ltnpH "sport = :15001" | sed -nE 's/.*pid=([0-9]+).*/\1/p' | head -1)
@@ -253,3 +262,5 @@ cpu_row "per GB bulk TCP" bulk_cpu
 echo
 echo "podwarden-proxy RSS: idle ${idle_rss} MB (target <= 15 MB), after load ${loaded_rss} MB; /flows holds $records records"
 echo "connections the rules redirected to the proxy: $intercepted (only the podwarden mode's)"
+relay=$(ns pod curl -s --max-time 5 http://127.0.0.1:15000/metrics | awk '/^podwarden_opaque_relay_info/ && $2 == 1 {print $1}')
+echo "opaque relay: ${relay:-unknown (binary without the metric)} (OPAQUE_OFFLOAD=$OPAQUE_OFFLOAD)"

@@ -73,6 +73,10 @@ pub struct Config {
     /// YAML list of security event sinks (see `events::sinks_file`);
     /// unset = stdout.
     pub event_sinks_file: Option<PathBuf>,
+    /// Relay for opaque TCP and TLS passthrough without stream inspection:
+    /// `sockmap` (in the kernel, see `sockmap`), `auto` (sockmap when it
+    /// loads, else splice) or `off` (the user-space splice relay).
+    pub opaque_offload: crate::sockmap::OffloadMode,
 }
 
 impl Default for Config {
@@ -106,6 +110,7 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/podwarden"),
             admin_token_sha256: None,
             event_sinks_file: None,
+            opaque_offload: crate::sockmap::OffloadMode::default(),
         }
     }
 }
@@ -317,6 +322,11 @@ pub struct RunArgs {
         value_name = "FILE"
     )]
     pub event_sinks_file: Option<PathBuf>,
+    /// Opaque TCP relay: sockmap (kernel; needs CAP_BPF and CAP_NET_ADMIN at
+    /// start-up, dropped after loading), auto (sockmap if it loads, else
+    /// splice), off (user-space splice) [default: off]
+    #[arg(long, env = "PODWARDEN_OPAQUE_OFFLOAD", value_enum)]
+    pub opaque_offload: Option<crate::sockmap::OffloadMode>,
 }
 
 impl RunArgs {
@@ -386,6 +396,9 @@ impl RunArgs {
         }
         if let Some(h) = &self.admin_token_sha256 {
             c.admin_token_sha256 = Some(h.trim().to_ascii_lowercase());
+        }
+        if let Some(o) = self.opaque_offload {
+            c.opaque_offload = o;
         }
         c.validate()?;
         Ok(c)

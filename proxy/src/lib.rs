@@ -32,6 +32,7 @@ pub mod policy_reload;
 pub mod process;
 pub mod proxy;
 pub mod records;
+pub mod sockmap;
 pub mod splice;
 pub mod tcp;
 pub mod tls;

@@ -48,6 +48,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = args.load()?;
+    // First, while this is the only thread: loading the kernel relay needs
+    // CAP_BPF + CAP_NET_ADMIN, which `start` then drops (per thread).
+    podwarden_proxy::sockmap::start(config.opaque_offload)
+        .context("loading the sockmap opaque relay (--opaque-offload)")?;
     let control = std::sync::Arc::new(AdminControl::from_config(&config));
     let startup = config.clone();
     let workers = config.worker_threads;
@@ -69,6 +73,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ));
     }
     let proxy = builder.build()?;
+    podwarden_proxy::sockmap::register(proxy.registry())
+        .context("registering the opaque relay metrics")?;
     // Every flow record also goes to the on-disk flow log (off the data path).
     podwarden_proxy::flowlog::start_configured(proxy.shared()).context("starting the flow log")?;
     // Which process owns each connection (needs the pod's /proc; see README).

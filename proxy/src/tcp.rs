@@ -41,7 +41,7 @@ pub async fn relay(
 ) -> Result<(), RelayError> {
     match chain {
         None => {
-            let (prefix, mut client) = client.into_parts();
+            let (prefix, client) = client.into_parts();
             let mut upstream = upstream;
             if !prefix.is_empty() {
                 // Bytes detection consumed go first, then zero-copy.
@@ -50,11 +50,57 @@ pub async fn relay(
                     .read
                     .fetch_add(prefix.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
+            let replayed = prefix.len() as u64;
+            let (mut client, mut upstream) = match crate::sockmap::active() {
+                Some(offload) => {
+                    match offload_relay(offload, client, upstream, replayed, &counts).await? {
+                        Some(streams) => streams,
+                        None => return Ok(()),
+                    }
+                }
+                None => (client, upstream),
+            };
             crate::splice::relay(&mut client, &mut upstream, &counts.read, &counts.written).await?;
             Ok(())
         }
         Some(chain) => relay_inspected(client, upstream, chain, counts).await,
     }
+}
+
+/// The kernel relay (see `crate::sockmap`). `Ok(None)`: relayed to the
+/// end; `Ok(Some(..))`: declined before any byte moved in the kernel, the
+/// streams go to the splice relay. Counts come from the client socket's
+/// TCP counters at the end (the proxy never sees the bytes).
+async fn offload_relay(
+    offload: &'static crate::sockmap::Offload,
+    client: TcpStream,
+    upstream: TcpStream,
+    replayed: u64,
+    counts: &ByteCounts,
+) -> Result<Option<(TcpStream, TcpStream)>, RelayError> {
+    let outcomes = &crate::sockmap::metrics().outcomes;
+    let pair = match offload.pair(client, upstream, replayed) {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(d)) => {
+            outcomes.with_label_values(&["declined"]).inc();
+            tracing::debug!(reason = %d.reason, "kernel relay declined; splice relay");
+            return Ok(Some((d.client, d.upstream)));
+        }
+        Err(e) => {
+            // Bytes may already have moved in the kernel: no fallback can
+            // keep their order, so the connection fails (closed by drop).
+            outcomes.with_label_values(&["failed"]).inc();
+            return Err(e.into());
+        }
+    };
+    outcomes.with_label_values(&["offloaded"]).inc();
+    let (totals, r) = pair.run().await;
+    use std::sync::atomic::Ordering::Relaxed;
+    // `read` already holds the replayed prefix, which `from_client` includes.
+    counts.read.store(totals.from_client, Relaxed);
+    counts.written.store(totals.to_client, Relaxed);
+    r?;
+    Ok(None)
 }
 
 async fn relay_inspected(
