@@ -5,8 +5,7 @@
 //! socket client, and both what the servers received and the security
 //! events on the proxy's stdout are checked.
 
-use std::process::Output;
-
+use podwarden_e2e::drive::{curl, CurlReply};
 use podwarden_e2e::l7::{app_server, crs_dir, policy, raw_sink, split_send, wait_event};
 use podwarden_e2e::{require, Topology, APP_UID, POD, SERVER};
 use serde_json::Value;
@@ -41,16 +40,8 @@ fn l7_pod(test: &str, policy_text: &str) -> Option<Topology> {
 
 /// curl from the client namespace to the app; (status, body).
 fn inbound(t: &Topology, args: &[&str]) -> (u16, String) {
-    let mut argv = vec!["curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}"];
-    argv.extend_from_slice(args);
-    let out = t.client.output(None, &argv).unwrap();
-    status_and_body(&out)
-}
-
-fn status_and_body(out: &Output) -> (u16, String) {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    let r = curl(&t.client, None, args).unwrap();
+    (r.status, r.body)
 }
 
 fn app_url(path: &str) -> String {
@@ -159,49 +150,35 @@ fn waf_monitor_lets_attacks_through_with_rule_ids_and_score() {
     assert_eq!(n, 2, "{}", t.pod.log_of("podwarden"));
 }
 
-/// The three ways a card leaves the pod: an outbound POST, a response to an
-/// inbound client, and a raw outbound stream with the number split across
-/// two TCP segments. Returns (outbound curl output, inbound curl output,
-/// split client output).
-fn send_cards(t: &Topology) -> (Output, Output, String) {
+/// What the app's three attempts to send a card out gave.
+struct Cards {
+    /// The app's outbound POST.
+    post: CurlReply,
+    /// An inbound client's GET of a response holding a card.
+    response: CurlReply,
+    /// The split raw-stream client's output.
+    split: String,
+}
+
+/// The pod with DLP in `dlp_mode` (WAF and network in learn), after the
+/// three ways a card leaves it: an outbound POST, a response to an inbound
+/// client, and a raw outbound stream with the number split across two TCP
+/// segments. `None` when skipped.
+fn cards_sent(test: &str, dlp_mode: &str) -> Option<(Topology, Cards)> {
+    let t = l7_pod(test, &policy("learn", dlp_mode))?;
     app_server(&t.server, &t.scratch, "collector", 8080).unwrap();
     raw_sink(&t.server, &t.scratch, "sink", 9000).unwrap();
     let body = format!("{{\"name\":\"alice\",\"card\":\"{CARD}\"}}");
     let url = format!("http://{}:8080/collect", SERVER.v4);
-    let out = t
-        .pod
-        .output(
-            Some(APP_UID),
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "10",
-                "-w",
-                "\n%{http_code}",
-                "-H",
-                "content-type: application/json",
-                "--data",
-                &body,
-                &url,
-            ],
-        )
-        .unwrap();
-    let resp = t
-        .client
-        .output(
-            None,
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "10",
-                "-w",
-                "\n%{http_code}",
-                &app_url("/card"),
-            ],
-        )
-        .unwrap();
+    let json = [
+        "-H",
+        "content-type: application/json",
+        "--data",
+        &body,
+        &url,
+    ];
+    let post = curl(&t.pod, Some(APP_UID), &json).unwrap();
+    let response = curl(&t.client, None, &[&app_url("/card")]).unwrap();
     let split = split_send(
         &t.pod,
         &t.scratch,
@@ -211,7 +188,12 @@ fn send_cards(t: &Topology) -> (Output, Output, String) {
         &["card=4111 1111 ", "1111 1111\r\n", "bye\r\n"],
     )
     .unwrap();
-    (out, resp, split)
+    let cards = Cards {
+        post,
+        response,
+        split,
+    };
+    Some((t, cards))
 }
 
 fn dlp_events(t: &Topology, action: &str, location: &str) -> Value {
@@ -231,32 +213,29 @@ fn assert_masked(t: &Topology, ev: &Value) {
     );
 }
 
-/// Waits for the sink to log the end of its connection; returns its log.
-fn sink_total(t: &Topology) -> String {
+/// Waits (up to 10 s) for the sink to log the end of `n` connections;
+/// returns its log.
+fn sink_totals(t: &Topology, n: usize) -> String {
     for _ in 0..100 {
         let log = t.server.log_of("sink");
-        if log.contains("TOTAL") {
+        if log.matches("TOTAL").count() >= n {
             return log;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("the sink never logged its connection:\n{}", t.logs());
+    panic!("the sink never logged {n} connection(s):\n{}", t.logs());
 }
 
 #[test]
 fn dlp_protect_blocks_cards_leaving_the_pod() {
-    let Some(t) = l7_pod(
-        "dlp_protect_blocks_cards_leaving_the_pod",
-        &policy("learn", "protect"),
-    ) else {
+    let Some((t, cards)) = cards_sent("dlp_protect_blocks_cards_leaving_the_pod", "protect") else {
         return;
     };
-    let (out, resp, split) = send_cards(&t);
 
     // Outbound POST: 403 with the event id, the collector never got it.
-    let (status, body) = status_and_body(&out);
-    assert_eq!(status, 403, "{body}\n{}", t.logs());
-    let id = serde_json::from_str::<Value>(&body).unwrap()["event_id"]
+    let CurlReply { status, body, .. } = &cards.post;
+    assert_eq!(*status, 403, "{body}\n{}", t.logs());
+    let id = serde_json::from_str::<Value>(body).unwrap()["event_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -268,20 +247,24 @@ fn dlp_protect_blocks_cards_leaving_the_pod() {
 
     // Response to an inbound client: the stream is reset, the number does
     // not reach the client.
-    let text = String::from_utf8_lossy(&resp.stdout);
-    assert!(!text.contains(CARD), "the client got the card: {text}");
-    assert!(!resp.status.success(), "curl should see a reset: {text}");
+    let resp = &cards.response;
+    assert!(
+        !resp.body.contains(CARD),
+        "the client got the card: {resp:?}"
+    );
+    assert!(!resp.ok, "curl should see a reset: {resp:?}");
     assert_masked(&t, &dlp_events(&t, "blocked", "response_body"));
     assert!(t.pod.log_of("app").contains("REQ GET /card"));
 
     // Raw stream, number split across two segments: reset before the
     // second half is forwarded.
-    let total = sink_total(&t);
+    let total = sink_totals(&t, 1);
     assert!(!total.contains(CARD), "the sink got the card:\n{total}");
     assert!(
         total.contains("card=4111 1111 "),
         "first segment not relayed:\n{total}"
     );
+    let split = &cards.split;
     assert!(
         split.contains("ERROR") || !split.contains("SENT"),
         "{split}"
@@ -305,34 +288,30 @@ fn dlp_protect_blocks_cards_leaving_the_pod() {
     })
     .unwrap();
     assert_eq!(ev["action"], "blocked");
-    let mut sink = String::new();
-    for _ in 0..50 {
-        sink = t.server.log_of("sink");
-        if sink.matches("TOTAL").count() == 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let sink = sink_totals(&t, 2);
+    assert_eq!(sink.matches("TOTAL").count(), 2, "{sink}");
     assert_eq!(sink.matches("Connection reset").count(), 2, "{sink}");
 }
 
 #[test]
 fn dlp_monitor_passes_cards_with_masked_events() {
-    let Some(t) = l7_pod(
-        "dlp_monitor_passes_cards_with_masked_events",
-        &policy("learn", "monitor"),
-    ) else {
+    let Some((t, cards)) = cards_sent("dlp_monitor_passes_cards_with_masked_events", "monitor")
+    else {
         return;
     };
-    let (out, resp, split) = send_cards(&t);
-    let (status, body) = status_and_body(&out);
-    assert_eq!((status, body.as_str()), (200, "ok\n"), "{}", t.logs());
+    let post = &cards.post;
+    assert_eq!(
+        (post.status, post.body.as_str()),
+        (200, "ok\n"),
+        "{}",
+        t.logs()
+    );
     assert!(t.server.log_of("collector").contains(CARD));
-    let (status, body) = status_and_body(&resp);
-    assert_eq!(status, 200);
-    assert!(body.contains(CARD), "{body}");
-    assert!(split.contains("SENT"), "{split}");
-    let total = sink_total(&t);
+    let resp = &cards.response;
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.contains(CARD), "{resp:?}");
+    assert!(cards.split.contains("SENT"), "{}", cards.split);
+    let total = sink_totals(&t, 1);
     assert!(
         total.contains("card=4111 1111 1111 1111\\r\\nbye"),
         "{total}"
