@@ -7,39 +7,28 @@
 //! CLI from the proxy's event log.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use podwarden_e2e::env::workspace_bin;
-use podwarden_e2e::pod::proxy_bin;
-use podwarden_e2e::{require, servers, Topology, ADMIN, APP_UID, PROXY_UID, SERVER};
+use podwarden_e2e::drive::{cli_path, curl, describe as text, podwarden};
+use podwarden_e2e::l7::wait_event;
+use podwarden_e2e::{require, servers, Topology, ADMIN, APP_UID, SERVER};
 use podwarden_policy::{load_policy_file, FlowRecord, Mode, PolicyDocument};
 use serde_json::Value;
 
 const BINS: &[&str] = &["podwarden-proxy", "podwarden"];
 const WORKLOAD: &str = "shop/web";
 
-fn cli() -> String {
-    workspace_bin("podwarden")
-        .expect("podwarden CLI built")
-        .display()
-        .to_string()
-}
-
 fn run(args: &[&str]) -> Output {
-    Command::new(cli())
-        .args(args)
-        .output()
-        .expect("running podwarden")
+    podwarden(args).unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// `podwarden policy replay --policy POLICY --flows FLOWS EXTRA...`.
+fn replay(policy: &Path, flows: &str, extra: &[&str]) -> Output {
+    let policy = policy.display().to_string();
+    let mut args = vec!["policy", "replay", "--policy", &policy, "--flows", flows];
+    args.extend_from_slice(extra);
+    run(&args)
 }
 
 fn read_records(path: &Path) -> Vec<FlowRecord> {
@@ -83,55 +72,34 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
     servers::http(&t.server, &t.scratch, "web2", 8001, &[("b.txt", "b\n")]).unwrap();
 
     // The proxy (UID 1337) writes its flow log and state in the scratch dir.
-    let flow_log = t.scratch.path("flowlog");
-    let state = t.scratch.path("state");
-    for d in [&flow_log, &state] {
-        std::fs::create_dir_all(d).unwrap();
-        t.pod
-            .exec(&["chown", &PROXY_UID.to_string(), &d.display().to_string()])
-            .unwrap();
-    }
+    let flow_log = t.proxy_dir("flowlog").unwrap();
+    let state = t.proxy_dir("state").unwrap();
     let policy_file = t.scratch.path("policy.yaml");
     std::fs::write(
         &policy_file,
         "apiVersion: podwarden.io/v1alpha1\nkind: WorkloadPolicy\nmetadata: { workload: shop/web, version: 1 }\nspec:\n  mode: learn\n  rules: []\n",
     )
     .unwrap();
-    let bin = proxy_bin().unwrap().display().to_string();
     let (fl, st, pf) = (
         flow_log.display().to_string(),
         state.display().to_string(),
         policy_file.display().to_string(),
     );
-    t.pod
-        .spawn(
-            "podwarden",
-            Some(PROXY_UID),
-            &[
-                &bin,
-                "run",
-                "--admin-addr",
-                ADMIN,
-                "--policy-file",
-                &pf,
-                "--state-dir",
-                &st,
-                "--flow-log-dir",
-                &fl,
-                "--workload",
-                WORKLOAD,
-                "--pod",
-                "web-0",
-                "--dns-port",
-                "0",
-            ],
-        )
-        .unwrap();
-    for port in [15001, 15006, 15000] {
-        t.pod
-            .wait_listening(port, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", t.logs()));
-    }
+    t.start_proxy(&[
+        "--policy-file",
+        &pf,
+        "--state-dir",
+        &st,
+        "--flow-log-dir",
+        &fl,
+        "--workload",
+        WORKLOAD,
+        "--pod",
+        "web-0",
+        "--dns-port",
+        "0",
+    ])
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", t.logs()));
     t.init(&[]).unwrap();
 
     // Learn phase: a traffic mix on two services.
@@ -147,7 +115,7 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
     // through the admin API from inside the pod, and from the directory.
     let export = t.scratch.path("export.jsonl");
     let exported = export.display().to_string();
-    let cli = cli();
+    let cli = cli_path().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let recs = loop {
         let out = t
@@ -240,15 +208,7 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
     let full_file = t.scratch.path("full.yaml");
     write_policy(&full_file, &full);
 
-    let o = run(&[
-        "policy",
-        "replay",
-        "--policy",
-        &reduced_file.display().to_string(),
-        "--flows",
-        &fl,
-        "--json",
-    ]);
+    let o = replay(&reduced_file, &fl, &["--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     let denied = report["denied"].as_array().unwrap();
@@ -271,14 +231,7 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
         assert_ne!(g["port"], 8001, "{g}");
     }
     // The text form names the group.
-    let o = run(&[
-        "policy",
-        "replay",
-        "--policy",
-        &reduced_file.display().to_string(),
-        "--flows",
-        &fl,
-    ]);
+    let o = replay(&reduced_file, &fl, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -286,14 +239,7 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
         "{out}"
     );
 
-    let o = run(&[
-        "policy",
-        "replay",
-        "--policy",
-        &full_file.display().to_string(),
-        "--flows",
-        &fl,
-    ]);
+    let o = replay(&full_file, &fl, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     // Rule usage: against the full policy every rule was used.
@@ -316,23 +262,15 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
     write_policy(&policy_file, &enforced);
     let deadline = Instant::now() + Duration::from_secs(15);
     let (event_id, body) = loop {
-        let out = t
-            .pod
-            .output(
-                Some(APP_UID),
-                &[
-                    "curl",
-                    "-sS",
-                    "--max-time",
-                    "5",
-                    "-D",
-                    "-",
-                    &url(8000, "forbidden.txt"),
-                ],
-            )
-            .unwrap();
-        let resp = String::from_utf8_lossy(&out.stdout).into_owned();
-        if resp.starts_with("HTTP/1.1 403") {
+        // With the response head (-D -) ahead of the body.
+        let r = curl(
+            &t.pod,
+            Some(APP_UID),
+            &["-D", "-", &url(8000, "forbidden.txt")],
+        )
+        .unwrap();
+        let resp = r.body;
+        if r.status == 403 && resp.starts_with("HTTP/1.1 403") {
             let id = resp
                 .lines()
                 .find_map(|l| {
@@ -358,24 +296,12 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
     assert_eq!(t.app_curl(&[&url(8000, "a.txt")]).unwrap(), "a\n");
 
     // The event reaches the event log (the proxy's stdout).
-    let log = t.pod.log_of("podwarden");
+    wait_event(&t, &format!("with id {event_id}"), |e| {
+        e["id"] == event_id.as_str()
+    })
+    .unwrap();
     let events_file = t.scratch.path("events.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log_now = t.pod.log_of("podwarden");
-        if log_now
-            .lines()
-            .any(|l| l.starts_with('{') && l.contains(&event_id))
-        {
-            std::fs::write(&events_file, log_now).unwrap();
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no event {event_id} in the proxy log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    std::fs::write(&events_file, t.pod.log_of("podwarden")).unwrap();
     let o = run(&[
         "policy",
         "explain",
