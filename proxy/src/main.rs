@@ -214,6 +214,14 @@ fn start_policy(
             None
         }
     };
+    // The per-connection process lookup only when its answer is used.
+    proxy
+        .shared()
+        .process
+        .only_when(podwarden_proxy::process::needed_by(
+            reloader.watch(),
+            learning.is_some(),
+        ));
     if let Some(l) = &learning {
         let control = control.clone();
         podwarden_proxy::learning::spawn_exe_watcher(

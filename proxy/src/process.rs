@@ -13,6 +13,11 @@
 //! Off until a resolver is installed ([`Attribution::install`]); a disabled
 //! or failing lookup leaves `Flow.process` empty, and the policy then judges
 //! the flow by its rules only.
+//!
+//! The lookup is a synchronous netlink round trip on the connection's worker
+//! thread (tens of µs under load), so it is only made when something uses
+//! its answer ([`Attribution::only_when`]): a rule or baseline of the policy
+//! in force that names processes, or learning (which records them).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -20,15 +25,27 @@ use std::sync::{Arc, OnceLock};
 use podwarden_learner::process::{ProcessResolver, SocketTuple};
 use podwarden_policy::{Direction, ProcessInfo};
 
+use crate::policy_reload::PolicyWatch;
+
+type Needed = Box<dyn Fn() -> bool + Send + Sync>;
+
 #[derive(Default)]
 pub struct Attribution {
     resolver: OnceLock<Arc<dyn ProcessResolver>>,
+    /// Asked per connection; absent = always needed.
+    needed: OnceLock<Needed>,
 }
 
 impl Attribution {
     /// Turns attribution on (once; later calls are ignored).
     pub fn install(&self, r: Arc<dyn ProcessResolver>) {
         let _ = self.resolver.set(r);
+    }
+
+    /// Looks processes up only while `needed` says so (set once; later
+    /// calls are ignored). It is asked for every connection: keep it cheap.
+    pub fn only_when(&self, needed: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.needed.set(Box::new(needed));
     }
 
     pub fn enabled(&self) -> bool {
@@ -44,8 +61,19 @@ impl Attribution {
         dst: SocketAddr,
     ) -> Option<ProcessInfo> {
         let r = self.resolver.get()?;
+        if self.needed.get().is_some_and(|needed| !needed()) {
+            return None;
+        }
         r.resolve(&tuple(dir, client, dst))
     }
+}
+
+/// The usual gate: with learning on, always (the baseline records
+/// processes); otherwise while the policy in force names processes, read
+/// at each connection so a reload that adds or drops such rules takes
+/// effect at once. No policy loaded yet: needed (nothing says otherwise).
+pub fn needed_by(policy: PolicyWatch, learning: bool) -> impl Fn() -> bool + Send + Sync {
+    move || learning || policy.load().as_ref().is_none_or(|p| p.uses_processes())
 }
 
 /// The tuple as the owning socket sees it (see the module docs).
@@ -164,6 +192,62 @@ mod tests {
         assert_eq!(a.attribute(Direction::Outbound, client, dst), Some(p));
         // inbound names the tuple the other way round
         assert_eq!(a.attribute(Direction::Inbound, client, dst), None);
+    }
+
+    #[test]
+    fn lookups_follow_the_policy_in_force_unless_learning() {
+        use podwarden_policy::{load_policy_str, CompiledPolicy};
+        let client: SocketAddr = "10.0.0.5:40000".parse().unwrap();
+        let dst: SocketAddr = "192.0.2.10:443".parse().unwrap();
+        let p = ProcessInfo {
+            pid: 7,
+            exe: "/usr/bin/app".into(),
+            cmdline: vec![],
+            uid: 1000,
+        };
+        let resolver = || {
+            let mut m = std::collections::HashMap::new();
+            m.insert(
+                SocketTuple {
+                    local: client,
+                    remote: dst,
+                },
+                p.clone(),
+            );
+            Arc::new(StaticResolver(m))
+        };
+        let compile = |processes: &str| {
+            let y = format!(
+                "apiVersion: podwarden.io/v1alpha1\nkind: WorkloadPolicy\nmetadata: {{ workload: ns/app }}\nspec:\n  mode: protect\n  rules:\n    - id: r\n      direction: outbound\n      peer: any\n{processes}"
+            );
+            Arc::new(CompiledPolicy::compile(&load_policy_str(&y, "t").unwrap()).unwrap())
+        };
+        let watch: PolicyWatch = Default::default();
+        let a = Attribution::default();
+        a.install(resolver());
+        a.only_when(needed_by(watch.clone(), false));
+        // No policy yet: looked up.
+        assert_eq!(
+            a.attribute(Direction::Outbound, client, dst),
+            Some(p.clone())
+        );
+        watch.store(Some(compile("")));
+        assert_eq!(a.attribute(Direction::Outbound, client, dst), None);
+        // A reload that names a process turns lookups back on.
+        watch.store(Some(compile("      processes: [/usr/bin/app]\n")));
+        assert_eq!(
+            a.attribute(Direction::Outbound, client, dst),
+            Some(p.clone())
+        );
+        // Learning needs them whatever the policy says.
+        let learning = Attribution::default();
+        learning.install(resolver());
+        learning.only_when(needed_by(watch.clone(), true));
+        watch.store(Some(compile("")));
+        assert_eq!(
+            learning.attribute(Direction::Outbound, client, dst),
+            Some(p)
+        );
     }
 
     /// Inbound: before the proxy connects to the app, the only socket of the

@@ -22,14 +22,19 @@ pub fn now_ms() -> u64 {
 /// Ids are `<start ms, hex>-<pid, hex>-<counter, hex>`: unique within a
 /// process, ordered by time, and distinct across pods in practice.
 pub struct IdGen {
-    pid: u32,
+    /// `-<pid, hex>-`, made once.
+    pid_part: String,
     counter: AtomicU64,
 }
 
 impl Default for IdGen {
     fn default() -> Self {
+        let mut pid_part = String::with_capacity(10);
+        pid_part.push('-');
+        push_hex(&mut pid_part, u64::from(std::process::id()));
+        pid_part.push('-');
         IdGen {
-            pid: std::process::id(),
+            pid_part,
             counter: AtomicU64::new(0),
         }
     }
@@ -40,31 +45,22 @@ impl IdGen {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         // By hand: one id per request, and `format!` costs more than the
         // rest of making the record.
-        let mut id = String::with_capacity(36);
+        let mut id = String::with_capacity(12 + self.pid_part.len() + 16);
         push_hex(&mut id, at_ms);
-        id.push('-');
-        push_hex(&mut id, u64::from(self.pid));
-        id.push('-');
+        id.push_str(&self.pid_part);
         push_hex(&mut id, n);
         id
     }
 }
 
 /// Appends `v` in lower-case hex without leading zeros (as `{:x}`).
-fn push_hex(s: &mut String, mut v: u64) {
+fn push_hex(s: &mut String, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 16];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = DIGITS[(v & 0xf) as usize];
-        v >>= 4;
-        if v == 0 {
-            break;
-        }
+    // `| 1`: zero is one digit.
+    let digits = (64 - (v | 1).leading_zeros()).div_ceil(4);
+    for i in (0..digits).rev() {
+        s.push(char::from(DIGITS[((v >> (i * 4)) & 0xf) as usize]));
     }
-    // Hex digits are ASCII, so this never falls back.
-    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
 }
 
 struct Ring {
@@ -81,7 +77,7 @@ pub trait RecordTap: Send + Sync {
 pub struct FlowLog {
     cap: usize,
     ring: Mutex<Ring>,
-    subscriber: ArcSwapOption<mpsc::Sender<FlowRecord>>,
+    subscriber: ArcSwapOption<mpsc::Sender<Arc<FlowRecord>>>,
     taps: ArcSwap<Vec<Arc<dyn RecordTap>>>,
     ids: IdGen,
     /// `podwarden_flow_records_total` for connections and requests,
@@ -124,8 +120,9 @@ impl FlowLog {
     }
 
     /// Starts delivering every later record to a bounded channel (replacing
-    /// any previous subscriber).
-    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<FlowRecord> {
+    /// any previous subscriber). Records are shared, not copied: the ring,
+    /// the taps and the subscriber all hold the same allocation.
+    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<Arc<FlowRecord>> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         self.subscriber.store(Some(Arc::new(tx)));
         rx
@@ -150,12 +147,12 @@ impl FlowLog {
             podwarden_policy::RecordKind::Request => 1,
         };
         self.recorded_by_kind[kind].inc();
+        let rec = Arc::new(rec);
         if let Some(tx) = self.subscriber.load().as_ref() {
             if tx.try_send(rec.clone()).is_err() {
                 self.dropped.inc();
             }
         }
-        let rec = Arc::new(rec);
         for tap in self.taps.load().iter() {
             tap.offer(&rec);
         }
@@ -275,5 +272,15 @@ mod tests {
         assert_eq!(log.dropped(), 3);
         assert_eq!(rx.try_recv().unwrap().start_ms, 0);
         assert_eq!(log.snapshot(None).len(), 5);
+    }
+
+    #[test]
+    fn subscriber_and_ring_share_one_record() {
+        let log = FlowLog::new(10, &Registry::new()).unwrap();
+        let mut rx = log.subscribe(4);
+        log.record(rec(&log, 7));
+        let got = rx.try_recv().unwrap();
+        let ring = log.snapshot(None);
+        assert!(Arc::ptr_eq(&got, &ring[0]), "one allocation, no deep copy");
     }
 }

@@ -328,6 +328,12 @@ impl CompiledPolicy {
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
+    /// Whether any decision depends on which process made the flow (a rule
+    /// lists processes, or the policy has a process baseline). When not,
+    /// the data path can skip looking the process up.
+    pub fn uses_processes(&self) -> bool {
+        !self.baseline.is_empty() || self.rules.iter().any(|r| !r.processes.is_empty())
+    }
 
     fn index(&self, d: Direction) -> &DirIndex {
         match d {

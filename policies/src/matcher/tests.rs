@@ -845,3 +845,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn uses_processes_when_a_rule_or_the_baseline_names_one() {
+    // POLICY's out-payments rule lists a process.
+    assert!(policy().uses_processes());
+    let no_rule_process = POLICY.replace("      processes: [/usr/local/bin/checkout]\n", "");
+    let p = CompiledPolicy::compile(&load_policy_str(&no_rule_process, "t").unwrap()).unwrap();
+    assert!(!p.uses_processes());
+    let baseline = format!("{no_rule_process}  processes:\n    - exe: /usr/local/bin/checkout\n");
+    let p = CompiledPolicy::compile(&load_policy_str(&baseline, "t").unwrap()).unwrap();
+    assert!(p.uses_processes());
+}

@@ -153,3 +153,46 @@ fn consumer_counts_violations_and_reports_new_executables() {
     assert_eq!(evs[0].kind, EventKind::WouldBlock);
     assert_eq!(c.violations.last_hour(now), 2);
 }
+
+/// Records are drained in batches; every one of a burst, and of a later
+/// burst, is handled, and closing the channel ends the task.
+#[tokio::test(start_paused = true)]
+async fn spawned_consumer_handles_every_record_of_each_burst() {
+    let violations = Arc::new(ViolationWindow::new());
+    let c = RecordConsumer {
+        learning: None,
+        events: None,
+        violations: violations.clone(),
+        workload: "shop/checkout".into(),
+        pod: "pod-1".into(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let task = c.spawn(rx, Duration::from_secs(5));
+    let deny = Decision::new(Mode::Protect, None);
+    let allow = Decision::new(Mode::Protect, Some("r".into()));
+    let send = |i: usize, d: &Decision| {
+        tx.try_send(Arc::new(rec(
+            &i.to_string(),
+            "192.0.2.10:443",
+            None,
+            d.clone(),
+        )))
+        .unwrap()
+    };
+    for i in 0..7 {
+        send(i, &deny);
+        send(100 + i, &allow);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let now = 1_700_000_000_000 + 1000;
+    assert_eq!(violations.last_hour(now), 7);
+    for i in 7..10 {
+        send(i, &deny);
+    }
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("the consumer ends when the channel closes")
+        .unwrap();
+    assert_eq!(violations.last_hour(now), 10);
+}
