@@ -18,9 +18,26 @@ pub enum Phase {
     Response,
 }
 
-/// Shared slot where a body records why an inspector stopped it, so the
-/// request handler can tell "blocked" from "upstream failed".
-pub type BlockSlot = Arc<Mutex<Option<Block>>>;
+/// What one request/response exchange's bodies share with its handler, in
+/// one allocation per request: bytes each way, and why an inspector stopped
+/// a body (so the handler can tell "blocked" from "upstream failed").
+#[derive(Default)]
+pub struct Exchange {
+    /// From the client (request body).
+    pub sent: AtomicU64,
+    /// Towards the client (response body).
+    pub received: AtomicU64,
+    pub blocked: Mutex<Option<Block>>,
+}
+
+impl Exchange {
+    fn counter(&self, phase: Phase) -> &AtomicU64 {
+        match phase {
+            Phase::Request => &self.sent,
+            Phase::Response => &self.received,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("blocked by inspector: {0}")]
@@ -46,8 +63,7 @@ pub struct TapBody<B> {
     inner: B,
     phase: Phase,
     chain: Option<Arc<Mutex<RequestChain>>>,
-    bytes: Arc<AtomicU64>,
-    blocked: BlockSlot,
+    exchange: Arc<Exchange>,
     ended: bool,
     /// Dropped with the body: records the flow once the exchange is over.
     _on_drop: Option<Box<dyn Send + Sync>>,
@@ -58,16 +74,14 @@ impl<B> TapBody<B> {
         inner: B,
         phase: Phase,
         chain: Option<Arc<Mutex<RequestChain>>>,
-        bytes: Arc<AtomicU64>,
-        blocked: BlockSlot,
+        exchange: Arc<Exchange>,
         on_drop: Option<Box<dyn Send + Sync>>,
     ) -> Self {
         TapBody {
             inner,
             phase,
             chain,
-            bytes,
-            blocked,
+            exchange,
             ended: false,
             _on_drop: on_drop,
         }
@@ -82,7 +96,7 @@ impl<B> TapBody<B> {
 
     fn block(&mut self, b: Block) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let msg = format!("{}: {}", b.rule, b.reason);
-        *lock(&self.blocked) = Some(b);
+        *lock(&self.exchange.blocked) = Some(b);
         self.ended = true;
         Poll::Ready(Some(Err(Box::new(Blocked(msg)))))
     }
@@ -101,13 +115,15 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.ended && this.chain.is_some() && lock(&this.blocked).is_some() {
+        if this.ended && this.chain.is_some() && lock(&this.exchange.blocked).is_some() {
             return Poll::Ready(None);
         }
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    this.exchange
+                        .counter(this.phase)
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                     if let Some(chain) = &this.chain {
                         let end = this.inner.is_end_stream();
                         let v = inspect(chain, this.phase, data, end);

@@ -138,6 +138,14 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// True when every `Connection` value is just `keep-alive` or `close`.
+fn connection_names_nothing(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().all(|v| {
+        let v = v.as_bytes().trim_ascii();
+        v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+    })
+}
+
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -178,6 +186,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // nothing is named, so the fixed set is all there is to remove.
     let present = headers.keys().fold(0u8, |m, k| m | fixed_hop_by_hop_bit(k));
     if present == 0 && !keep_upgrade {
+        return;
+    }
+    // The next most usual message: only `Connection: keep-alive` (or
+    // `close`), which names no other header: drop it, nothing else to do.
+    if present == CONNECTION_BIT && !keep_upgrade && connection_names_nothing(headers) {
+        headers.remove(header::CONNECTION);
         return;
     }
     if present & CONNECTION_BIT != 0 {
@@ -379,6 +393,25 @@ mod tests {
         let before = h.clone();
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h, before);
+    }
+
+    #[test]
+    fn connection_keep_alive_alone_takes_the_short_way_only_when_it_names_nothing() {
+        for value in ["keep-alive", " Keep-Alive ", "close"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, value.parse().unwrap());
+            h.insert("x-app", "kept".parse().unwrap());
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-app"]);
+        }
+        // Two Connection lines, one naming a header: that header goes too.
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, "keep-alive".parse().unwrap());
+        h.append(header::CONNECTION, "x-hop".parse().unwrap());
+        h.insert("x-hop", "1".parse().unwrap());
+        h.insert("x-app", "kept".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-app"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -28,7 +28,7 @@ use crate::inspect::{Block, RequestChain, Verdict};
 use crate::metrics::direction_label;
 use crate::proxy::Shared;
 use crate::records::now_ms;
-use body::{lock, BlockSlot, Phase, TapBody};
+use body::{lock, Exchange, Phase, TapBody};
 use headers::{check_headers, request_info, strip_hop_by_hop, wants_upgrade};
 use upstream::{BoxError, ReqBody};
 
@@ -126,8 +126,7 @@ struct RequestRecord {
     flow: Flow,
     decision: Decision,
     status: Option<u16>,
-    sent: Arc<AtomicU64>,
-    received: Arc<AtomicU64>,
+    exchange: Arc<Exchange>,
 }
 
 impl Drop for RequestRecord {
@@ -137,8 +136,8 @@ impl Drop for RequestRecord {
             start_ms: self.start_ms,
             duration_ms: self.started.elapsed().as_millis() as u64,
             flow: std::mem::replace(&mut self.flow, placeholder_flow()),
-            bytes_sent: self.sent.load(Ordering::Relaxed),
-            bytes_received: self.received.load(Ordering::Relaxed),
+            bytes_sent: self.exchange.sent.load(Ordering::Relaxed),
+            bytes_received: self.exchange.received.load(Ordering::Relaxed),
             decision: std::mem::replace(&mut self.decision, Decision::allow_learning()),
             kind: RecordKind::Request,
             status: self.status,
@@ -169,8 +168,7 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
     let start_ms = now_ms();
     let mut flow = ctx.flow.clone();
     flow.http = Some(request_info(&req));
-    let sent = Arc::new(AtomicU64::new(0));
-    let received = Arc::new(AtomicU64::new(0));
+    let exchange = Arc::new(Exchange::default());
     let mut rec = RequestRecord {
         shared: shared.clone(),
         id: shared.flows.next_id(start_ms),
@@ -179,8 +177,7 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
         flow,
         decision: Decision::allow_learning(),
         status: None,
-        sent: sent.clone(),
-        received: received.clone(),
+        exchange: exchange.clone(),
     };
 
     if let Err(e) = check_headers(req.headers()) {
@@ -244,7 +241,9 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
                     );
                 }
             };
-            sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            exchange
+                .sent
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             if let Verdict::Block(b) = c.request_body(&bytes, true) {
                 return blocked(&shared, &mut rec, "request_body", &b);
             }
@@ -253,7 +252,6 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
         _ => (None, Some(body)),
     };
     let chain = chain.map(|c| Arc::new(Mutex::new(c)));
-    let slot: BlockSlot = Arc::new(Mutex::new(None));
     let up_body: ReqBody = match (buffered, body) {
         (Some(bytes), _) => Full::new(bytes).map_err(|never| match never {}).boxed(),
         (None, None) => http_body_util::Empty::new()
@@ -267,14 +265,7 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
         }
         (None, Some(body)) => {
             let empty = body.is_end_stream();
-            let tap = TapBody::new(
-                body,
-                Phase::Request,
-                chain.clone(),
-                sent.clone(),
-                slot.clone(),
-                None,
-            );
+            let tap = TapBody::new(body, Phase::Request, chain.clone(), exchange.clone(), None);
             if empty {
                 tap.already_ended().boxed()
             } else {
@@ -303,7 +294,7 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
-            if let Some(b) = lock(&slot).take() {
+            if let Some(b) = lock(&exchange.blocked).take() {
                 return blocked(&shared, &mut rec, "request_body", &b);
             }
             shared.metrics.error(dir, "upstream");
@@ -344,14 +335,7 @@ async fn handle_inner(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response
         spawn_tunnel(shared.clone(), dir, down, up);
     }
     let empty = rbody.is_end_stream();
-    let mut tap = TapBody::new(
-        rbody,
-        Phase::Response,
-        chain,
-        received,
-        slot,
-        Some(Box::new(rec)),
-    );
+    let mut tap = TapBody::new(rbody, Phase::Response, chain, exchange, Some(Box::new(rec)));
     if empty {
         tap = tap.already_ended();
     }
