@@ -110,4 +110,33 @@ mod tests {
         assert!(negative_answer(&long, RCODE_NXDOMAIN).is_none());
         assert!(negative_answer(&[], RCODE_NXDOMAIN).is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = negative_answer(&bytes, RCODE_NXDOMAIN);
+        }
+
+        #[test]
+        fn the_question_survives(
+            labels in proptest::collection::vec("[a-z0-9_][a-z0-9_-]{0,19}", 1..6),
+            qtype in proptest::sample::select(vec![1u16, 28, 5, 16, 12, 33, 15, 65]),
+        ) {
+            let name = labels.join(".");
+            let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            for l in &labels {
+                q.push(l.len() as u8);
+                q.extend_from_slice(l.as_bytes());
+            }
+            q.push(0);
+            q.extend_from_slice(&qtype.to_be_bytes());
+            q.extend_from_slice(&[0, 1]);
+            let r = negative_answer(&q, RCODE_NXDOMAIN).unwrap();
+            let m = parse_message(&r).unwrap();
+            proptest::prop_assert!(m.is_response);
+            proptest::prop_assert_eq!(m.questions.len(), 1);
+            proptest::prop_assert_eq!(&m.questions[0].name, &name);
+            proptest::prop_assert_eq!(m.questions[0].qtype, RecordType::from_code(qtype));
+        }
+    }
 }

@@ -81,4 +81,33 @@ mod tests {
         let two_chars = v6.replacen("1.", "10.", 1);
         assert_eq!(reverse_name_addr(&two_chars), None);
     }
+
+    fn reverse_name(ip: IpAddr) -> String {
+        match ip {
+            IpAddr::V4(a) => {
+                let [a, b, c, d] = a.octets();
+                format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+            }
+            IpAddr::V6(a) => {
+                let hex = format!("{:032x}", u128::from(a));
+                let mut labels: Vec<String> = hex.chars().map(String::from).collect();
+                labels.reverse();
+                format!("{}.ip6.arpa", labels.join("."))
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_address_round_trips(v4 in proptest::prelude::any::<u32>(), v6 in proptest::prelude::any::<u128>()) {
+            for ip in [IpAddr::V4(Ipv4Addr::from(v4)), IpAddr::V6(Ipv6Addr::from(v6))] {
+                proptest::prop_assert_eq!(reverse_name_addr(&reverse_name(ip)), Some(ip));
+            }
+        }
+
+        #[test]
+        fn arbitrary_names_never_panic(name in "\\PC{0,80}(\\.in-addr\\.arpa|\\.ip6\\.arpa)?") {
+            let _ = reverse_name_addr(&name);
+        }
+    }
 }
