@@ -17,7 +17,8 @@ use super::approve::{policy_document, ApproveError};
 use super::baseline::{aggregate, ReplicaBaseline};
 use super::review::Review;
 use super::sidecar::SidecarClient;
-use super::status::policy_status;
+use super::sidecar::SidecarUsage;
+use super::status::{policy_status, rule_usage};
 use crate::crd::owner::workload_from_pod_metadata;
 use crate::crd::{
     PodPolicyState, WorkloadBaseline, WorkloadPolicy, WorkloadPolicyStatus, WorkloadRef,
@@ -87,6 +88,25 @@ pub async fn sync_pods(
         }
     }
     states
+}
+
+/// Every pod's `GET /rules/usage`; a pod that does not answer (down, or a
+/// sidecar older than the endpoint) contributes nothing this pass.
+pub async fn pull_usage(sidecars: &SidecarClient, pods: &[InjectedPod]) -> Vec<SidecarUsage> {
+    let mut set = JoinSet::new();
+    for p in pods {
+        let (sc, addr, pod) = (sidecars.clone(), p.admin, p.name.clone());
+        set.spawn(async move { (pod, sc.rule_usage(addr).await) });
+    }
+    let mut reports = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((_, Ok(u))) => reports.push(u),
+            Ok((pod, Err(e))) => tracing::debug!(%pod, error = %e, "rule usage not available"),
+            Err(_) => {}
+        }
+    }
+    reports
 }
 
 /// Running pods that went through the webhook, with the workload they
@@ -200,7 +220,14 @@ impl Controller {
             return Ok(None);
         };
         let states = sync_pods(&self.sidecars, &policy, pods).await;
-        let status = policy_status(&policy, states);
+        let reports = pull_usage(&self.sidecars, pods).await;
+        let previous = policy
+            .status
+            .as_ref()
+            .map(|s| s.rule_usage.as_slice())
+            .unwrap_or_default();
+        let mut status = policy_status(&policy, states);
+        status.rule_usage = rule_usage(&policy, &reports, previous);
         api.patch_status(
             &name,
             &PatchParams::default(),

@@ -5,9 +5,10 @@
 //! |---|---|---|
 //! | `GET /baseline` | — | 200, a `PolicyDocument` (`kind: Baseline`) as JSON: what this pod learned |
 //! | `GET /status` | — | 200, [`SidecarStatus`] as JSON |
+//! | `GET /rules/usage` | — | 200, [`SidecarUsage`] as JSON: hits and last hit per rule of the policy in force, since the sidecar started (404 from sidecars older than this endpoint) |
 //! | `PUT /policy` | a `PolicyDocument` (`kind: WorkloadPolicy`, `metadata.version`) as JSON | 200 + [`SidecarStatus`] once the new policy is compiled and swapped in; 400 + a text reason if it does not compile (the old policy stays) |
 //!
-//! All three require `Authorization: Bearer <token>`; the sidecar holds
+//! All of them require `Authorization: Bearer <token>`; the sidecar holds
 //! the token's SHA-256 (hex) in `PODWARDEN_ADMIN_TOKEN_SHA256` and answers
 //! 401 otherwise. `/ready` and `/healthz` stay unauthenticated (kubelet).
 //! The policy's `spec.mode` and `spec.features` replace the modes the pod
@@ -32,6 +33,27 @@ pub struct SidecarStatus {
     pub mode: Mode,
     #[serde(default)]
     pub violations_last_hour: u64,
+}
+
+/// What `GET /rules/usage` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarUsage {
+    #[serde(default)]
+    pub policy_version: u64,
+    #[serde(default)]
+    pub rules: Vec<SidecarRuleUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarRuleUsage {
+    pub rule: String,
+    #[serde(default)]
+    pub hits: u64,
+    /// Unix seconds; absent when the rule never decided on this pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hit: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +106,16 @@ impl SidecarClient {
 
     pub async fn status(&self, addr: SocketAddr) -> Result<SidecarStatus, SidecarError> {
         let body = self.call(addr, http::Method::GET, "/status", None).await?;
+        serde_json::from_slice(&body).map_err(|e| SidecarError::Body {
+            addr,
+            reason: e.to_string(),
+        })
+    }
+
+    pub async fn rule_usage(&self, addr: SocketAddr) -> Result<SidecarUsage, SidecarError> {
+        let body = self
+            .call(addr, http::Method::GET, "/rules/usage", None)
+            .await?;
         serde_json::from_slice(&body).map_err(|e| SidecarError::Body {
             addr,
             reason: e.to_string(),

@@ -184,6 +184,24 @@ pub struct WorkloadPolicyStatus {
     /// Version and mode in effect on each pod of the workload.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodPolicyState>,
+    /// Use of each rule of `spec.policy`, summed over the workload's pods
+    /// (see `controller::status::rule_usage`); what `podwarden policy unused --cluster`
+    /// reads to prune rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_usage: Vec<RuleUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleUsage {
+    pub rule: String,
+    /// Decisions the rule made, summed over the pods running now (each
+    /// sidecar counts from its own start).
+    pub hits: u64,
+    /// RFC 3339 time of the rule's last decision on any pod; kept across
+    /// pod restarts. Absent: no decision seen since the policy was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
