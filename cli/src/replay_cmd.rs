@@ -17,6 +17,14 @@ use podwarden_policy::{
 
 use crate::flows_cmd::{read_flows, time_range};
 
+pub mod cluster;
+#[cfg(test)]
+mod cluster_tests;
+/// The in-memory API server the operator's controller tests use too.
+#[cfg(test)]
+#[path = "../../operator/tests/support/fake_api.rs"]
+mod fake;
+
 fn compile(policy: &Path) -> Result<(podwarden_policy::PolicyDocument, CompiledPolicy)> {
     let doc = load_policy_file(policy)?;
     let compiled = CompiledPolicy::compile(&doc)?;
@@ -30,8 +38,8 @@ pub struct ReplayArgs {
     policy: PathBuf,
     /// Recorded flows: a flow-log directory, a segment, or JSON lines / a
     /// JSON array of flow records (`flows export`, `/flows`).
-    #[arg(long)]
-    flows: PathBuf,
+    #[arg(long, required_unless_present_any = ["cluster", "context"])]
+    flows: Option<PathBuf>,
     /// Only flows since (unix ms, RFC 3339, or a duration ago like 7d).
     #[arg(long)]
     since: Option<String>,
@@ -41,14 +49,32 @@ pub struct ReplayArgs {
     /// The full report as JSON.
     #[arg(long)]
     json: bool,
+    /// With --cluster: the workload (`namespace/name` or
+    /// `namespace/Kind/name`) whose aggregated `WorkloadBaseline` (every
+    /// learned entry with its count and first/last seen) is replayed.
+    #[arg(long, value_name = "NS/NAME")]
+    workload: Option<String>,
+    #[command(flatten)]
+    cluster: crate::cluster::ClusterArgs,
 }
 
 /// Exit 1 when any recorded flow would be denied, 0 when none.
 pub fn replay(a: ReplayArgs) -> Result<i32> {
     let (_, policy) = compile(&a.policy)?;
+    if a.cluster.enabled() {
+        if a.flows.is_some() || a.since.is_some() || a.until.is_some() {
+            bail!("--cluster replays the workload's aggregated baseline; --flows, --since and --until are for recorded flows");
+        }
+        let t = crate::cluster::Target::from_flag(a.workload.as_deref())?;
+        return crate::cluster::block_on(async {
+            let client = crate::cluster::connect(&a.cluster).await?;
+            cluster::replay(client, &t, &policy, a.json, &mut std::io::stdout()).await
+        });
+    }
+    let flows = a.flows.context("--flows is required (or --cluster)")?;
     let range = time_range(a.since.as_deref(), a.until.as_deref())?;
     let mut r = Replay::new();
-    read_flows(&a.flows, range, |rec| r.replay(&policy, &rec))?;
+    read_flows(&flows, range, |rec| r.replay(&policy, &rec))?;
     let report = r.finish(Some(&policy));
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -60,26 +86,56 @@ pub fn replay(a: ReplayArgs) -> Result<i32> {
 
 #[derive(clap::Args)]
 pub struct UnusedArgs {
-    #[arg(long)]
-    policy: PathBuf,
-    /// Recorded flows, as for `replay`.
-    #[arg(long)]
-    flows: PathBuf,
+    /// The policy file (local mode; with --cluster the workload's
+    /// `WorkloadPolicy` is read instead).
+    #[arg(long, required_unless_present_any = ["cluster", "context"])]
+    policy: Option<PathBuf>,
+    /// Recorded flows, as for `replay` (local mode).
+    #[arg(long, required_unless_present_any = ["cluster", "context"])]
+    flows: Option<PathBuf>,
     /// The period that counts (unix ms, RFC 3339, or a duration ago).
     #[arg(long, default_value = "30d")]
     since: String,
     #[arg(long)]
     json: bool,
+    /// With --cluster: the workload whose `WorkloadPolicy` status
+    /// (`ruleUsage`, summed by the operator over the pods) is read.
+    #[arg(long, value_name = "NS/NAME")]
+    workload: Option<String>,
+    #[command(flatten)]
+    cluster: crate::cluster::ClusterArgs,
 }
 
 /// Rules that allowed no recorded flow since `--since` (first match wins,
 /// as in the proxy, so a rule shadowed by an earlier one is unused too).
 /// Exit 1 when some rule is unused, 0 when every rule was used.
 pub fn unused(a: UnusedArgs) -> Result<i32> {
-    let (doc, policy) = compile(&a.policy)?;
     let range = time_range(Some(&a.since), None)?;
+    if a.cluster.enabled() {
+        if a.policy.is_some() || a.flows.is_some() {
+            bail!("--cluster reads the workload's WorkloadPolicy and its rule usage; --policy and --flows are for local mode");
+        }
+        let t = crate::cluster::Target::from_flag(a.workload.as_deref())?;
+        let since_ms = range.since.unwrap_or(0);
+        return crate::cluster::block_on(async {
+            let client = crate::cluster::connect(&a.cluster).await?;
+            cluster::unused(
+                client,
+                &t,
+                since_ms,
+                &a.since,
+                a.json,
+                &mut std::io::stdout(),
+            )
+            .await
+        });
+    }
+    let (Some(policy_file), Some(flows)) = (&a.policy, &a.flows) else {
+        bail!("--policy and --flows are required (or --cluster --workload NS/NAME)");
+    };
+    let (doc, policy) = compile(policy_file)?;
     let mut r = Replay::new();
-    read_flows(&a.flows, range, |rec| r.replay(&policy, &rec))?;
+    read_flows(flows, range, |rec| r.replay(&policy, &rec))?;
     let records = r.records();
     let report = r.finish(None);
     let ids: Vec<&str> = doc.spec.rules.iter().map(|r| r.id.as_str()).collect();
