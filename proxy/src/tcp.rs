@@ -17,6 +17,10 @@ use crate::io::{ByteCounts, Counted, Rewind};
 /// bytes in user space; the plain relay splices instead).
 const BUF: usize = 64 * 1024;
 
+/// Most bytes relayed in user space before pairing for the kernel relay
+/// (see `offload_relay`); a client still sending after that stays on splice.
+const MAX_PRE_OFFLOAD_DRAIN: usize = 1 << 20;
+
 /// Closes a socket with RST instead of FIN (SO_LINGER 0): the peer learns at
 /// once that the connection was refused, not that it ended cleanly.
 pub fn reset(stream: &TcpStream) {
@@ -79,6 +83,37 @@ async fn offload_relay(
     counts: &ByteCounts,
 ) -> Result<Option<(TcpStream, TcpStream)>, RelayError> {
     let outcomes = &crate::sockmap::metrics().outcomes;
+    // The kernel hands the program whole skbs from the receive queue, also
+    // one detection has partly read, whose read bytes would go out twice
+    // (seen: 4096 duplicated bytes). So relay whatever is readable here
+    // first; skbs arriving later are unread from their first byte.
+    let (mut client, mut upstream, mut replayed) = (client, upstream, replayed);
+    let mut buf = Vec::new();
+    let mut drained = 0usize;
+    loop {
+        let waiting = crate::sockmap::sock::inq(client.as_raw_fd())?;
+        if waiting == 0 {
+            break;
+        }
+        if drained >= MAX_PRE_OFFLOAD_DRAIN {
+            // A client that never pauses: this loop relays one way only,
+            // so hand both directions to the splice relay instead.
+            outcomes.with_label_values(&["declined"]).inc();
+            return Ok(Some((client, upstream)));
+        }
+        buf.resize(waiting.min(BUF), 0);
+        let n = client.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        upstream.write_all(&buf[..n]).await?;
+        replayed += n as u64;
+        drained += n;
+        // Counted here in case pairing declines (the splice relay counts on).
+        counts
+            .read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     let pair = match offload.pair(client, upstream, replayed) {
         Ok(Ok(pair)) => pair,
         Ok(Err(d)) => {

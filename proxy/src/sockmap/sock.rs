@@ -84,6 +84,18 @@ pub fn tcp_counts(fd: RawFd) -> io::Result<TcpCounts> {
     })
 }
 
+/// Bytes waiting in the receive queue (SIOCINQ), before the socket has a
+/// psock (sockmap's ioctl answers for its own queue instead).
+pub fn inq(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the pointer; `fd` is open.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
 /// Sets SO_RCVLOWAT to 1. Why: the kernel re-checks readiness when the
 /// low-water mark is set (tcp_set_rcvlowat → tcp_data_ready), which runs
 /// the freshly attached verdict program over bytes that arrived while the
