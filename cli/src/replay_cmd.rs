@@ -20,10 +20,8 @@ use crate::flows_cmd::{read_flows, time_range};
 pub mod cluster;
 #[cfg(test)]
 mod cluster_tests;
-/// The in-memory API server the operator's controller tests use too.
 #[cfg(test)]
-#[path = "../../operator/tests/support/fake_api.rs"]
-mod fake;
+use crate::cluster::fake;
 
 fn compile(policy: &Path) -> Result<(podwarden_policy::PolicyDocument, CompiledPolicy)> {
     let doc = load_policy_file(policy)?;

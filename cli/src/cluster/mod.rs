@@ -16,7 +16,7 @@ pub mod target;
 /// The in-memory API server the operator's controller tests use too.
 #[cfg(test)]
 #[path = "../../../operator/tests/support/fake_api.rs"]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 
