@@ -220,7 +220,15 @@ impl Controller {
             return Ok(None);
         };
         let states = sync_pods(&self.sidecars, &policy, pods).await;
-        let reports = pull_usage(&self.sidecars, pods).await;
+        // Only pods that answered `GET /status`: one that refused our token
+        // or is down would refuse or time out again, and each refusal is a
+        // security signal on the sidecar's side (401 counted and logged).
+        let answered: Vec<InjectedPod> = pods
+            .iter()
+            .filter(|p| states.iter().any(|s| s.pod == p.name && s.mode.is_some()))
+            .cloned()
+            .collect();
+        let reports = pull_usage(&self.sidecars, &answered).await;
         let previous = policy
             .status
             .as_ref()
