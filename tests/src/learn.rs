@@ -3,7 +3,6 @@
 //! admin routes (`/baseline`, `/status`, `PUT /policy`).
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -74,7 +73,7 @@ impl Topology {
         self.pod.spawn(label, None, &argv)?;
         for port in [15001, 15006, 15000] {
             self.pod
-                .wait_listening(port, Duration::from_secs(10))
+                .wait_listening(port, crate::pod::PROXY_START)
                 .context("waiting for podwarden-proxy's listeners")?;
         }
         Ok(())

@@ -17,5 +17,5 @@ pub mod topology;
 
 pub use env::require;
 pub use netns::Netns;
-pub use pod::{python, Counter, ADMIN, APP_UID, PROXY_UID};
+pub use pod::{python, Counter, ADMIN, APP_UID, PROXY_START, PROXY_UID};
 pub use topology::{Topology, CLIENT, POD, SERVER, UNKNOWN};

@@ -11,6 +11,11 @@ use crate::env::workspace_bin;
 use crate::netns::Netns;
 use crate::topology::Topology;
 
+/// How long a test waits for the proxy's listeners. A poll, so a fast start
+/// costs nothing; generous because a proxy with a WAF compiles the whole CRS
+/// before listening (seconds in a debug build, more on a loaded CI machine).
+pub const PROXY_START: Duration = Duration::from_secs(60);
+
 pub const PROXY_UID: u32 = 1337;
 /// The app's UID: neither root nor the proxy.
 pub const APP_UID: u32 = 1000;
@@ -44,7 +49,7 @@ impl Topology {
         self.pod.spawn("podwarden", Some(PROXY_UID), &argv)?;
         for port in [15001, 15006, 15000] {
             self.pod
-                .wait_listening(port, Duration::from_secs(10))
+                .wait_listening(port, PROXY_START)
                 .context("waiting for podwarden-proxy's listeners")?;
         }
         Ok(())

@@ -10,7 +10,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use podwarden_e2e::pod::proxy_bin;
 use podwarden_e2e::{require, servers, Counter, Topology, ADMIN, PROXY_UID, SERVER};
@@ -173,7 +172,7 @@ fn approved_versions_change_enforcement_without_restart() {
         )
         .unwrap();
     for port in [15001, 15006, 15000] {
-        t.pod.wait_listening(port, Duration::from_secs(10)).unwrap();
+        t.pod.wait_listening(port, podwarden_e2e::PROXY_START).unwrap();
     }
     t.init(&[]).unwrap();
     assert!(

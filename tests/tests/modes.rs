@@ -194,7 +194,7 @@ impl World {
         for port in [15001, 15006, 15000] {
             self.t
                 .pod
-                .wait_listening(port, Duration::from_secs(10))
+                .wait_listening(port, podwarden_e2e::PROXY_START)
                 .unwrap_or_else(|e| panic!("{e:#}\n{}", self.t.logs()));
         }
         self.t

@@ -139,7 +139,7 @@ fn start_proxy(t: &Topology, caps: bool, offload: &str) -> anyhow::Result<()> {
     }
     t.pod.spawn("podwarden", None, &argv)?;
     for port in [15001, 15006, 15000] {
-        t.pod.wait_listening(port, Duration::from_secs(10))?;
+        t.pod.wait_listening(port, podwarden_e2e::PROXY_START)?;
     }
     Ok(())
 }
