@@ -224,6 +224,14 @@ fn parse_byte_range(param: &str) -> Result<Box<[bool; 256]>, String> {
 
 /// C `atoi`-like parse used by the numeric operators.
 pub fn atoi(s: &[u8]) -> i64 {
+    // Fast path for what TX holds nearly always (scores, levels): an
+    // optional '-' then at most 18 digits (no overflow possible), nothing else.
+    plain_int(s).unwrap_or_else(|| atoi_general(s))
+}
+
+/// C-like `atoi` on the leading integer after whitespace; 0 when there is
+/// none or it overflows.
+fn atoi_general(s: &[u8]) -> i64 {
     let s = std::str::from_utf8(s).unwrap_or("").trim_start();
     let mut end = 0;
     let b = s.as_bytes();
@@ -234,6 +242,25 @@ pub fn atoi(s: &[u8]) -> i64 {
         end += 1;
     }
     s[..end].parse().unwrap_or(0)
+}
+
+/// `s` as an integer when it is exactly `-?[0-9]{1,18}`.
+fn plain_int(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(c - b'0');
+    }
+    Some(if neg { -n } else { n })
 }
 
 pub fn invalid_url_encoding(s: &[u8]) -> bool {
@@ -314,5 +341,33 @@ mod tests {
         assert!(contains_word(b"a select b", b"select"));
         assert!(!contains_word(b"selection", b"select"));
         assert_eq!(atoi(b" 12abc"), 12);
+    }
+
+    #[test]
+    fn atoi_fast_path_agrees_with_the_general_parse() {
+        for s in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "+7",
+            "007",
+            "-",
+            "",
+            " 5",
+            "5 ",
+            "12abc",
+            "1e3",
+            "٣",
+            "999999999999999999",
+            "-999999999999999999",
+            "9999999999999999999",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+        ] {
+            assert_eq!(atoi(s.as_bytes()), atoi_general(s.as_bytes()), "{s:?}");
+        }
+        assert_eq!(atoi(b"\xff1"), atoi_general(b"\xff1"));
     }
 }

@@ -274,8 +274,13 @@ pub fn collect<'a>(
                 }
                 return;
             }
+            // Select, then sort what was selected by name: the order an
+            // ordered map gives, without sorting the whole collection.
+            let mut sel_kv: Vec<(&String, &Vec<u8>)> =
+                st.tx.iter().filter(|(k, _)| sel.matches(k)).collect();
+            sel_kv.sort_unstable_by(|a, b| a.0.cmp(b.0));
             let mut tmp = Vec::new();
-            map(kind, st.tx.iter(), sel, &mut tmp);
+            map(kind, sel_kv.into_iter(), &Selector::All, &mut tmp);
             out.extend(tmp);
         }
         Env => {

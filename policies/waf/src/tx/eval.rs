@@ -139,6 +139,9 @@ impl Transaction<'_> {
             self.run_actions(req, link);
             return true;
         }
+        if let Some((key, count)) = self.single_tx_key(link) {
+            return self.eval_tx_link(req, link, key, count);
+        }
         if !self.link_may_match(req, link) {
             return false;
         }
@@ -175,22 +178,86 @@ impl Transaction<'_> {
                 continue;
             }
             any = true;
-            v.write_full_name(&mut self.st.matched_var_name);
-            self.st
-                .matched_vars
-                .push((self.st.matched_var_name.clone(), transformed.clone()));
-            self.st.matched_var = transformed;
-            if link.capture {
-                if let Some(c) = caps {
-                    for (i, g) in c.into_iter().enumerate() {
-                        self.st.tx.insert(i.to_string(), g);
-                    }
-                }
-            }
-            self.run_actions(req, link);
+            self.value_matched(req, link, v, caps, transformed);
         }
         self.vbuf = recycle(values);
         any
+    }
+
+    /// MATCHED_VAR(S), captures and the link's actions for one matching value.
+    fn value_matched(
+        &mut self,
+        req: &ReqVars,
+        link: &Link,
+        v: &Val<'_>,
+        caps: Option<Vec<Vec<u8>>>,
+        transformed: Vec<u8>,
+    ) {
+        v.write_full_name(&mut self.st.matched_var_name);
+        self.st
+            .matched_vars
+            .push((self.st.matched_var_name.clone(), transformed.clone()));
+        self.st.matched_var = transformed;
+        if link.capture {
+            if let Some(c) = caps {
+                for (i, g) in c.into_iter().enumerate() {
+                    self.st.tx.insert(&i.to_string(), g);
+                }
+            }
+        }
+        self.run_actions(req, link);
+    }
+
+    /// The key (and whether it is counted, `&TX:key`) when the link inspects
+    /// exactly one TX variable and nothing can exclude it (CRS's many
+    /// `TX:detection_paranoia_level "@lt N"` skips, `&TX:x "@eq 0"` defaults
+    /// and score checks): such a link needs no value list.
+    fn single_tx_key<'l>(&self, link: &'l Link) -> Option<(&'l str, bool)> {
+        match link.targets.as_slice() {
+            [Target {
+                kind: VarKind::Tx,
+                selector: Selector::Key(k),
+                count,
+                exclude: false,
+            }] if self.st.removed_targets_by_id.is_empty()
+                && self.st.removed_targets_by_tag.is_empty() =>
+            {
+                Some((k, *count))
+            }
+            _ => None,
+        }
+    }
+
+    /// [`Self::eval_link`] for a single TX target: the same steps as the
+    /// general path takes for a value not borrowed from the request, on the
+    /// stored value itself instead of a copy.
+    fn eval_tx_link(&mut self, req: &ReqVars, link: &Link, key: &str, count: bool) -> bool {
+        let stored = self.st.tx.get(key);
+        let raw: &[u8] = match (stored, count) {
+            (None, false) => return false,
+            (Some(v), false) => v,
+            // A key selects at most one entry.
+            (Some(_), true) => b"1",
+            (None, true) => b"0",
+        };
+        let (m, caps, transformed) = if link.multi_match {
+            self.check_multi(req, link, raw)
+        } else {
+            let v = transform::apply_all(&link.transforms, raw);
+            let (m, c) = op(req, &self.st, link, &v);
+            (m, c, if m { v.into_owned() } else { Vec::new() })
+        };
+        if !m {
+            return false;
+        }
+        let v = Val {
+            kind: VarKind::Tx,
+            // A count is named after the collection alone (`TX`).
+            key: Cow::Borrowed(if count { "" } else { key }),
+            value: Cow::Borrowed(b""),
+        };
+        self.value_matched(req, link, &v, caps, transformed);
+        true
     }
 
     /// False when the prefilter proves that no value of the link's targets
@@ -334,32 +401,26 @@ impl Transaction<'_> {
                 RunAction::SetVar(sv) if sv.collection == VarKind::Tx => {
                     // The hot path (every CRS rule scores into TX): no key
                     // copy for an existing lower-case key, values rewritten in place.
-                    let raw = expand(&sv.key, req, &self.st);
                     let val = expand(&sv.value, req, &self.st);
-                    set_tx(&mut self.st.tx, lower_key(&raw), sv.op, &val);
+                    match sv.key.literal() {
+                        // Lower-cased at load (`parse_setvar`).
+                        Some(k) => set_tx(&mut self.st.tx, k, sv.op, &val),
+                        None => {
+                            let raw = expand(&sv.key, req, &self.st);
+                            set_tx(&mut self.st.tx, &lower_key(&raw), sv.op, &val);
+                        }
+                    }
                 }
                 RunAction::SetVar(sv) => {
+                    // IP/GLOBAL/SESSION/USER/RESOURCE (TX took the arm above).
                     let key = String::from_utf8_lossy(&expand(&sv.key, req, &self.st))
                         .to_ascii_lowercase();
                     let val = expand(&sv.value, req, &self.st);
-                    let slot: &mut std::collections::BTreeMap<String, Vec<u8>> = match sv.collection
-                    {
-                        VarKind::Tx => &mut self.st.tx,
-                        _ => {
-                            let tag = sv.collection as u8;
-                            let cur = self.st.other.get(&(tag, key.clone())).cloned();
-                            let newv = setvar_value(sv.op, cur.as_deref(), &val);
-                            match newv {
-                                Some(n) => self.st.other.insert((tag, key), n),
-                                None => self.st.other.remove(&(tag, key)),
-                            };
-                            continue;
-                        }
-                    };
-                    let newv = setvar_value(sv.op, slot.get(&key).map(|v| v.as_slice()), &val);
-                    match newv {
-                        Some(n) => slot.insert(key, n),
-                        None => slot.remove(&key),
+                    let tag = sv.collection as u8;
+                    let cur = self.st.other.get(&(tag, key.clone())).cloned();
+                    match setvar_value(sv.op, cur.as_deref(), &val) {
+                        Some(n) => self.st.other.insert((tag, key), n),
+                        None => self.st.other.remove(&(tag, key)),
                     };
                 }
                 RunAction::SetEnv(k, v) => {
@@ -400,42 +461,55 @@ impl Transaction<'_> {
 }
 
 fn lower_key(raw: &[u8]) -> Cow<'_, str> {
-    match String::from_utf8_lossy(raw) {
+    let s = match std::str::from_utf8(raw) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(raw),
+    };
+    match s {
         Cow::Borrowed(k) if !k.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Borrowed(k),
         k => Cow::Owned(k.to_ascii_lowercase()),
     }
 }
 
-/// `setvar` on TX with the same results as [`setvar_value`].
-fn set_tx(
-    map: &mut std::collections::BTreeMap<String, Vec<u8>>,
-    key: Cow<'_, str>,
-    op: SetVarOp,
-    val: &[u8],
-) {
+/// `setvar` on TX with the same results as [`setvar_value`], writing into
+/// the variable's buffer.
+fn set_tx(map: &mut super::txmap::TxMap, key: &str, op: SetVarOp, val: &[u8]) {
     if op == SetVarOp::Delete {
-        map.remove(&*key);
+        map.remove(key);
         return;
     }
-    if let Some(slot) = map.get_mut(&*key) {
-        let n = match op {
-            SetVarOp::Add => atoi(slot).saturating_add(atoi(val)),
-            SetVarOp::Sub => atoi(slot).saturating_sub(atoi(val)),
-            SetVarOp::Set | SetVarOp::Delete => {
-                slot.clear();
-                slot.extend_from_slice(val);
-                return;
-            }
-        };
-        slot.clear();
-        use std::io::Write as _;
-        // Writing to a Vec cannot fail.
-        let _ = write!(slot, "{n}");
-        return;
+    let (slot, had) = map.slot(key);
+    let cur = |slot: &[u8]| if had { atoi(slot) } else { 0 };
+    let n = match op {
+        SetVarOp::Add => cur(slot).saturating_add(atoi(val)),
+        SetVarOp::Sub => cur(slot).saturating_sub(atoi(val)),
+        SetVarOp::Set | SetVarOp::Delete => {
+            slot.clear();
+            slot.extend_from_slice(val);
+            return;
+        }
+    };
+    slot.clear();
+    push_int(slot, n);
+}
+
+/// Appends the decimal form of `n` (what `format!("{n}")` writes).
+fn push_int(out: &mut Vec<u8>, n: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut u = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
     }
-    if let Some(v) = setvar_value(op, None, val) {
-        map.insert(key.into_owned(), v);
+    if n < 0 {
+        out.push(b'-');
     }
+    out.extend_from_slice(&buf[i..]);
 }
 
 fn setvar_value(op: SetVarOp, cur: Option<&[u8]>, val: &[u8]) -> Option<Vec<u8>> {
@@ -560,4 +634,18 @@ pub(crate) fn recycle<'b>(mut v: Vec<Val<'_>>) -> Vec<Val<'b>> {
     // lint's `.filter` could not change the element lifetime.)
     #[allow(clippy::unnecessary_filter_map)]
     v.into_iter().filter_map(|_| None).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_int;
+
+    #[test]
+    fn push_int_writes_what_format_writes() {
+        for n in [0, 1, -1, 9, 10, -10, 12345, i64::MAX, i64::MIN, -999_999] {
+            let mut out = b"x".to_vec();
+            push_int(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 }

@@ -5,6 +5,7 @@ mod cache;
 mod collect;
 mod eval;
 mod request;
+mod txmap;
 
 use crate::model::{BodyProcessor, Disruptive, EngineMode, Target};
 use crate::ruleset::RuleSet;
@@ -86,7 +87,7 @@ pub(crate) type IdTargets = (Vec<(u64, u64)>, Vec<Target>);
 /// Mutable per-transaction state that rules read and write.
 #[derive(Debug, Default)]
 pub(crate) struct TxState {
-    pub tx: BTreeMap<String, Vec<u8>>,
+    pub tx: txmap::TxMap,
     pub env: BTreeMap<String, Vec<u8>>,
     /// IP/GLOBAL/SESSION/USER/RESOURCE: kept per transaction only (no persistence).
     pub other: BTreeMap<(u8, String), Vec<u8>>,
@@ -113,6 +114,7 @@ static TX_COUNTER: AtomicU64 = AtomicU64::new(1);
 #[derive(Default)]
 struct Scratch {
     cache: cache::ValueCache,
+    tx: txmap::TxMap,
     vbuf: Vec<collect::Val<'static>>,
     ubuf: Vec<collect::Val<'static>>,
 }
@@ -158,11 +160,20 @@ impl<'r> Transaction<'r> {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let Scratch { cache, vbuf, ubuf } = *scratch;
+        let Scratch {
+            cache,
+            mut tx,
+            vbuf,
+            ubuf,
+        } = *scratch;
+        tx.reset();
         Transaction {
             rs,
             req,
-            st: TxState::default(),
+            st: TxState {
+                tx,
+                ..TxState::default()
+            },
             outcome: Outcome::default(),
             stop_request: false,
             stop_all: false,
@@ -270,6 +281,7 @@ impl Drop for Transaction<'_> {
         }
         let scratch = Box::new(Scratch {
             cache: std::mem::take(&mut self.cache),
+            tx: std::mem::take(&mut self.st.tx),
             vbuf: eval::recycle(std::mem::take(&mut self.vbuf)),
             ubuf: eval::recycle(std::mem::take(&mut self.ubuf)),
         });
