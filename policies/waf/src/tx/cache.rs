@@ -249,11 +249,32 @@ impl ValueCache {
     /// The memo key for a multiMatch link on a raw request value: its
     /// answer depends only on the raw content (the chain is fixed), so
     /// repeated contents (JSON array elements) run the operator steps once.
-    pub fn multi_memo_key(&mut self, raw: &[u8], link: &Link) -> Option<(u32, usize)> {
+    pub fn multi_memo_key(&self, vid: u32, link: &Link) -> Option<(u32, usize)> {
         if !pure(&link.operator.kind) {
             return None;
         }
-        Some((self.vid(raw), link as *const Link as usize))
+        Some((vid, link as *const Link as usize))
+    }
+
+    /// The id of a value borrowed from the request.
+    pub fn raw_vid(&mut self, raw: &[u8]) -> u32 {
+        self.vid(raw)
+    }
+
+    /// Whether `t` is known to leave the raw value `vid` unchanged.
+    pub fn raw_unchanged(&self, vid: u32, t: Transform) -> bool {
+        let bit = 1u64.checked_shl(t as u32).unwrap_or(0);
+        self.raw_same
+            .get(vid as usize)
+            .is_some_and(|b| b & bit != 0)
+    }
+
+    /// Records that `t` left the raw value `vid` unchanged.
+    pub fn note_raw_unchanged(&mut self, vid: u32, t: Transform) {
+        let bit = 1u64.checked_shl(t as u32).unwrap_or(0);
+        if let Some(b) = self.raw_same.get_mut(vid as usize) {
+            *b |= bit;
+        }
     }
 
     pub fn memo_get(&self, k: (u32, usize)) -> Option<bool> {

@@ -241,7 +241,7 @@ impl Transaction<'_> {
             (None, true) => b"0",
         };
         let (m, caps, transformed) = if link.multi_match {
-            self.check_multi(req, link, raw)
+            check_multi(req, &self.st, None, link, raw)
         } else {
             let v = transform::apply_all(&link.transforms, raw);
             let (m, c) = op(req, &self.st, link, &v);
@@ -319,17 +319,20 @@ impl Transaction<'_> {
         from_req: bool,
     ) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
         if link.multi_match {
-            let memo = if from_req {
-                self.cache.multi_memo_key(value, link)
-            } else {
-                None
-            };
+            let vid = from_req.then(|| self.cache.raw_vid(value));
+            let memo = vid.and_then(|v| self.cache.multi_memo_key(v, link));
             // A remembered miss is final; a remembered match runs again to
             // recover the matched (transformed) value — matches are rare.
             if let Some(false) = memo.and_then(|k| self.cache.memo_get(k)) {
                 return (false, None, Vec::new());
             }
-            let r = self.check_multi(req, link, value);
+            let r = check_multi(
+                req,
+                &self.st,
+                vid.map(|v| (&mut self.cache, v)),
+                link,
+                value,
+            );
             if let Some(k) = memo {
                 self.cache.memo_put(k, r.0);
             }
@@ -363,36 +366,6 @@ impl Transaction<'_> {
             self.cache.memo_put(k, m);
         }
         (m, c, out)
-    }
-
-    /// multiMatch: the operator on the raw value, then after each
-    /// transformation that changed it.
-    fn check_multi(
-        &self,
-        req: &ReqVars,
-        link: &Link,
-        value: &[u8],
-    ) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
-        let mut cur: Cow<[u8]> = Cow::Borrowed(value);
-        let (m, c) = op(req, &self.st, link, &cur);
-        if m {
-            return (true, c, cur.into_owned());
-        }
-        for t in &link.transforms {
-            if let Some(n) = transform::apply(*t, &cur) {
-                // The same bytes give the same answer (nothing runs between
-                // these calls): only a changed value is worth another call.
-                if n[..] == cur[..] {
-                    continue;
-                }
-                cur = Cow::Owned(n);
-                let (m, c) = op(req, &self.st, link, &cur);
-                if m {
-                    return (true, c, cur.into_owned());
-                }
-            }
-        }
-        (false, None, Vec::new())
     }
 
     fn run_actions(&mut self, req: &ReqVars, link: &Link) {
@@ -532,6 +505,52 @@ fn setvar_value(op: SetVarOp, cur: Option<&[u8]>, val: &[u8]) -> Option<Vec<u8>>
                 .into_bytes(),
         ),
     }
+}
+
+/// multiMatch: the operator on the raw value, then after each
+/// transformation that changed it. With `raw` (the value cache and the
+/// value's id, for a value borrowed from the request), a transformation
+/// known to leave the raw value unchanged is not run again.
+fn check_multi(
+    req: &ReqVars,
+    st: &TxState,
+    mut raw: Option<(&mut super::cache::ValueCache, u32)>,
+    link: &Link,
+    value: &[u8],
+) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
+    let mut cur: Cow<[u8]> = Cow::Borrowed(value);
+    let (m, c) = op(req, st, link, &cur);
+    if m {
+        return (true, c, cur.into_owned());
+    }
+    for &t in &link.transforms {
+        let on_raw = matches!(cur, Cow::Borrowed(_));
+        if let (true, Some((cache, vid))) = (on_raw, raw.as_mut()) {
+            if cache.raw_unchanged(*vid, t) {
+                continue;
+            }
+        }
+        match transform::apply(t, &cur) {
+            None => {
+                if let (true, Some((cache, vid))) = (on_raw, raw.as_mut()) {
+                    cache.note_raw_unchanged(*vid, t);
+                }
+            }
+            Some(n) => {
+                // The same bytes give the same answer (nothing runs between
+                // these calls): only a changed value is worth another call.
+                if n[..] == cur[..] {
+                    continue;
+                }
+                cur = Cow::Owned(n);
+                let (m, c) = op(req, st, link, &cur);
+                if m {
+                    return (true, c, cur.into_owned());
+                }
+            }
+        }
+    }
+    (false, None, Vec::new())
 }
 
 /// Runs a link's operator on an (already transformed) value.
