@@ -172,7 +172,9 @@ fn approved_versions_change_enforcement_without_restart() {
         )
         .unwrap();
     for port in [15001, 15006, 15000] {
-        t.pod.wait_listening(port, podwarden_e2e::PROXY_START).unwrap();
+        t.pod
+            .wait_listening(port, podwarden_e2e::PROXY_START)
+            .unwrap();
     }
     t.init(&[]).unwrap();
     assert!(
