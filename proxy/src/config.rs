@@ -38,7 +38,10 @@ pub struct Config {
     pub pool_max_idle_per_dst: usize,
     /// How long an idle upstream HTTP connection is kept.
     pub pool_idle_timeout_ms: u64,
-    /// Tokio worker threads for the data path.
+    /// Tokio worker threads for the data path. 1 (the default) runs it on a
+    /// current-thread runtime: least CPU per request and per byte on a
+    /// sidecar's one or two CPUs (benches/RESULTS.md); more workers only
+    /// pay off when the pod gives the proxy several CPUs of its own.
     pub worker_threads: usize,
     /// Policy file (consumed by the policy engine once wired in).
     pub policy_file: Option<PathBuf>,
@@ -95,7 +98,7 @@ impl Default for Config {
             flow_channel_capacity: 4096,
             pool_max_idle_per_dst: 32,
             pool_idle_timeout_ms: 60_000,
-            worker_threads: 2,
+            worker_threads: 1,
             policy_file: None,
             waf_rules_dir: PathBuf::from("/etc/podwarden/crs"),
             fixed_dst: None,
@@ -267,7 +270,7 @@ pub struct RunArgs {
     /// Flow records kept for /flows [default: 4096]
     #[arg(long)]
     pub flow_ring_size: Option<usize>,
-    /// Data-path worker threads [default: 2]
+    /// Data-path worker threads; 1 is a single-threaded runtime [default: 1]
     #[arg(long)]
     pub worker_threads: Option<usize>,
     /// Policy file (reserved for the policy engine)

@@ -85,12 +85,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let admin = podwarden_proxy::admin::spawn_with(proxy.shared().clone(), control.clone())
         .context("starting the admin server")?;
     tracing::info!(admin = %admin.addr, "podwarden-proxy starting");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("podwarden-worker")
-        .enable_all()
-        .build()
-        .context("building the runtime")?;
+    let rt = data_path_runtime(workers).context("building the runtime")?;
     rt.block_on(async move {
         // Always a policy: the file, else the last pushed one, else the
         // start-up modes; `PUT /policy` replaces it without a restart.
@@ -122,6 +117,28 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         control.flush_learning();
         anyhow::Ok(())
     })
+}
+
+/// The data path's runtime. One worker is a current-thread runtime on this
+/// thread: every wake-up between a connection's tasks (hyper's upstream
+/// connection task, the record consumer) stays on one thread, with no
+/// work-stealing queues, no parking of a second worker and no cross-thread
+/// futex/eventfd wake-ups. On a sidecar's one or two CPUs, shared with the
+/// app, that costs less CPU per request than a multi-thread runtime with
+/// any number of workers (benches/RESULTS.md). Blocking work still goes to
+/// tokio's blocking pool in both cases.
+fn data_path_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("podwarden-worker")
+            .enable_all()
+            .build()
+    }
 }
 
 /// Loads the policy before any listener is bound and keeps it current.
