@@ -17,7 +17,8 @@
 #
 # Needs root. Builds podwarden-proxy in release mode. Usage: bash benches/datapath.sh
 # Env: DURATION (s), ROUNDS (modes interleaved, median reported; default 1),
-#      CONNS (wrk/redis connections, default 16), PROXY_THREADS (default 2),
+#      CONNS (wrk/redis connections, default 16), PROXY_THREADS (default 1, the
+#      proxy's default; haproxy gets the same nbthread),
 #      PODWARDEN_PROXY_BIN (use this binary instead of building one),
 #      OPAQUE_OFFLOAD (the proxy's --opaque-offload: off, auto, sockmap; auto and
 #      sockmap also start it with CAP_BPF + CAP_NET_ADMIN as ambient capabilities,
@@ -30,7 +31,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-16}"
-PROXY_THREADS="${PROXY_THREADS:-2}"
+PROXY_THREADS="${PROXY_THREADS:-1}"
 ROUNDS="${ROUNDS:-1}"
 OPAQUE_OFFLOAD="${OPAQUE_OFFLOAD:-off}"
 

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# A/B of podwarden-proxy builds or settings by the proxy's CPU time per
+# request, on a box too loaded for throughput ratios to mean much.
+#
+# One pod namespace and one server namespace (TEST-NET addresses, as in
+# datapath.sh) with nginx and redis; the `init` rules stay in place while the
+# variants take turns as the proxy (UID 1337), round-robin, REPS times. Each
+# turn sends a fixed number of requests through the transparent path:
+#   HTTP/1.1 keep-alive  h2load --h1 -n HTTP_N -c CONNS → nginx (512-byte file)
+#   opaque TCP           redis-benchmark -n REDIS_N -c CONNS PING_INLINE → redis
+# and reports, per variant, the proxy's CPU seconds (utime+stime, all threads)
+# per 100k requests and its context switches per request (voluntary +
+# involuntary, all threads), min and median over the turns. The work is the
+# same in every turn, so these compare variants even while the machine's load
+# moves; the minimum is the least-disturbed turn.
+#
+# Needs root. Usage:
+#   VARIANTS="base2=/path/a:2 base1=/path/a:1 new1=/path/b:1" bash benches/proxy-cpu-ab.sh
+#   (label=binary:worker-threads, space separated)
+# Env: REPS (default 3), HTTP_N (100000), REDIS_N (100000), CONNS (16).
+set -euo pipefail
+trap 'echo "proxy-cpu-ab.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+REPS="${REPS:-3}"
+HTTP_N="${HTTP_N:-100000}"
+REDIS_N="${REDIS_N:-100000}"
+CONNS="${CONNS:-16}"
+: "${VARIANTS:?set VARIANTS=\"label=binary:threads ...\"}"
+[ "$(id -u)" = 0 ] || { echo "proxy-cpu-ab.sh needs root" >&2; exit 1; }
+
+S="pw-ab-$$"
+POD=192.0.2.20
+SERVER=198.51.100.20
+work=$(mktemp -d /tmp/pw-ab.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null; done
+  wait 2>/dev/null
+  for n in pod server; do
+    for p in $(ip netns pids "$S-$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$S-$n" 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+ns() { local n=$1; shift; ip netns exec "$S-$n" "$@"; }
+bg() { # LOG NS UID CMD...
+  local log=$1 n=$2 uid=$3; shift 3
+  local priv=()
+  [ "$uid" = - ] || priv=(setpriv --reuid "$uid" --regid "$uid" --clear-groups --)
+  setsid ip netns exec "$S-$n" "${priv[@]}" "$@" >"$work/$log.log" 2>&1 &
+  pids+=($!)
+  last_pid=$!
+}
+listening() { ns "$1" ss -ltnH | awk '{print $4}' | grep -q ":$2\$"; }
+wait_port() { # ns port
+  for _ in $(seq 100); do listening "$1" "$2" && return 0; sleep 0.1; done
+  echo "nothing listening on $2 in $1" >&2; tail -n 20 "$work"/*.log >&2; exit 1
+}
+
+ip netns add "$S-pod"; ip netns add "$S-server"
+for n in pod server; do ns $n ip link set lo up; done
+ip -n "$S-pod" link add eth0 type veth peer name eth0 netns "$S-server"
+ip -n "$S-pod" addr add "$POD/24" dev eth0
+ip -n "$S-server" addr add "$SERVER/24" dev eth0
+ip -n "$S-pod" link set eth0 up; ip -n "$S-server" link set eth0 up
+ip -n "$S-pod" route add "$SERVER/32" dev eth0
+ip -n "$S-server" route add "$POD/32" dev eth0
+
+mkdir -p "$work/www" "$work/nginx"
+head -c 512 /dev/zero | tr '\0' 'x' >"$work/www/index.html"
+cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  server { listen 80; root $work/www; }
+}
+EOF
+bg nginx server - nginx -c "$work/nginx.conf"
+bg redis server - redis-server --port 6379 --bind 0.0.0.0 --protected-mode no --save "" --appendonly no --dir "$work"
+for p in 80 6379; do wait_port server $p; done
+
+first=${VARIANTS%% *}; first=${first#*=}
+ns pod "${first%:*}" init >/dev/null
+
+app() { ns pod setpriv --reuid 1000 --regid 1000 --clear-groups -- "$@"; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
+tck=$(getconf CLK_TCK)
+declare -A R  # "label.metric" -> values, one per turn
+
+for rep in $(seq "$REPS"); do
+  for v in $VARIANTS; do
+    label=${v%%=*}; rest=${v#*=}; bin=${rest%:*}; threads=${rest##*:}
+    bg "proxy-$label" pod 1337 env PODWARDEN_LOG=warn "$bin" run --admin-addr 127.0.0.1:15000 --worker-threads "$threads"
+    proxy_group=$last_pid
+    wait_port pod 15001
+    pid=$(ns pod ss -ltnpH "sport = :15001" | sed -nE 's/.*pid=([0-9]+).*/\1/p' | head -1)
+    # Warm-up: the proxy's lazy start-up work stays out of the figures.
+    app h2load --h1 -n 200 -c "$CONNS" "http://$SERVER/" >/dev/null
+    t0=$(ticks "$pid"); c0=$(switches "$pid")
+    out=$(app h2load --h1 -n "$HTTP_N" -c "$CONNS" "http://$SERVER/")
+    t1=$(ticks "$pid"); c1=$(switches "$pid"); http_s=$(python3 -c "print('%.2f' % (($t1 - $t0) / $tck))")
+    ok=$(awk '/^requests:/ {print $8}' <<<"$out")
+    [ "$ok" = "$HTTP_N" ] || echo "  $label: h2load: only $ok of $HTTP_N requests succeeded" >&2
+    R[$label.http_cpu]+=" $(python3 -c "print('%.3f' % (($t1 - $t0) / $tck / $HTTP_N * 1e5))")"
+    R[$label.http_cs]+=" $(python3 -c "print('%.3f' % (($c1 - $c0) / $HTTP_N))")"
+    t0=$(ticks "$pid"); c0=$(switches "$pid")
+    app redis-benchmark -h "$SERVER" -p 6379 -c "$CONNS" -n "$REDIS_N" -t ping_inline -q >/dev/null 2>&1
+    t1=$(ticks "$pid"); c1=$(switches "$pid")
+    R[$label.redis_cpu]+=" $(python3 -c "print('%.3f' % (($t1 - $t0) / $tck / $REDIS_N * 1e5))")"
+    R[$label.redis_cs]+=" $(python3 -c "print('%.3f' % (($c1 - $c0) / $REDIS_N))")"
+    echo "turn $rep $label: proxy CPU ${http_s} s for HTTP, $(python3 -c "print('%.2f' % (($t1 - $t0) / $tck))") s for redis; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    kill -- "-$proxy_group" 2>/dev/null || true
+    wait "$proxy_group" 2>/dev/null || true
+    for _ in $(seq 100); do listening pod 15001 || break; sleep 0.1; done
+  done
+done
+
+stat() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print("%.3f %.3f" % (min(v), statistics.median(v)))' $1; }
+echo
+echo "proxy CPU per request, $REPS turn(s) per variant, $CONNS connections, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "%-10s %26s %26s %26s %26s\n" "variant" "CPU s/100k HTTP min med" "switches/HTTP req min med" "CPU s/100k redis min med" "switches/PING min med"
+for v in $VARIANTS; do
+  label=${v%%=*}
+  printf "%-10s %26s %26s %26s %26s\n" "$label" "$(stat "${R[$label.http_cpu]}")" "$(stat "${R[$label.http_cs]}")" \
+    "$(stat "${R[$label.redis_cpu]}")" "$(stat "${R[$label.redis_cs]}")"
+done
