@@ -39,9 +39,9 @@ pub struct Config {
     /// How long an idle upstream HTTP connection is kept.
     pub pool_idle_timeout_ms: u64,
     /// Tokio worker threads for the data path. 1 (the default) runs it on a
-    /// current-thread runtime: least CPU per request and per byte on a
-    /// sidecar's one or two CPUs (benches/RESULTS.md); more workers only
-    /// pay off when the pod gives the proxy several CPUs of its own.
+    /// current-thread runtime: the fewest context switches and no more CPU
+    /// per request on a sidecar's one or two CPUs (benches/RESULTS.md);
+    /// more workers pay off when the pod gives the proxy CPUs of its own.
     pub worker_threads: usize,
     /// Policy file (consumed by the policy engine once wired in).
     pub policy_file: Option<PathBuf>,

@@ -123,9 +123,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 /// thread: every wake-up between a connection's tasks (hyper's upstream
 /// connection task, the record consumer) stays on one thread, with no
 /// work-stealing queues, no parking of a second worker and no cross-thread
-/// futex/eventfd wake-ups. On a sidecar's one or two CPUs, shared with the
-/// app, that costs less CPU per request than a multi-thread runtime with
-/// any number of workers (benches/RESULTS.md). Blocking work still goes to
+/// futex/eventfd wake-ups: about half the context switches per request of
+/// two workers, and no more CPU per request, on a sidecar's one or two CPUs
+/// shared with the app (benches/RESULTS.md). Blocking work still goes to
 /// tokio's blocking pool in both cases.
 fn data_path_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if workers == 1 {
