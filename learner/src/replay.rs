@@ -510,7 +510,7 @@ mod tests {
     use podwarden_policy::{load_policy_str, Mode};
 
     fn allow(rule: &str) -> Decision {
-        Decision::new(Mode::Protect, Some(rule.to_string()))
+        Decision::new(Mode::Protect, Some(rule.into()))
     }
     fn deny() -> Decision {
         Decision::new(Mode::Protect, None)
@@ -640,7 +640,10 @@ mod tests {
     fn fast(obs: &[(FlowRecord, Option<String>)]) -> Vec<Row> {
         let mut r = Replay::new();
         for (rec, rule) in obs {
-            r.observe(rec, &Decision::new(Mode::Protect, rule.clone()));
+            r.observe(
+                rec,
+                &Decision::new(Mode::Protect, rule.as_deref().map(Into::into)),
+            );
         }
         let rep = r.finish(None);
         assert_eq!(rep.records, obs.len() as u64);

@@ -67,7 +67,7 @@ fn records() -> Vec<(FlowRecord, Decision)> {
             path: format!("/users/{}/orders/{}", i * 7, i % 2),
             target: None,
         });
-        let rule = (i % 4 != 0).then(|| format!("r{}", i % 3));
+        let rule = (i % 4 != 0).then(|| format!("r{}", i % 3).into());
         let rec = FlowRecord {
             id: format!("f{i}"),
             start_ms: 1_700_000_000_000 + u64::from(i),

@@ -6,6 +6,7 @@
 //! can be tested without sockets.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -171,8 +172,10 @@ pub enum Action {
 pub struct Decision {
     pub action: Action,
     /// The rule that allowed the flow, or `None` when no rule matched.
+    /// Shared with the compiled rule, so a decision costs no allocation;
+    /// serialised as a plain string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     pub mode: Mode,
     /// True when the policy does not allow the flow but the mode let it pass.
     pub would_deny: bool,
@@ -181,7 +184,7 @@ pub struct Decision {
 impl Decision {
     /// Applies mode semantics to a policy verdict (`matched` = the rule that
     /// allowed the flow, if any). The one place where modes are interpreted.
-    pub fn new(mode: Mode, matched: Option<String>) -> Self {
+    pub fn new(mode: Mode, matched: Option<Arc<str>>) -> Self {
         let allowed_by_policy = matched.is_some();
         let action = match (mode, allowed_by_policy) {
             (Mode::Protect, false) => Action::Deny,
@@ -268,7 +271,7 @@ mod tests {
 
     #[test]
     fn mode_semantics() {
-        let r = Some("r1".to_string());
+        let r: Option<Arc<str>> = Some("r1".into());
         assert_eq!(Decision::new(Mode::Learn, None).action, Action::Allow);
         assert!(!Decision::new(Mode::Learn, None).would_deny);
         let m = Decision::new(Mode::Monitor, None);

@@ -180,7 +180,7 @@ impl RecordConsumer {
                 (Action::Allow, false) => EventAction::Allowed,
             };
             if let Some(r) = &d.rule {
-                ev.rule = r.clone();
+                ev.rule = r.to_string();
             }
             tracing::info!(exe = %exe, "new executable in the pod");
             out.push(ev);

@@ -5,6 +5,7 @@
 //! lets pass).
 
 use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
 
 use serde::Serialize;
 
@@ -26,7 +27,8 @@ pub struct DnsVerdict {
 
 /// Stands in for a rule id when a query passes, so that mode semantics stay
 /// in [`Decision::new`].
-const QUERY_OK: &str = "dns-query";
+/// Shared so that judging a query allocates no id.
+static QUERY_OK: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("dns-query"));
 
 impl CompiledPolicy {
     /// Resolvers the pod may use (`spec.dns.resolvers`); empty = the pod's own.
@@ -39,7 +41,7 @@ impl CompiledPolicy {
         let blocked_by_policy = self.dns.block_tunneling && assessment.suspicious;
         let d = Decision::new(
             self.mode(),
-            (!blocked_by_policy).then(|| QUERY_OK.to_string()),
+            (!blocked_by_policy).then(|| Arc::clone(&QUERY_OK)),
         );
         DnsVerdict {
             refuse: d.action == Action::Deny,
@@ -53,7 +55,7 @@ impl CompiledPolicy {
     /// names count as listed and why.
     pub fn judge_dns_name(&self, name: &str, qtype: RecordType) -> DnsNameVerdict {
         let listed = self.name_listing(name);
-        let d = Decision::new(self.mode(), listed.as_ref().map(|_| QUERY_OK.to_string()));
+        let d = Decision::new(self.mode(), listed.as_ref().map(|_| Arc::clone(&QUERY_OK)));
         DnsNameVerdict {
             listed,
             deny: d.action == Action::Deny,
@@ -112,7 +114,7 @@ impl CompiledPolicy {
                 Peer::Cidr(net) => net.contains(&addr),
                 Peer::Fqdn(_) => false,
             })
-            .map(|r| r.id.as_str())
+            .map(|r| &*r.id)
     }
 }
 

@@ -3,6 +3,7 @@
 //! scans every rule.
 
 use std::fmt;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -135,7 +136,7 @@ pub struct Explanation {
     pub decision: Decision,
     /// The rule that allowed the flow.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub matched: Option<String>,
+    pub matched: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub violation: Option<Violation>,
     /// For a violation: the closest rules, fewest mismatches first.
@@ -184,7 +185,7 @@ impl CompiledPolicy {
             }
         };
         let matched = match verdict {
-            Verdict::Allowed(r) => Some(self.rule_id(r).to_string()),
+            Verdict::Allowed(r) => Some(Arc::clone(self.rule_id(r))),
             _ => None,
         };
         let near_misses = if matches!(verdict, Verdict::NoRule) {
@@ -196,7 +197,7 @@ impl CompiledPolicy {
                     (
                         i,
                         NearMiss {
-                            rule: r.id.clone(),
+                            rule: r.id.to_string(),
                             reasons: r.mismatches(flow),
                         },
                     )

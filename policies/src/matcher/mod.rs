@@ -38,6 +38,7 @@ pub mod path;
 pub mod target;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -62,7 +63,8 @@ pub(crate) struct CompiledHttp {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
-    pub(crate) id: String,
+    /// Shared with every [`Decision`] this rule makes (no copy per decision).
+    pub(crate) id: Arc<str>,
     direction: Direction,
     peer: Peer,
     peer_name: Option<NamePattern>,
@@ -297,7 +299,7 @@ impl CompiledPolicy {
                 }
             });
             out.rules.push(CompiledRule {
-                id: rule.id.clone(),
+                id: Arc::from(rule.id.as_str()),
                 direction: rule.direction,
                 peer: rule.peer.clone(),
                 peer_name: match &rule.peer {
@@ -417,14 +419,14 @@ impl CompiledPolicy {
         best
     }
 
-    fn rule_id(&self, r: RuleIdx) -> &str {
+    fn rule_id(&self, r: RuleIdx) -> &Arc<str> {
         &self.rules[r as usize].id
     }
 
     /// Rule ids in document order; a rule's position is the index
     /// [`CompiledPolicy::decide_indexed`] reports.
     pub fn rule_ids(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.rules.iter().map(|r| r.id.as_str())
+        self.rules.iter().map(|r| &*r.id)
     }
 
     /// Direction of the rule at position `i`.
@@ -437,7 +439,7 @@ impl CompiledPolicy {
     pub fn decide_indexed(&self, flow: &Flow) -> (Decision, Option<usize>) {
         match self.verdict(flow) {
             Verdict::Allowed(r) => (
-                Decision::new(self.mode, Some(self.rule_id(r).to_string())),
+                Decision::new(self.mode, Some(Arc::clone(self.rule_id(r)))),
                 Some(r as usize),
             ),
             _ => (Decision::new(self.mode, None), None),
