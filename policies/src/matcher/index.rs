@@ -1,8 +1,12 @@
 //! Lookup structures whose cost does not grow with the number of rules:
-//! per-port tables (hash for single ports, elementary intervals for ranges)
-//! and per-prefix-length hash maps for CIDRs.
+//! per-port tables (sorted single ports, elementary intervals for ranges)
+//! and per-prefix-length hash maps for CIDRs. Tables are built with
+//! `*Builder`s and then compiled into a compact form whose rule lists share
+//! one pool: a lookup touches the hash bucket and that dense pool, not a
+//! chain of small allocations (cache misses dominated decisions with 10k
+//! rules).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
@@ -83,40 +87,125 @@ pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 /// Rule indices (positions in the document).
 pub type RuleIdx = u32;
 
-/// Rules of one peer key, by server port.
-#[derive(Debug, Default, Clone)]
-pub struct PortTable {
-    any: Vec<RuleIdx>,
-    single: FastMap<u16, Vec<RuleIdx>>,
-    ranges: Vec<(PortSpec, RuleIdx)>,
-    // Built by `finish`: elementary intervals over all range bounds.
-    bounds: Vec<u16>,
-    covering: Vec<Vec<RuleIdx>>,
+/// More rule-list entries than a `u32` can address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexOverflow;
+
+/// Where one list of rules sits in a [`RulePool`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    len: u32,
 }
 
-impl PortTable {
+impl Span {
+    #[inline]
+    fn is_empty(self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Every rule list of one direction's index, back to back. Tables hold
+/// [`Span`]s into it rather than a vector each: with thousands of rules a
+/// separate allocation per list meant a cache miss per lookup, while this
+/// array is dense (4 bytes per entry) and stays warm.
+#[derive(Debug, Default, Clone)]
+pub struct RulePool(Vec<RuleIdx>);
+
+impl RulePool {
+    fn push(&mut self, rules: &[RuleIdx]) -> Result<Span, IndexOverflow> {
+        let start = u32::try_from(self.0.len()).map_err(|_| IndexOverflow)?;
+        let len = u32::try_from(rules.len()).map_err(|_| IndexOverflow)?;
+        start.checked_add(len).ok_or(IndexOverflow)?;
+        self.0.extend_from_slice(rules);
+        Ok(Span { start, len })
+    }
+
+    #[inline]
+    pub fn get(&self, s: Span) -> &[RuleIdx] {
+        let (start, end) = (s.start as usize, s.start as usize + s.len as usize);
+        self.0.get(start..end).unwrap_or_default()
+    }
+}
+
+/// Rules of one peer key by server port, while the policy is compiled.
+#[derive(Debug, Default, Clone)]
+pub struct PortTableBuilder {
+    any: Vec<RuleIdx>,
+    single: BTreeMap<u16, Vec<RuleIdx>>,
+    ranges: Vec<(PortSpec, RuleIdx)>,
+}
+
+impl PortTableBuilder {
+    /// Rules must be inserted in ascending order.
     pub fn insert(&mut self, ports: &[PortSpec], rule: RuleIdx) {
         if ports.is_empty() {
             self.any.push(rule);
         }
         for p in ports {
             if p.first == p.last {
-                self.single.entry(p.first).or_default().push(rule);
+                let v = self.single.entry(p.first).or_default();
+                // A port listed twice by one rule is one candidate.
+                if v.last() != Some(&rule) {
+                    v.push(rule);
+                }
             } else {
                 self.ranges.push((*p, rule));
             }
         }
     }
 
-    /// Precomputes range lookups: the range bounds split 0..=65535 into
-    /// intervals, each holding the rules whose ranges cover it.
-    pub fn finish(&mut self) {
-        if self.ranges.is_empty() {
-            return;
+    /// Copies the lists into `pool`. Range lookups are precomputed: the
+    /// range bounds split 0..=65535 into intervals, each holding the rules
+    /// whose ranges cover it.
+    pub fn build(self, pool: &mut RulePool) -> Result<PortTable, IndexOverflow> {
+        let any = pool.push(&self.any)?;
+        let mut singles = Vec::with_capacity(self.single.len());
+        for (port, rules) in &self.single {
+            singles.push((*port, pool.push(rules)?));
         }
-        let mut bounds: Vec<u16> = Vec::with_capacity(self.ranges.len() * 2 + 1);
+        let single = match singles.as_slice() {
+            [] => Singles::None,
+            [(port, span)] => Singles::One(*port, *span),
+            _ => Singles::Many(singles.into_boxed_slice()),
+        };
+        let ranges = if self.ranges.is_empty() {
+            None
+        } else {
+            Some(Box::new(Ranges::build(&self.ranges, pool)?))
+        };
+        Ok(PortTable {
+            any,
+            single,
+            ranges,
+        })
+    }
+}
+
+/// Single-port lists: most peers have one, kept inline so the lookup reads
+/// nothing beyond the table itself.
+#[derive(Debug, Default, Clone)]
+enum Singles {
+    #[default]
+    None,
+    One(u16, Span),
+    /// Sorted by port.
+    Many(Box<[(u16, Span)]>),
+}
+
+#[derive(Debug, Clone)]
+struct Ranges {
+    /// Elementary intervals: `covering[i]` holds the rules whose ranges
+    /// cover `bounds[i]..bounds[i + 1]`.
+    bounds: Box<[u16]>,
+    covering: Box<[Span]>,
+}
+
+impl Ranges {
+    fn build(ranges: &[(PortSpec, RuleIdx)], pool: &mut RulePool) -> Result<Ranges, IndexOverflow> {
+        let mut bounds: Vec<u16> = Vec::with_capacity(ranges.len() * 2 + 1);
         bounds.push(0);
-        for (p, _) in &self.ranges {
+        for (p, _) in ranges {
             bounds.push(p.first);
             if let Some(after) = p.last.checked_add(1) {
                 bounds.push(after);
@@ -125,7 +214,7 @@ impl PortTable {
         bounds.sort_unstable();
         bounds.dedup();
         let mut covering = vec![Vec::new(); bounds.len()];
-        for (p, rule) in &self.ranges {
+        for (p, rule) in ranges {
             let start = bounds.partition_point(|b| *b < p.first);
             for (i, b) in bounds.iter().enumerate().skip(start) {
                 if *b > p.last {
@@ -134,45 +223,82 @@ impl PortTable {
                 covering[i].push(*rule);
             }
         }
-        for c in &mut covering {
+        let mut spans = Vec::with_capacity(covering.len());
+        for mut c in covering {
             c.sort_unstable();
             c.dedup();
+            spans.push(pool.push(&c)?);
         }
-        self.bounds = bounds;
-        self.covering = covering;
+        Ok(Ranges {
+            bounds: bounds.into_boxed_slice(),
+            covering: spans.into_boxed_slice(),
+        })
     }
+}
 
+/// Rules of one peer key by server port, compiled; the lists live in the
+/// direction's [`RulePool`].
+#[derive(Debug, Default, Clone)]
+pub struct PortTable {
+    any: Span,
+    single: Singles,
+    ranges: Option<Box<Ranges>>,
+}
+
+impl PortTable {
     /// Calls `f` with slices of the rules whose ports admit `port`. Each
     /// slice is in ascending rule order, so a caller looking for the first
     /// matching rule can stop early; a rule may appear in several slices.
     #[inline]
-    pub fn for_each(&self, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
+    pub fn for_each(&self, pool: &RulePool, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
         if !self.any.is_empty() {
-            f(&self.any);
+            f(pool.get(self.any));
         }
-        if let Some(v) = self.single.get(&port) {
-            f(v);
+        match &self.single {
+            Singles::None => {}
+            Singles::One(p, s) => {
+                if *p == port {
+                    f(pool.get(*s));
+                }
+            }
+            Singles::Many(v) => {
+                if let Ok(i) = v.binary_search_by_key(&port, |(p, _)| *p) {
+                    f(pool.get(v[i].1));
+                }
+            }
         }
-        if !self.bounds.is_empty() {
-            let i = self.bounds.partition_point(|b| *b <= port);
-            if let Some(v) = i.checked_sub(1).and_then(|i| self.covering.get(i)) {
-                f(v);
+        if let Some(r) = &self.ranges {
+            let i = r.bounds.partition_point(|b| *b <= port);
+            if let Some(s) = i.checked_sub(1).and_then(|i| r.covering.get(i)) {
+                f(pool.get(*s));
             }
         }
     }
+}
+
+/// Compiles every table of a map into `pool`.
+pub fn build_map<K: Eq + std::hash::Hash>(
+    m: FastMap<K, PortTableBuilder>,
+    pool: &mut RulePool,
+) -> Result<FastMap<K, PortTable>, IndexOverflow> {
+    let mut out = FastMap::with_capacity_and_hasher(m.len(), Default::default());
+    for (k, t) in m {
+        out.insert(k, t.build(pool)?);
+    }
+    Ok(out)
 }
 
 /// CIDR → rules, one hash map per prefix length present, for one address
 /// family. A lookup probes every length present (at most 33 or 129, usually
 /// a handful), so overlapping prefixes all contribute candidates.
 #[derive(Debug, Default, Clone)]
-pub struct PrefixIndex {
+pub struct PrefixIndexBuilder {
     /// (prefix length, network bits masked) → rules by port.
-    by_len: Vec<(u8, FastMap<u128, PortTable>)>,
+    by_len: Vec<(u8, FastMap<u128, PortTableBuilder>)>,
 }
 
-impl PrefixIndex {
-    pub fn table(&mut self, bits: u128, len: u8, width: u8) -> &mut PortTable {
+impl PrefixIndexBuilder {
+    pub fn table(&mut self, bits: u128, len: u8, width: u8) -> &mut PortTableBuilder {
         let key = mask(bits, len, width);
         let i = match self.by_len.iter().position(|(l, _)| *l == len) {
             Some(i) => i,
@@ -184,18 +310,35 @@ impl PrefixIndex {
         self.by_len[i].1.entry(key).or_default()
     }
 
-    pub fn finish(&mut self) {
-        self.by_len.sort_by_key(|(l, _)| std::cmp::Reverse(*l));
-        for (_, m) in &mut self.by_len {
-            m.values_mut().for_each(PortTable::finish);
+    pub fn build(self, pool: &mut RulePool) -> Result<PrefixIndex, IndexOverflow> {
+        let mut by_len = Vec::with_capacity(self.by_len.len());
+        for (len, m) in self.by_len {
+            by_len.push((len, build_map(m, pool)?));
         }
+        by_len.sort_by_key(|(l, _)| std::cmp::Reverse(*l));
+        Ok(PrefixIndex { by_len })
     }
+}
 
+/// [`PrefixIndexBuilder`] compiled.
+#[derive(Debug, Default, Clone)]
+pub struct PrefixIndex {
+    by_len: Vec<(u8, FastMap<u128, PortTable>)>,
+}
+
+impl PrefixIndex {
     #[inline]
-    pub fn for_each(&self, bits: u128, width: u8, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
+    pub fn for_each(
+        &self,
+        pool: &RulePool,
+        bits: u128,
+        width: u8,
+        port: u16,
+        f: &mut impl FnMut(&[RuleIdx]),
+    ) {
         for (len, m) in &self.by_len {
             if let Some(t) = m.get(&mask(bits, *len, width)) {
-                t.for_each(port, f);
+                t.for_each(pool, port, f);
             }
         }
     }
@@ -228,9 +371,9 @@ pub fn ip_key(ip: IpAddr) -> (u128, u8, bool) {
 mod tests {
     use super::*;
 
-    fn collect(t: &PortTable, port: u16) -> Vec<RuleIdx> {
+    fn collect((t, pool): &(PortTable, RulePool), port: u16) -> Vec<RuleIdx> {
         let mut v = Vec::new();
-        t.for_each(port, &mut |rs| v.extend_from_slice(rs));
+        t.for_each(pool, port, &mut |rs| v.extend_from_slice(rs));
         v.sort_unstable();
         v.dedup();
         v
@@ -238,14 +381,15 @@ mod tests {
 
     #[test]
     fn port_table_ranges_and_singles() {
-        let mut t = PortTable::default();
+        let mut t = PortTableBuilder::default();
         let r = |s: &str| s.parse::<PortSpec>().unwrap();
         t.insert(&[r("443")], 0);
         t.insert(&[r("8000-8100")], 1);
         t.insert(&[r("8050-9000"), r("22")], 2);
         t.insert(&[], 3);
         t.insert(&[r("1-65535")], 4);
-        t.finish();
+        let mut pool = RulePool::default();
+        let t = (t.build(&mut pool).unwrap(), pool);
         assert_eq!(collect(&t, 443), vec![0, 3, 4]);
         assert_eq!(collect(&t, 7999), vec![3, 4]);
         assert_eq!(collect(&t, 8000), vec![1, 3, 4]);

@@ -33,6 +33,7 @@
 mod dns_verdict;
 mod explain;
 pub(crate) mod index;
+mod methods;
 pub mod names;
 pub mod path;
 pub mod target;
@@ -44,7 +45,11 @@ use ipnet::IpNet;
 
 pub use dns_verdict::DnsVerdict;
 pub use explain::{Explanation, Mismatch, NearMiss, Violation};
-use index::{ip_key, FastMap, PortTable, PrefixIndex, RuleIdx};
+use index::{
+    build_map, ip_key, FastMap, IndexOverflow, PortTable, PortTableBuilder, PrefixIndex,
+    PrefixIndexBuilder, RuleIdx, RulePool,
+};
+use methods::MethodSet;
 use names::{normalise, parent_suffixes, NamePattern};
 use path::PathPattern;
 use target::{parse_target, TargetHost};
@@ -57,7 +62,7 @@ use crate::model::{DnsSettings, Feature, Peer, PolicyDocument, PortSpec};
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledHttp {
     hosts: Vec<NamePattern>,
-    methods: Vec<String>,
+    methods: MethodSet,
     paths: Vec<PathPattern>,
 }
 
@@ -132,7 +137,7 @@ impl CompiledHttp {
         self.hosts.iter().any(|p| p.matches(&host))
     }
     fn admits_method(&self, method: &str) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+        self.methods.admits(method)
     }
     fn admits_path(&self, path: &str) -> bool {
         self.paths.is_empty() || self.paths.iter().any(|p| p.matches(path))
@@ -151,6 +156,30 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// One direction's rules by peer, while the policy is compiled.
+#[derive(Debug, Default)]
+struct DirIndexBuilder {
+    any: PortTableBuilder,
+    v4: PrefixIndexBuilder,
+    v6: PrefixIndexBuilder,
+    fqdn_exact: FastMap<Box<str>, PortTableBuilder>,
+    fqdn_suffix: FastMap<Box<str>, PortTableBuilder>,
+}
+
+impl DirIndexBuilder {
+    fn build(self) -> Result<DirIndex, IndexOverflow> {
+        let mut pool = RulePool::default();
+        Ok(DirIndex {
+            any: self.any.build(&mut pool)?,
+            v4: self.v4.build(&mut pool)?,
+            v6: self.v6.build(&mut pool)?,
+            fqdn_exact: build_map(self.fqdn_exact, &mut pool)?,
+            fqdn_suffix: build_map(self.fqdn_suffix, &mut pool)?,
+            pool,
+        })
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct DirIndex {
     any: PortTable,
@@ -159,24 +188,23 @@ struct DirIndex {
     fqdn_exact: FastMap<Box<str>, PortTable>,
     /// `*.example` keyed by `example`.
     fqdn_suffix: FastMap<Box<str>, PortTable>,
+    /// The rule lists all the tables above point into.
+    pool: RulePool,
 }
 
 impl DirIndex {
-    fn finish(&mut self) {
-        self.any.finish();
-        self.v4.finish();
-        self.v6.finish();
-        self.fqdn_exact.values_mut().for_each(PortTable::finish);
-        self.fqdn_suffix.values_mut().for_each(PortTable::finish);
+    #[inline]
+    fn for_each_any(&self, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
+        self.any.for_each(&self.pool, port, f);
     }
 
     #[inline]
     fn for_each_ip(&self, ip: std::net::IpAddr, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
         let (bits, width, v4) = ip_key(ip);
         if v4 {
-            self.v4.for_each(bits, width, port, f);
+            self.v4.for_each(&self.pool, bits, width, port, f);
         } else {
-            self.v6.for_each(bits, width, port, f);
+            self.v6.for_each(&self.pool, bits, width, port, f);
         }
     }
 
@@ -184,15 +212,66 @@ impl DirIndex {
     #[inline]
     fn for_each_name(&self, name: &str, port: u16, f: &mut impl FnMut(&[RuleIdx])) {
         if let Some(t) = self.fqdn_exact.get(name) {
-            t.for_each(port, f);
+            t.for_each(&self.pool, port, f);
         }
         if self.fqdn_suffix.is_empty() {
             return;
         }
         for s in parent_suffixes(name) {
             if let Some(t) = self.fqdn_suffix.get(s) {
-                t.for_each(port, f);
+                t.for_each(&self.pool, port, f);
             }
+        }
+    }
+}
+
+/// What most rules reduce to once the index picked them by peer and port:
+/// the protocols they admit, and whether anything else (process, HTTP) is
+/// left to check. Kept dense beside the rules (2 bytes each) so that a
+/// candidate is usually decided without loading its [`CompiledRule`].
+#[derive(Debug, Clone, Copy)]
+struct QuickCheck {
+    /// As [`CompiledRule::protocols`].
+    protocols: u8,
+    /// The rule restricts processes or HTTP requests too.
+    more: bool,
+}
+
+impl QuickCheck {
+    fn of(r: &CompiledRule) -> QuickCheck {
+        QuickCheck {
+            protocols: r.protocols,
+            more: !r.processes.is_empty() || r.http.is_some(),
+        }
+    }
+}
+
+/// Rule ids in one string: reading rule `i`'s id touches this dense text
+/// (a few bytes per rule) rather than the id's own allocation.
+#[derive(Debug, Clone, Default)]
+struct IdText {
+    text: String,
+    /// `ends[i]` is where rule `i`'s id ends (and rule `i + 1`'s starts).
+    ends: Vec<usize>,
+}
+
+impl IdText {
+    fn new<'a>(ids: impl Iterator<Item = &'a str>) -> IdText {
+        let mut t = IdText::default();
+        for id in ids {
+            t.text.push_str(id);
+            t.ends.push(t.text.len());
+        }
+        t
+    }
+
+    #[inline]
+    fn get(&self, r: RuleIdx) -> &str {
+        let r = r as usize;
+        let start = r.checked_sub(1).and_then(|p| self.ends.get(p)).copied();
+        match self.ends.get(r) {
+            Some(&end) => self.text.get(start.unwrap_or(0)..end).unwrap_or_default(),
+            None => "",
         }
     }
 }
@@ -216,6 +295,10 @@ pub struct CompiledPolicy {
     workload: String,
     version: u64,
     rules: Vec<CompiledRule>,
+    /// `quick[i]` summarises `rules[i]`, see [`QuickCheck`].
+    quick: Vec<QuickCheck>,
+    /// The rule ids again, back to back, for [`CompiledPolicy::allowing_rule`].
+    id_text: IdText,
     outbound: DirIndex,
     inbound: DirIndex,
     baseline: HashSet<String>,
@@ -242,29 +325,22 @@ impl CompiledPolicy {
                     .collect(),
             )));
         }
-        let mut out = CompiledPolicy {
-            mode: doc.spec.mode_of(Feature::Network),
-            workload: doc.metadata.workload.clone(),
-            version: doc.metadata.version,
-            rules: Vec::with_capacity(doc.spec.rules.len()),
-            outbound: DirIndex::default(),
-            inbound: DirIndex::default(),
-            baseline: doc.spec.processes.iter().map(|p| p.exe.clone()).collect(),
-            dns: doc.spec.dns.clone(),
+        let too_many = || {
+            PolicyError::Invalid(Diagnostics(vec![Diagnostic {
+                source_name: format!("policy {}", doc.metadata.workload),
+                line: None,
+                column: None,
+                path: "spec.rules".into(),
+                message: "too many rules".into(),
+            }]))
         };
+        let mut rules = Vec::with_capacity(doc.spec.rules.len());
+        let (mut outbound, mut inbound) = (DirIndexBuilder::default(), DirIndexBuilder::default());
         for (i, rule) in doc.spec.rules.iter().enumerate() {
-            let idx = RuleIdx::try_from(i).map_err(|_| {
-                PolicyError::Invalid(Diagnostics(vec![Diagnostic {
-                    source_name: format!("policy {}", doc.metadata.workload),
-                    line: None,
-                    column: None,
-                    path: "spec.rules".into(),
-                    message: "too many rules".into(),
-                }]))
-            })?;
+            let idx = RuleIdx::try_from(i).map_err(|_| too_many())?;
             let dir = match rule.direction {
-                Direction::Outbound => &mut out.outbound,
-                Direction::Inbound => &mut out.inbound,
+                Direction::Outbound => &mut outbound,
+                Direction::Inbound => &mut inbound,
             };
             let table = match &rule.peer {
                 Peer::Any => &mut dir.any,
@@ -289,7 +365,7 @@ impl CompiledPolicy {
                 }
                 CompiledHttp {
                     hosts: h.hosts.iter().map(|p| NamePattern::new(p)).collect(),
-                    methods: h.methods.clone(),
+                    methods: MethodSet::new(&h.methods),
                     // Validated above, so parsing cannot fail here.
                     paths: h
                         .paths
@@ -298,7 +374,7 @@ impl CompiledPolicy {
                         .collect(),
                 }
             });
-            out.rules.push(CompiledRule {
+            rules.push(CompiledRule {
                 id: Arc::from(rule.id.as_str()),
                 direction: rule.direction,
                 peer: rule.peer.clone(),
@@ -312,9 +388,18 @@ impl CompiledPolicy {
                 http,
             });
         }
-        out.outbound.finish();
-        out.inbound.finish();
-        Ok(out)
+        Ok(CompiledPolicy {
+            mode: doc.spec.mode_of(Feature::Network),
+            workload: doc.metadata.workload.clone(),
+            version: doc.metadata.version,
+            quick: rules.iter().map(QuickCheck::of).collect(),
+            id_text: IdText::new(rules.iter().map(|r| &*r.id)),
+            rules,
+            outbound: outbound.build().map_err(|_| too_many())?,
+            inbound: inbound.build().map_err(|_| too_many())?,
+            baseline: doc.spec.processes.iter().map(|p| p.exe.clone()).collect(),
+            dns: doc.spec.dns.clone(),
+        })
     }
 
     /// The effective network mode (`spec.features.network` or `spec.mode`).
@@ -371,6 +456,7 @@ impl CompiledPolicy {
     fn first_match(&self, flow: &Flow) -> Option<RuleIdx> {
         let idx = self.index(flow.direction);
         let port = flow.service_port();
+        let proto = proto_bit(flow.protocol);
         let mut best: Option<RuleIdx> = None;
         // Slices are ascending: stop at the first match or at `best`.
         let mut consider = |rs: &[RuleIdx]| {
@@ -378,13 +464,19 @@ impl CompiledPolicy {
                 if best.is_some_and(|b| b <= r) {
                     return;
                 }
-                if self.rules[r as usize].matches_rest(flow) {
+                let Some(q) = self.quick.get(r as usize) else {
+                    continue;
+                };
+                if q.protocols != 0 && q.protocols & proto == 0 {
+                    continue;
+                }
+                if !q.more || self.rules[r as usize].matches_rest(flow) {
                     best = Some(r);
                     return;
                 }
             }
         };
-        idx.any.for_each(port, &mut consider);
+        idx.for_each_any(port, &mut consider);
         idx.for_each_ip(flow.peer_ip(), port, &mut consider);
         if flow.direction == Direction::Outbound {
             for name in &flow.peer_names {
@@ -411,7 +503,7 @@ impl CompiledPolicy {
                 }
             }
         };
-        idx.any.for_each(port, &mut consider);
+        idx.for_each_any(port, &mut consider);
         match &host {
             TargetHost::Ip(ip) => idx.for_each_ip(*ip, port, &mut consider),
             TargetHost::Name(n) => idx.for_each_name(n, port, &mut consider),
@@ -432,6 +524,18 @@ impl CompiledPolicy {
     /// Direction of the rule at position `i`.
     pub fn rule_direction(&self, i: usize) -> Option<Direction> {
         self.rules.get(i).map(|r| r.direction)
+    }
+
+    /// The rule [`Decide::decide`] names in `Decision.rule` for `flow`
+    /// (same verdict code), borrowed from the policy: for callers that only
+    /// need the id and run millions of decisions (replay), this skips the
+    /// reference count of the shared id, a cache miss per decision with
+    /// thousands of rules.
+    pub fn allowing_rule(&self, flow: &Flow) -> Option<&str> {
+        match self.verdict(flow) {
+            Verdict::Allowed(r) => Some(self.id_text.get(r)),
+            _ => None,
+        }
     }
 
     /// [`Decide::decide`] plus the position of the deciding rule, so callers

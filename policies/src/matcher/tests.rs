@@ -846,6 +846,25 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #[test]
+    fn allowing_rule_is_the_decisions_rule(flow in arb_flow()) {
+        let p = policy();
+        let d = p.decide(&flow);
+        prop_assert_eq!(p.allowing_rule(&flow), d.rule.as_deref());
+    }
+}
+
+#[test]
+fn allowing_rule_names_every_rule_of_the_policy() {
+    let p = policy();
+    for (i, id) in p.rule_ids().enumerate() {
+        assert_eq!(p.id_text.get(i as RuleIdx), id);
+    }
+    assert_eq!(p.id_text.get(p.rule_count() as RuleIdx), "");
+}
+
 #[test]
 fn uses_processes_when_a_rule_or_the_baseline_names_one() {
     // POLICY's out-payments rule lists a process.
