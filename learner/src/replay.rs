@@ -2,7 +2,8 @@
 //! traffic, grouped so a reviewer reads dozens of lines, not millions.
 //!
 //! The verdict comes from the same [`CompiledPolicy`] the proxy runs
-//! ([`Decide::decide`], and [`CompiledPolicy::explain`] for the nearest
+//! ([`CompiledPolicy::allowing_rule`], the verdict behind
+//! `Decide::decide`, and [`CompiledPolicy::explain`] for the nearest
 //! rules of a denied group); a flow "would be denied" when no rule allows
 //! it, whatever the policy's mode. Grouping ([`Replay::observe`]) is pure:
 //! record and decision in, counters out. Groups are keyed by direction, peer
@@ -16,9 +17,7 @@ use std::net::IpAddr;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use podwarden_policy::{
-    AppProtocol, CompiledPolicy, Decide, Decision, Direction, Explanation, FlowRecord,
-};
+use podwarden_policy::{AppProtocol, CompiledPolicy, Decision, Direction, Explanation, FlowRecord};
 use serde::Serialize;
 
 use crate::evidence::rfc3339_ms;
@@ -281,7 +280,7 @@ impl Replay {
 
     /// Counts `rec` under its group; `decision.rule` is the allowing rule.
     pub fn observe(&mut self, rec: &FlowRecord, decision: &Decision) {
-        self.observe_many(rec, decision, 1, rec.start_ms, rec.start_ms);
+        self.count(rec, decision.rule.as_deref(), 1, rec.start_ms, rec.start_ms);
     }
 
     /// Counts `count` flows shaped like `rec`, seen from `first_ms` to
@@ -295,8 +294,20 @@ impl Replay {
         first_ms: u64,
         last_ms: u64,
     ) {
+        self.count(rec, decision.rule.as_deref(), count, first_ms, last_ms);
+    }
+
+    /// `rule` allows the flows; `None` = they would be denied.
+    fn count(
+        &mut self,
+        rec: &FlowRecord,
+        rule: Option<&str>,
+        count: u64,
+        first_ms: u64,
+        last_ms: u64,
+    ) {
         self.records += count;
-        if decision.rule.is_none() {
+        if rule.is_none() {
             self.denied += count;
         }
         let Replay {
@@ -314,7 +325,7 @@ impl Replay {
             path,
             encoded,
         } = scratch;
-        let view = KeyView::of(rec, decision.rule.as_deref(), name, method, path);
+        let view = KeyView::of(rec, rule, name, method, path);
         view.encode(encoded);
         let hash = hasher.hash_one(encoded.as_slice());
         let found = index.find(hash, |&g| {
@@ -358,8 +369,8 @@ impl Replay {
 
     /// Decides `rec` with `policy` (the proxy's decision code) and counts it.
     pub fn replay(&mut self, policy: &CompiledPolicy, rec: &FlowRecord) {
-        let d = policy.decide(&rec.flow);
-        self.observe(rec, &d);
+        let rule = policy.allowing_rule(&rec.flow);
+        self.count(rec, rule, 1, rec.start_ms, rec.start_ms);
     }
 
     pub fn records(&self) -> u64 {
