@@ -30,70 +30,13 @@ CONNS="${CONNS:-16}"
 S="pw-ab-$$"
 POD=192.0.2.20
 SERVER=198.51.100.20
-work=$(mktemp -d /tmp/pw-ab.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  set +e
-  for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null; done
-  wait 2>/dev/null
-  for n in pod server; do
-    for p in $(ip netns pids "$S-$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    ip netns del "$S-$n" 2>/dev/null
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-ns() { local n=$1; shift; ip netns exec "$S-$n" "$@"; }
-bg() { # LOG NS UID CMD...
-  local log=$1 n=$2 uid=$3; shift 3
-  local priv=()
-  [ "$uid" = - ] || priv=(setpriv --reuid "$uid" --regid "$uid" --clear-groups --)
-  setsid ip netns exec "$S-$n" "${priv[@]}" "$@" >"$work/$log.log" 2>&1 &
-  pids+=($!)
-  last_pid=$!
-}
-listening() { ns "$1" ss -ltnH | awk '{print $4}' | grep -q ":$2\$"; }
-wait_port() { # ns port
-  for _ in $(seq 100); do listening "$1" "$2" && return 0; sleep 0.1; done
-  echo "nothing listening on $2 in $1" >&2; tail -n 20 "$work"/*.log >&2; exit 1
-}
-
-ip netns add "$S-pod"; ip netns add "$S-server"
-for n in pod server; do ns $n ip link set lo up; done
-ip -n "$S-pod" link add eth0 type veth peer name eth0 netns "$S-server"
-ip -n "$S-pod" addr add "$POD/24" dev eth0
-ip -n "$S-server" addr add "$SERVER/24" dev eth0
-ip -n "$S-pod" link set eth0 up; ip -n "$S-server" link set eth0 up
-ip -n "$S-pod" route add "$SERVER/32" dev eth0
-ip -n "$S-server" route add "$POD/32" dev eth0
-
-mkdir -p "$work/www" "$work/nginx"
-head -c 512 /dev/zero | tr '\0' 'x' >"$work/www/index.html"
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
-  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  server { listen 80; root $work/www; }
-}
-EOF
-bg nginx server - nginx -c "$work/nginx.conf"
-bg redis server - redis-server --port 6379 --bind 0.0.0.0 --protected-mode no --save "" --appendonly no --dir "$work"
-for p in 80 6379; do wait_port server $p; done
+. "$(dirname "$0")/netns-lib.sh"
+make_topology
+start_servers 80 6379
 
 first=${VARIANTS%% *}; first=${first#*=}
 ns pod "${first%:*}" init >/dev/null
 
-app() { ns pod setpriv --reuid 1000 --regid 1000 --clear-groups -- "$@"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 tck=$(getconf CLK_TCK)
