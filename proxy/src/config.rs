@@ -453,9 +453,8 @@ mod tests {
 
     #[test]
     fn yaml_then_flags() {
-        let dir = std::env::temp_dir().join(format!("pw-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("c.yaml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
         std::fs::write(
             &path,
             "outbound_port: 16001\nworkload: web\nadmin_addr: \"0.0.0.0:9901\"\n",

@@ -49,18 +49,18 @@ pub fn load_sinks(path: Option<&Path>) -> Result<Vec<SinkConfig>, SinksFileError
 mod tests {
     use super::*;
 
-    fn write(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("pw-sinks-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
     }
 
     #[test]
     fn default_file_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
         assert_eq!(load_sinks(None).unwrap(), vec![SinkConfig::Stdout]);
         let ok = write(
+            &dir,
             "ok.yaml",
             "- type: stdout\n- type: webhook\n  url: https://siem.example/in\n",
         );
@@ -69,18 +69,23 @@ mod tests {
             sinks.iter().map(SinkConfig::name).collect::<Vec<_>>(),
             vec!["stdout", "webhook"]
         );
-        let bad_url = write("bad.yaml", "- type: webhook\n  url: ftp://siem.example/\n");
+        let bad_url = write(
+            &dir,
+            "bad.yaml",
+            "- type: webhook\n  url: ftp://siem.example/\n",
+        );
         let e = load_sinks(Some(&bad_url)).unwrap_err().to_string();
         assert!(e.contains("bad.yaml") && e.contains("[0]"), "{e}");
         let no_ca = write(
+            &dir,
             "noca.yaml",
             "- type: webhook\n  url: https://siem.example/\n  caFile: /nonexistent/ca.pem\n",
         );
         let e = load_sinks(Some(&no_ca)).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
-        let empty = write("empty.yaml", "[]\n");
+        let empty = write(&dir, "empty.yaml", "[]\n");
         assert!(load_sinks(Some(&empty)).is_err());
-        let typo = write("typo.yaml", "- type: stdot\n");
+        let typo = write(&dir, "typo.yaml", "- type: stdot\n");
         assert!(load_sinks(Some(&typo))
             .unwrap_err()
             .to_string()
