@@ -11,7 +11,15 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 
-fn offload(test: &str) -> Option<&'static Offload> {
+/// These tests push megabytes through the kernel relay and one of them
+/// lets a stalled path pin up to [`STALL_CAP`] of kernel memory: they run
+/// one at a time (each holds this lock), so a slow round is their own.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+type Serial = tokio::sync::MutexGuard<'static, ()>;
+
+async fn offload(test: &str) -> Option<(&'static Offload, Serial)> {
+    let serial = SERIAL.lock().await;
     static LOADED: OnceLock<Option<()>> = OnceLock::new();
     let ok = LOADED.get_or_init(|| match Offload::load(64) {
         Ok(o) => {
@@ -27,7 +35,29 @@ fn offload(test: &str) -> Option<&'static Offload> {
         eprintln!("skipped: {test}: needs CAP_BPF + CAP_NET_ADMIN (run as root)");
         return None;
     }
-    active()
+    active().map(|o| (o, serial))
+}
+
+/// The socket cookies of the proxy's two sockets (the maps' keys).
+fn keys(r: &Rig) -> [u64; 2] {
+    use std::os::fd::AsRawFd;
+    [
+        sock::cookie(r.a.as_raw_fd()).unwrap(),
+        sock::cookie(r.b.as_raw_fd()).unwrap(),
+    ]
+}
+
+/// Checks by key, not by the process-wide pair count: other tests in this
+/// binary (tcp.rs's relay) pair sockets through the same maps meanwhile.
+fn assert_out_of_the_maps(o: &Offload, keys: [u64; 2], what: &str) {
+    for key in keys {
+        for (name, map) in [("verdict", &o.verdict), ("peers", &o.peers)] {
+            assert!(
+                !bpf::take(map, key).unwrap(),
+                "{what}: socket {key} is still in the {name} map"
+            );
+        }
+    }
 }
 
 struct Rig {
@@ -82,12 +112,13 @@ fn read_all(mut s: std::net::TcpStream) -> std::thread::JoinHandle<(Vec<u8>, std
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_closes_pass_on_after_every_byte_both_ways() {
-    let Some(o) = offload("half_closes_pass_on_after_every_byte_both_ways") else {
+    let Some((o, _serial)) = offload("half_closes_pass_on_after_every_byte_both_ways").await else {
         return;
     };
     // Many rounds: a lost tail shows up as a short read in some of them.
     for round in 0..40u8 {
         let r = rig().await;
+        let keys = keys(&r);
         let pair = match o.pair(r.a, r.b, 0).unwrap() {
             Ok(p) => p,
             Err(d) => panic!("declined: {}", d.reason),
@@ -135,13 +166,13 @@ async fn half_closes_pass_on_after_every_byte_both_ways() {
                 to_client: down.len() as u64
             }
         );
+        assert_out_of_the_maps(o, keys, &format!("round {round}"));
     }
-    assert_eq!(o.pairs(), 0, "every pair left the maps");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_that_arrived_before_pairing_are_relayed() {
-    let Some(o) = offload("bytes_that_arrived_before_pairing_are_relayed") else {
+    let Some((o, _serial)) = offload("bytes_that_arrived_before_pairing_are_relayed").await else {
         return;
     };
     let mut r = rig().await;
@@ -185,7 +216,7 @@ async fn bytes_that_arrived_before_pairing_are_relayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_ends_the_relay_with_an_error() {
-    let Some(o) = offload("a_reset_ends_the_relay_with_an_error") else {
+    let Some((o, _serial)) = offload("a_reset_ends_the_relay_with_an_error").await else {
         return;
     };
     let r = rig().await;
@@ -205,6 +236,7 @@ async fn a_reset_ends_the_relay_with_an_error() {
 /// reads (capped at [`STALL_CAP`]: reaching it means nothing pushed back).
 async fn stalled_reader_accepts(offloaded: bool) -> usize {
     let r = rig().await;
+    let keys = keys(&r);
     let relay = if offloaded {
         let o = active().unwrap();
         let pair = o.pair(r.a, r.b, 0).unwrap().map_err(|d| d.reason).unwrap();
@@ -239,6 +271,13 @@ async fn stalled_reader_accepts(offloaded: bool) -> usize {
         }
     }
     relay.abort();
+    // Wait until the aborted task has dropped its pair (out of the maps).
+    let _ = relay.await;
+    if offloaded {
+        if let Some(o) = active() {
+            assert_out_of_the_maps(o, keys, "an aborted relay");
+        }
+    }
     drop(r.s);
     total
 }
@@ -258,9 +297,10 @@ const BOUNDED: usize = 64 << 20;
 /// be the default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_pushes_back_only_on_the_splice_relay() {
-    if offload("a_stalled_reader_pushes_back_only_on_the_splice_relay").is_none() {
+    let Some((_, _serial)) = offload("a_stalled_reader_pushes_back_only_on_the_splice_relay").await
+    else {
         return;
-    }
+    };
     let splice = stalled_reader_accepts(false).await;
     let kernel = stalled_reader_accepts(true).await;
     eprintln!("bytes a writer got rid of with a stalled reader: splice relay {splice}, kernel relay {kernel} (cap {STALL_CAP})");
