@@ -168,11 +168,16 @@ async fn collector(
     (format!("http://{addr}/ingest"), got, calls)
 }
 
+/// Per-request timeout of the test webhooks: only a bound for a hung
+/// collector. A request that times out is retried and counted twice by the
+/// collector, so it must not fire on a merely slow (loaded CI) machine.
+const WEBHOOK_TIMEOUT_MS: u64 = 60_000;
+
 fn webhook(url: String, attempts: u32) -> SinkConfig {
     SinkConfig::Webhook(WebhookConfig {
         url,
         attempts,
-        timeout_ms: 2000,
+        timeout_ms: WEBHOOK_TIMEOUT_MS,
         backoff_ms: 10,
         bearer_token: Some("t0ken".into()),
         ca_file: None,
@@ -240,7 +245,7 @@ async fn https_webhook_verifies_the_collector_against_the_ca_file() {
         url,
         ca_file: Some(ca),
         attempts: 2,
-        timeout_ms: 2000,
+        timeout_ms: WEBHOOK_TIMEOUT_MS,
         backoff_ms: 10,
         bearer_token: None,
     });
@@ -303,16 +308,16 @@ async fn webhook_failure_is_counted_then_reported() {
     let metrics = EventMetrics::new(&Registry::new()).unwrap();
     let (bus, tasks) = EventBus::start(vec![webhook(url, 2)], 100, origin(), metrics.clone());
     bus.emit(event(1));
-    // Wait for the first batch to fail for good before sending the next.
-    for _ in 0..200 {
-        if metrics
-            .dropped
-            .with_label_values(&["webhook", "send_failed"])
-            .get()
-            > 0
-        {
-            break;
-        }
+    // Wait for the first batch to fail for good before sending the next
+    // (a poll: the deadline only bounds a hung test).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics
+        .dropped
+        .with_label_values(&["webhook", "send_failed"])
+        .get()
+        == 0
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
