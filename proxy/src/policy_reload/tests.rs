@@ -178,10 +178,13 @@ async fn watches_the_file_and_sighup() {
         "p",
     ));
     let task = r.clone().spawn(Duration::from_millis(20)).unwrap();
+    // Polls; the deadline only bounds a hung test (a loaded CI machine can
+    // stall the process for seconds).
     let wait_for = |want: u64| {
         let r = r.clone();
         async move {
-            for _ in 0..500 {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while tokio::time::Instant::now() < deadline {
                 if r.current().is_some_and(|p| p.version() == want) {
                     return true;
                 }
@@ -199,15 +202,25 @@ async fn watches_the_file_and_sighup() {
     assert_eq!(fx.hook.decide(&flow(6379)).rule.as_deref(), Some("out-db"));
     assert_eq!(fx.hook.decide(&flow(5432)).action, Action::Deny);
 
-    // SIGHUP forces a re-validation even of unchanged content.
+    // SIGHUP forces a re-validation even of unchanged content. The counter
+    // is bumped after the policy is published: wait for version 2's count,
+    // or it could pass for the SIGHUP's.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while fx.metrics.reloads.with_label_values(&["ok"]).get() < 2
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let before = fx.metrics.reloads.with_label_values(&["ok"]).get();
+    assert_eq!(before, 2, "the initial load and the change");
     let status = std::process::Command::new("kill")
         .args(["-HUP", &std::process::id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let mut reloaded = false;
-    for _ in 0..500 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
         if fx.metrics.reloads.with_label_values(&["ok"]).get() > before {
             reloaded = true;
             break;
