@@ -17,6 +17,9 @@ use podwarden_policy::Mode;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
+/// The fake sidecars answer at once; the timeout only bounds a hung test. A
+/// short one would turn a loaded CI machine's stall into a sidecar error.
+const SIDECAR_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[path = "support/fake_api.rs"]
 mod fake_api;
@@ -163,11 +166,7 @@ async fn setup() -> Setup {
             admin: addr,
         });
     }
-    let controller = Controller::new(
-        client,
-        SidecarClient::new(TOKEN, Duration::from_secs(5)),
-        15000,
-    );
+    let controller = Controller::new(client, SidecarClient::new(TOKEN, SIDECAR_TIMEOUT), 15000);
     Setup {
         controller,
         api,
@@ -404,7 +403,7 @@ async fn a_sidecar_rejecting_our_token_is_reported_not_skipped() {
     }
     let wrong = Controller::new(
         kc,
-        SidecarClient::new("not-the-token-not-the-token-xxxxx", Duration::from_secs(5)),
+        SidecarClient::new("not-the-token-not-the-token-xxxxx", SIDECAR_TIMEOUT),
         15000,
     );
     let st = wrong

@@ -21,6 +21,9 @@ mod fake_api;
 use fake_api::mock_client;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
+/// The fake sidecars answer at once; the timeout only bounds a hung test. A
+/// short one would turn a loaded CI machine's stall into a sidecar error.
+const SIDECAR_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A sidecar already running version 4 in protect, answering `/status`
 /// and `/rules/usage` (None = an older sidecar: 404).
@@ -112,11 +115,7 @@ async fn distribution_writes_rule_usage_summed_over_the_pods() {
             admin: sidecar(s.clone()).await,
         });
     }
-    let controller = Controller::new(
-        client,
-        SidecarClient::new(TOKEN, Duration::from_secs(5)),
-        15000,
-    );
+    let controller = Controller::new(client, SidecarClient::new(TOKEN, SIDECAR_TIMEOUT), 15000);
     let st = controller
         .distribute(&workload(), &pods)
         .await
