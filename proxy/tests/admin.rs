@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use http::Method;
 use http_body_util::BodyExt;
@@ -174,7 +172,7 @@ async fn connect_tunnel_is_forwarded_and_target_recorded() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     c.write_all(b"tunnelled").await.unwrap();
     let mut back = [0u8; 9];
-    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut back))
+    tokio::time::timeout(WAIT, c.read_exact(&mut back))
         .await
         .unwrap()
         .unwrap();
@@ -220,7 +218,7 @@ async fn dns_listener_forwards_records_and_learns_names() {
     q.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
     client.send_to(&q, listen).await.unwrap();
     let mut buf = [0u8; 512];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+    let (n, _) = tokio::time::timeout(WAIT, client.recv_from(&mut buf))
         .await
         .unwrap()
         .unwrap();

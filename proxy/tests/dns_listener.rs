@@ -20,6 +20,10 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+/// Bound of every wait for an answer or an event: generous, since only a
+/// hung test reaches it (a loaded CI machine can stall for seconds).
+const WAIT: Duration = Duration::from_secs(60);
+
 /// Names the upstream was asked, in order.
 type Seen = Arc<Mutex<Vec<String>>>;
 
@@ -82,7 +86,7 @@ async fn ask_udp(listener: SocketAddr, q: &[u8]) -> Vec<u8> {
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     s.send_to(q, listener).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf))
+    let n = tokio::time::timeout(WAIT, s.recv(&mut buf))
         .await
         .expect("the listener answered")
         .unwrap();
@@ -95,7 +99,7 @@ async fn ask_tcp(listener: SocketAddr, q: &[u8]) -> Vec<u8> {
     let mut out = (q.len() as u16).to_be_bytes().to_vec();
     out.extend_from_slice(q);
     s.write_all(&out).await.unwrap();
-    let len = tokio::time::timeout(Duration::from_secs(5), s.read_u16())
+    let len = tokio::time::timeout(WAIT, s.read_u16())
         .await
         .expect("the listener answered")
         .unwrap();
@@ -112,9 +116,9 @@ fn ancount(answer: &[u8]) -> u16 {
     u16::from_be_bytes([answer[6], answer[7]])
 }
 
-/// Events in the file sink, waiting up to 5 s for one matching `pred`.
+/// Events in the file sink, polling for one matching `pred`.
 async fn wait_event(path: &Path, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + WAIT;
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let found = text
@@ -172,15 +176,24 @@ async fn unlisted_names_never_reach_the_upstream_in_protect() {
         reloader.reload_now(),
         ReloadOutcome::Applied { .. }
     ));
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let udp = dns::start_with_policy(
-        proxy.shared().clone(),
-        listen,
-        vec![up],
-        Some(reloader.clone()),
-    )
-    .await
-    .unwrap();
+    // The port was free a moment ago; another process may have taken it
+    // (for UDP it was never checked): then try another.
+    let mut tries = 0;
+    let (listen, udp) = loop {
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        match dns::start_with_policy(
+            proxy.shared().clone(),
+            listen,
+            vec![up],
+            Some(reloader.clone()),
+        )
+        .await
+        {
+            Ok(udp) => break (listen, udp),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 10 => tries += 1,
+            Err(e) => panic!("dns listener on {listen}: {e}"),
+        }
+    };
 
     // A listed name and an allowNames suffix are forwarded and answered.
     for name in ["api.example", "kube-dns.kube-system.svc.cluster.local"] {

@@ -276,7 +276,7 @@ async fn websocket_upgrade_echo() {
     for msg in [&b"\x81\x05hello"[..], b"second frame"] {
         c.write_all(msg).await.unwrap();
         let mut back = vec![0u8; msg.len()];
-        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut back))
+        tokio::time::timeout(WAIT, c.read_exact(&mut back))
             .await
             .unwrap()
             .unwrap();

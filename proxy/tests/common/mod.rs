@@ -20,6 +20,10 @@ use podwarden_proxy::orig_dst::FixedOriginalDst;
 use podwarden_proxy::{DecisionHook, Proxy, Running};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Bound of every wait for something the test started (a response, a
+/// record): generous, since only a hung test ever reaches it.
+pub const WAIT: Duration = Duration::from_secs(60);
+
 pub struct Harness {
     pub proxy: Proxy,
     pub running: Running,
@@ -54,9 +58,11 @@ impl Harness {
         self.running.outbound
     }
 
-    /// Flow records, waiting briefly for in-flight ones to land.
+    /// Flow records, polling until in-flight ones land (the deadline only
+    /// bounds a hung test: a loaded CI machine can stall for seconds).
     pub async fn records_until(&self, pred: impl Fn(&[FlowRecord]) -> bool) -> Vec<FlowRecord> {
-        for _ in 0..200 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < deadline {
             let recs: Vec<FlowRecord> = self
                 .proxy
                 .flows()
@@ -219,7 +225,7 @@ pub async fn read_response(s: &mut TcpStream) -> (String, String) {
             let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
             return (head, body);
         }
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut tmp))
+        let n = tokio::time::timeout(WAIT, s.read(&mut tmp))
             .await
             .expect("response timeout")
             .unwrap();
