@@ -45,6 +45,9 @@ pub(crate) struct ValueCache {
     /// (variable kind, chain) → offset in `bits` of the OR of the bitsets
     /// of every value of that collection.
     unions: HashMap<(u8, u32), u32, BuildFx>,
+    /// (case-folded content hash, length) of a transformed value → the
+    /// entry whose scan it shares (see `bits_of`).
+    scanned: HashMap<(u64, usize), u32, BuildFx>,
     /// Scratch list of bitset offsets for `build_union`.
     offs: Vec<u32>,
 }
@@ -62,6 +65,7 @@ impl ValueCache {
         self.bits.clear();
         self.memo.clear();
         self.unions.clear();
+        self.scanned.clear();
     }
 
     /// Roughly the heap bytes the cache keeps between transactions: a
@@ -175,6 +179,24 @@ impl ValueCache {
                 return o as usize;
             }
         }
+        // Different chains often turn a value into the same bytes (the
+        // decoders change nothing but `+`, say): a transformed content is
+        // scanned once, whatever chain produced it.
+        let key = (!as_raw).then(|| {
+            let v = self.entries[i].value.as_deref().unwrap_or(raw);
+            (fold_hash(v), v.len())
+        });
+        if let Some(k) = key {
+            if let Some(&j) = self.scanned.get(&k) {
+                let (a, b) = (&self.entries[j as usize], &self.entries[i]);
+                if let (Some(off), Some(x), Some(y)) = (a.bits, &a.value, &b.value) {
+                    if x.eq_ignore_ascii_case(y) {
+                        self.entries[i].bits = Some(off);
+                        return off as usize;
+                    }
+                }
+            }
+        }
         let off = self.bits.len();
         self.bits.resize(off + cf.words(), 0);
         let v = self.entries[i].value.as_deref().unwrap_or(raw);
@@ -182,6 +204,9 @@ impl ValueCache {
         self.entries[i].bits = Some(off as u32);
         if as_raw {
             self.vbits[vid] = Some(off as u32);
+        }
+        if let Some(k) = key {
+            self.scanned.entry(k).or_insert(i as u32);
         }
         off
     }
@@ -230,6 +255,11 @@ impl ValueCache {
         self.offs = offs;
         self.unions.insert((kind as u8, chain), off as u32);
         off
+    }
+
+    /// Drops the union bitsets of `kind` (its values changed).
+    pub fn forget_unions(&mut self, kind: VarKind) {
+        self.unions.retain(|&(k, _), _| k != kind as u8);
     }
 
     pub fn union_has(&self, off: usize, slot: u32) -> bool {
@@ -284,6 +314,24 @@ impl ValueCache {
     pub fn memo_put(&mut self, k: (u32, usize), m: bool) {
         self.memo.insert(k, m);
     }
+}
+
+/// A hash of `v` that ASCII case does not change (bit 0x20 of every byte
+/// set): values equal but for case collide, as the scan needs.
+fn fold_hash(v: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = super::Fx::default();
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h.write_u64(u64::from_le_bytes(w) | 0x2020_2020_2020_2020);
+    }
+    let mut w = [0u8; 8];
+    let r = it.remainder();
+    w[..r.len()].copy_from_slice(r);
+    h.write_u64(u64::from_le_bytes(w) | 0x2020_2020_2020_2020);
+    h.finish()
 }
 
 /// Operators whose result depends only on the value (no macros, no state).

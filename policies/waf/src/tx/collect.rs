@@ -324,7 +324,7 @@ pub fn collect<'a>(
         MatchedVar => owned(kind, st.matched_var.clone(), out),
         MatchedVarName => owned(kind, st.matched_var_name.clone().into_bytes(), out),
         MatchedVars | MatchedVarsNames => {
-            for (n, v) in &st.matched_vars {
+            for (n, v) in st.matched_vars.iter() {
                 if sel.matches(n) {
                     let value = if kind == MatchedVars {
                         v.clone()

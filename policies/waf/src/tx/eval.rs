@@ -139,7 +139,7 @@ impl Transaction<'_> {
             self.run_actions(req, link);
             return true;
         }
-        if let Some((key, count)) = self.single_tx_key(link) {
+        if let Some((key, count)) = self.single_tx_key(rule, link) {
             return self.eval_tx_link(req, link, key, count);
         }
         if !self.link_may_match(req, link) {
@@ -173,31 +173,31 @@ impl Transaction<'_> {
         let mut any = false;
         for v in &values {
             let stable = matches!(v.value, Cow::Borrowed(_));
-            let (matched, caps, transformed) = self.check(req, link, &v.value, stable);
+            let (matched, caps) = self.check(req, link, &v.value, stable);
             if !matched {
                 continue;
             }
             any = true;
-            self.value_matched(req, link, v, caps, transformed);
+            self.value_matched(req, link, v, caps);
         }
         self.vbuf = recycle(values);
         any
     }
 
-    /// MATCHED_VAR(S), captures and the link's actions for one matching value.
+    /// MATCHED_VAR(S), captures and the link's actions for one matching
+    /// value (its transformed form is in `tbuf`, left by the check).
     fn value_matched(
         &mut self,
         req: &ReqVars,
         link: &Link,
         v: &Val<'_>,
         caps: Option<Vec<Vec<u8>>>,
-        transformed: Vec<u8>,
     ) {
         v.write_full_name(&mut self.st.matched_var_name);
+        std::mem::swap(&mut self.st.matched_var, &mut self.tbuf);
         self.st
             .matched_vars
-            .push((self.st.matched_var_name.clone(), transformed.clone()));
-        self.st.matched_var = transformed;
+            .push(&self.st.matched_var_name, &self.st.matched_var);
         if link.capture {
             if let Some(c) = caps {
                 for (i, g) in c.into_iter().enumerate() {
@@ -209,23 +209,36 @@ impl Transaction<'_> {
     }
 
     /// The key (and whether it is counted, `&TX:key`) when the link inspects
-    /// exactly one TX variable and nothing can exclude it (CRS's many
-    /// `TX:detection_paranoia_level "@lt N"` skips, `&TX:x "@eq 0"` defaults
-    /// and score checks): such a link needs no value list.
-    fn single_tx_key<'l>(&self, link: &'l Link) -> Option<(&'l str, bool)> {
+    /// exactly one TX variable and no run-time exclusion of the rule names a
+    /// TX target (CRS's many `TX:detection_paranoia_level "@lt N"` skips,
+    /// `&TX:x "@eq 0"` defaults and score checks): such a link needs no
+    /// value list. (CRS 941010 removes REQUEST_FILENAME from some rules on
+    /// nearly every request: exclusions of other collections cannot remove
+    /// a TX value.)
+    fn single_tx_key<'l>(&self, rule: &Rule, link: &'l Link) -> Option<(&'l str, bool)> {
         match link.targets.as_slice() {
             [Target {
                 kind: VarKind::Tx,
                 selector: Selector::Key(k),
                 count,
                 exclude: false,
-            }] if self.st.removed_targets_by_id.is_empty()
-                && self.st.removed_targets_by_tag.is_empty() =>
-            {
-                Some((k, *count))
-            }
+            }] if !self.excludes_tx(rule) => Some((k, *count)),
             _ => None,
         }
+    }
+
+    /// Whether a run-time exclusion that applies to `rule` targets TX.
+    fn excludes_tx(&self, rule: &Rule) -> bool {
+        let tx = |ts: &[Target]| ts.iter().any(|t| t.kind == VarKind::Tx);
+        self.st
+            .removed_targets_by_id
+            .iter()
+            .any(|(ranges, ts)| tx(ts) && ranges.iter().any(|(a, b)| (*a..=*b).contains(&rule.id)))
+            || self
+                .st
+                .removed_targets_by_tag
+                .iter()
+                .any(|(tag, ts)| tx(ts) && rule.tags.iter().any(|t| t == tag))
     }
 
     /// [`Self::eval_link`] for a single TX target: the same steps as the
@@ -240,12 +253,15 @@ impl Transaction<'_> {
             (Some(_), true) => b"1",
             (None, true) => b"0",
         };
-        let (m, caps, transformed) = if link.multi_match {
-            check_multi(req, &self.st, None, link, raw)
+        let (m, caps) = if link.multi_match {
+            check_multi(req, &self.st, None, link, raw, &mut self.tbuf)
         } else {
             let v = transform::apply_all(&link.transforms, raw);
             let (m, c) = op(req, &self.st, link, &v);
-            (m, c, if m { v.into_owned() } else { Vec::new() })
+            if m {
+                set_buf(&mut self.tbuf, &v);
+            }
+            (m, c)
         };
         if !m {
             return false;
@@ -256,7 +272,7 @@ impl Transaction<'_> {
             key: Cow::Borrowed(if count { "" } else { key }),
             value: Cow::Borrowed(b""),
         };
-        self.value_matched(req, link, &v, caps, transformed);
+        self.value_matched(req, link, &v, caps);
         true
     }
 
@@ -310,21 +326,23 @@ impl Transaction<'_> {
         false
     }
 
-    /// Runs the operator on the transformed value (each step with multiMatch).
+    /// Runs the operator on the transformed value (each step with
+    /// multiMatch); on a match the matched (transformed) value is left in
+    /// `tbuf`.
     fn check(
         &mut self,
         req: &ReqVars,
         link: &Link,
         value: &[u8],
         from_req: bool,
-    ) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
+    ) -> (bool, Option<Vec<Vec<u8>>>) {
         if link.multi_match {
             let vid = from_req.then(|| self.cache.raw_vid(value));
             let memo = vid.and_then(|v| self.cache.multi_memo_key(v, link));
             // A remembered miss is final; a remembered match runs again to
             // recover the matched (transformed) value — matches are rare.
             if let Some(false) = memo.and_then(|k| self.cache.memo_get(k)) {
-                return (false, None, Vec::new());
+                return (false, None);
             }
             let r = check_multi(
                 req,
@@ -332,6 +350,7 @@ impl Transaction<'_> {
                 vid.map(|v| (&mut self.cache, v)),
                 link,
                 value,
+                &mut self.tbuf,
             );
             if let Some(k) = memo {
                 self.cache.memo_put(k, r.0);
@@ -341,7 +360,10 @@ impl Transaction<'_> {
         if !from_req {
             let v = transform::apply_all(&link.transforms, value);
             let (m, c) = op(req, &self.st, link, &v);
-            return (m, c, if m { v.into_owned() } else { Vec::new() });
+            if m {
+                set_buf(&mut self.tbuf, &v);
+            }
+            return (m, c);
         }
         // Values borrowed from the request are stable for the phase: cache
         // their transformed form, prefilter scan and pure operator results.
@@ -349,23 +371,28 @@ impl Transaction<'_> {
         if let Some(slot) = link.prefilter {
             if let Some(cf) = self.rs.prefilter.chain(link.tchain) {
                 if self.prefilter && !self.cache.allows(idx, cf, slot, value) {
-                    return (false, None, Vec::new());
+                    return (false, None);
                 }
             }
         }
         let memo = self.cache.memo_key(idx, link);
         let v = self.cache.value(idx, value);
         match memo.and_then(|k| self.cache.memo_get(k)) {
-            Some(false) => return (false, None, Vec::new()),
-            Some(true) if !link.capture => return (true, None, v.to_vec()),
+            Some(false) => return (false, None),
+            Some(true) if !link.capture => {
+                set_buf(&mut self.tbuf, v);
+                return (true, None);
+            }
             _ => {}
         }
         let (m, c) = op(req, &self.st, link, v);
-        let out = if m { v.to_vec() } else { Vec::new() };
+        if m {
+            set_buf(&mut self.tbuf, v);
+        }
         if let Some(k) = memo {
             self.cache.memo_put(k, m);
         }
-        (m, c, out)
+        (m, c)
     }
 
     fn run_actions(&mut self, req: &ReqVars, link: &Link) {
@@ -517,11 +544,13 @@ fn check_multi(
     mut raw: Option<(&mut super::cache::ValueCache, u32)>,
     link: &Link,
     value: &[u8],
-) -> (bool, Option<Vec<Vec<u8>>>, Vec<u8>) {
+    out: &mut Vec<u8>,
+) -> (bool, Option<Vec<Vec<u8>>>) {
     let mut cur: Cow<[u8]> = Cow::Borrowed(value);
     let (m, c) = op(req, st, link, &cur);
     if m {
-        return (true, c, cur.into_owned());
+        set_buf(out, &cur);
+        return (true, c);
     }
     for &t in &link.transforms {
         let on_raw = matches!(cur, Cow::Borrowed(_));
@@ -545,12 +574,19 @@ fn check_multi(
                 cur = Cow::Owned(n);
                 let (m, c) = op(req, st, link, &cur);
                 if m {
-                    return (true, c, cur.into_owned());
+                    set_buf(out, &cur);
+                    return (true, c);
                 }
             }
         }
     }
-    (false, None, Vec::new())
+    (false, None)
+}
+
+/// Replaces `buf`'s contents with `v`, keeping its allocation.
+fn set_buf(buf: &mut Vec<u8>, v: &[u8]) {
+    buf.clear();
+    buf.extend_from_slice(v);
 }
 
 /// Runs a link's operator on an (already transformed) value.

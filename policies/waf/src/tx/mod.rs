@@ -7,7 +7,7 @@ mod eval;
 mod request;
 mod txmap;
 
-use crate::model::{BodyProcessor, Disruptive, EngineMode, Target};
+use crate::model::{BodyProcessor, Disruptive, EngineMode, Target, VarKind};
 use crate::ruleset::RuleSet;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +93,7 @@ pub(crate) struct TxState {
     pub other: BTreeMap<(u8, String), Vec<u8>>,
     pub matched_var: Vec<u8>,
     pub matched_var_name: String,
-    pub matched_vars: Vec<(String, Vec<u8>)>,
+    pub matched_vars: MatchedVars,
     pub removed_ids: Vec<(u64, u64)>,
     pub removed_tags: Vec<String>,
     pub removed_targets_by_id: Vec<IdTargets>,
@@ -106,6 +106,37 @@ pub(crate) struct TxState {
     pub rule_severity: Option<u8>,
 }
 
+/// MATCHED_VARS of the rule being evaluated: the (name, value) buffers
+/// stay allocated when the list is cleared, so each match rewrites them
+/// instead of allocating two copies.
+#[derive(Debug, Default)]
+pub(crate) struct MatchedVars {
+    items: Vec<(String, Vec<u8>)>,
+    len: usize,
+}
+
+impl MatchedVars {
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        if self.len == self.items.len() {
+            self.items.push((String::new(), Vec::new()));
+        }
+        let (n, v) = &mut self.items[self.len];
+        n.clear();
+        n.push_str(name);
+        v.clear();
+        v.extend_from_slice(value);
+        self.len += 1;
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(String, Vec<u8>)> {
+        self.items[..self.len].iter()
+    }
+}
+
 static TX_COUNTER: AtomicU64 = AtomicU64::new(1);
 
 /// Per-thread scratch (value cache, value buffers) handed from one
@@ -115,6 +146,9 @@ static TX_COUNTER: AtomicU64 = AtomicU64::new(1);
 struct Scratch {
     cache: cache::ValueCache,
     tx: txmap::TxMap,
+    matched_vars: MatchedVars,
+    matched_var: Vec<u8>,
+    tbuf: Vec<u8>,
     vbuf: Vec<collect::Val<'static>>,
     ubuf: Vec<collect::Val<'static>>,
 }
@@ -141,6 +175,9 @@ pub struct Transaction<'r> {
     pub(crate) vbuf: Vec<collect::Val<'static>>,
     /// Reused buffer for the values of a prefilter union.
     pub(crate) ubuf: Vec<collect::Val<'static>>,
+    /// A matching value's transformed form, on its way to MATCHED_VAR
+    /// (swapped with it: neither buffer is reallocated per match).
+    pub(crate) tbuf: Vec<u8>,
     /// Whether the literal prefilter gates operators (see [`Self::set_prefilter`]).
     pub(crate) prefilter: bool,
     /// The next phase may keep the value cache: the request variables have
@@ -163,15 +200,22 @@ impl<'r> Transaction<'r> {
         let Scratch {
             cache,
             mut tx,
+            mut matched_vars,
+            mut matched_var,
+            tbuf,
             vbuf,
             ubuf,
         } = *scratch;
         tx.reset();
+        matched_vars.clear();
+        matched_var.clear();
         Transaction {
             rs,
             req,
             st: TxState {
                 tx,
+                matched_vars,
+                matched_var,
                 ..TxState::default()
             },
             outcome: Outcome::default(),
@@ -180,6 +224,7 @@ impl<'r> Transaction<'r> {
             cache,
             vbuf,
             ubuf,
+            tbuf,
             prefilter: true,
             reuse_cache: false,
         }
@@ -212,18 +257,22 @@ impl<'r> Transaction<'r> {
             .unwrap_or(self.rs.config.request_body_access)
         {
             // An empty body that no processor parses leaves every request
-            // variable exactly as phase 1 saw it (nothing is reallocated):
-            // phase 2 may then keep phase 1's transformed values and scans.
+            // variable exactly as phase 1 saw it (nothing is reallocated),
+            // except that REQUEST_BODY may appear, empty (CRS 901340 forces
+            // the variable for every request without a processor): phase 2
+            // may then keep phase 1's transformed values and scans.
             let untouched = r.body.is_empty()
                 && self.req.body.is_empty()
-                && !self.req.has_body_var
-                && !self.st.force_body_var
                 && self
                     .st
                     .body_processor
                     .or(self.req.default_processor)
                     .is_none();
             self.process_body(r);
+            if untouched {
+                // Its collection union was built over no value.
+                self.cache.forget_unions(VarKind::RequestBody);
+            }
             self.reuse_cache = untouched;
         } else {
             self.reuse_cache = true;
@@ -282,6 +331,9 @@ impl Drop for Transaction<'_> {
         let scratch = Box::new(Scratch {
             cache: std::mem::take(&mut self.cache),
             tx: std::mem::take(&mut self.st.tx),
+            matched_vars: std::mem::take(&mut self.st.matched_vars),
+            matched_var: std::mem::take(&mut self.st.matched_var),
+            tbuf: std::mem::take(&mut self.tbuf),
             vbuf: eval::recycle(std::mem::take(&mut self.vbuf)),
             ubuf: eval::recycle(std::mem::take(&mut self.ubuf)),
         });
