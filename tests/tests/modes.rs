@@ -108,7 +108,7 @@ fn world_with(test: &str, mode: &str, dns_upstreams: &[&str], proxy_first: bool)
         let mut argv = vec![python(), script.as_str(), "53"];
         argv.extend(records.iter().map(String::as_str));
         ns.spawn(label, None, &argv).unwrap();
-        ns.wait_udp_bound(53, Duration::from_secs(5)).unwrap();
+        ns.wait_udp_bound(53, podwarden_e2e::READY).unwrap();
     };
     dns(
         &t.server,
@@ -124,9 +124,7 @@ fn world_with(test: &str, mode: &str, dns_upstreams: &[&str], proxy_first: bool)
     t.server
         .spawn("fwd", None, &[python(), &fwd, "3128", &map])
         .unwrap();
-    t.server
-        .wait_listening(3128, Duration::from_secs(10))
-        .unwrap();
+    t.server.wait_listening(3128, podwarden_e2e::READY).unwrap();
 
     t.pod
         .set_resolv_conf(&format!("nameserver {}\n", SERVER.v4))
@@ -199,7 +197,7 @@ impl World {
         }
         self.t
             .pod
-            .wait_udp_bound(15053, Duration::from_secs(5))
+            .wait_udp_bound(15053, podwarden_e2e::READY)
             .unwrap();
         pid
     }
@@ -220,14 +218,15 @@ impl World {
     }
 
     fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + podwarden_e2e::READY;
         loop {
             if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
                 return e;
             }
             assert!(
                 Instant::now() < deadline,
-                "no event {what} after 10s; proxy log:\n{}",
+                "no event {what} after {:?}; proxy log:\n{}",
+                podwarden_e2e::READY,
                 self.proxy_log()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -300,7 +299,7 @@ impl World {
     fn start_pinger(&self, secs: u32) {
         let script = r#"
 import socket, sys, time
-s = socket.create_connection((sys.argv[1], 6379), timeout=5)
+s = socket.create_connection((sys.argv[1], 6379), timeout=30)
 end = time.time() + float(sys.argv[2])
 n = 0
 while time.time() < end:
@@ -310,6 +309,8 @@ while time.time() < end:
         print("BROKEN", r, flush=True)
         sys.exit(1)
     n += 1
+    if n == 1:
+        print("CONNECTED", flush=True)
     time.sleep(0.3)
 print("DONE", n, flush=True)
 "#;
@@ -322,10 +323,23 @@ print("DONE", n, flush=True)
                 &[python(), "-c", script, &SERVER.v4.to_string(), &secs],
             )
             .unwrap();
+        // Its connection is up (one PING answered) before the test goes on:
+        // a sleep would not be enough for a python start on a loaded machine.
+        let deadline = Instant::now() + podwarden_e2e::READY;
+        while !self.t.pod.log_of("pinger").contains("CONNECTED") {
+            assert!(
+                self.t.pod.is_running("pinger") && Instant::now() < deadline,
+                "the pinger never got its first PONG: {}\n{}",
+                self.t.pod.log_of("pinger"),
+                self.proxy_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_pinger(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(40);
+        // It runs for its given seconds at most, then some slack.
+        let deadline = Instant::now() + Duration::from_secs(30) + podwarden_e2e::READY;
         while self.t.pod.is_running("pinger") && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -708,9 +722,9 @@ fn killed_proxy_refuses_new_connections_and_restart_keeps_learned_names() {
     };
     let allowed = format!("http://{NAME}:8000/ok.txt");
     assert_eq!(w.curl(&[&allowed]).unwrap(), "allowed\n");
-    // The binding is saved within a second of the answer.
+    // The binding is saved soon after the answer (the proxy saves every second).
     let saved = w.state_dir.join("dns-names.json");
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + podwarden_e2e::READY;
     while !std::fs::read_to_string(&saved).is_ok_and(|s| s.contains(NAME)) {
         assert!(
             Instant::now() < deadline,
@@ -720,7 +734,6 @@ fn killed_proxy_refuses_new_connections_and_restart_keeps_learned_names() {
         std::thread::sleep(Duration::from_millis(100));
     }
     w.start_pinger(30);
-    std::thread::sleep(Duration::from_millis(600));
 
     // kill -9 mid-traffic.
     let pid =
