@@ -82,7 +82,7 @@ pub fn dns_server(ns: &Netns, label: &str, records: &[String]) -> Result<()> {
     let mut argv = vec![python(), script.as_str(), "53"];
     argv.extend(records.iter().map(String::as_str));
     ns.spawn(label, None, &argv)?;
-    ns.wait_udp_bound(53, std::time::Duration::from_secs(5))
+    ns.wait_udp_bound(53, crate::netns::READY)
 }
 
 impl Topology {

@@ -93,14 +93,14 @@ fn script(scratch: &Scratch, name: &str, text: &str) -> Result<String> {
 pub fn app_server(ns: &Netns, scratch: &Scratch, label: &str, port: u16) -> Result<()> {
     let s = script(scratch, "l7_app_server.py", APP_SERVER)?;
     ns.spawn(label, None, &[python(), &s, &port.to_string()])?;
-    ns.wait_listening(port, Duration::from_secs(10))
+    ns.wait_listening(port, crate::netns::READY)
 }
 
 /// Starts the raw TCP sink in `ns` on `port`.
 pub fn raw_sink(ns: &Netns, scratch: &Scratch, label: &str, port: u16) -> Result<()> {
     let s = script(scratch, "l7_raw_sink.py", RAW_SINK)?;
     ns.spawn(label, None, &[python(), &s, &port.to_string()])?;
-    ns.wait_listening(port, Duration::from_secs(10))
+    ns.wait_listening(port, crate::netns::READY)
 }
 
 /// Runs the split client as `uid` in `ns`, one write per part; returns
@@ -161,16 +161,17 @@ pub fn events(t: &Topology) -> Vec<Value> {
         .collect()
 }
 
-/// Waits (up to 10 s) for an event satisfying `pred`.
+/// Waits (polling, up to [`crate::netns::READY`]) for an event satisfying `pred`.
 pub fn wait_event(t: &Topology, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + crate::netns::READY;
     loop {
         if let Some(e) = events(t).into_iter().find(|e| pred(e)) {
             return Ok(e);
         }
         if Instant::now() > deadline {
             bail!(
-                "no event {what} after 10s; proxy log:\n{}",
+                "no event {what} after {:?}; proxy log:\n{}",
+                crate::netns::READY,
                 t.pod.log_of("podwarden")
             );
         }

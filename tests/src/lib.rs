@@ -16,6 +16,6 @@ pub mod servers;
 pub mod topology;
 
 pub use env::require;
-pub use netns::Netns;
+pub use netns::{Netns, READY};
 pub use pod::{python, Counter, ADMIN, APP_UID, PROXY_START, PROXY_UID};
 pub use topology::{Topology, CLIENT, POD, SERVER, UNKNOWN};

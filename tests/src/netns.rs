@@ -24,6 +24,12 @@ pub fn unique_stem() -> String {
 /// Default bound on any command run to completion in a namespace.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Bound of every wait for something a test started (a server listening, a
+/// flow record, an event, a process exiting). Waits are polls, so a fast
+/// machine never waits for it; it only has to outlast a loaded 2-core CI VM,
+/// which can stall a process for seconds.
+pub const READY: Duration = Duration::from_secs(60);
+
 /// A process started in a namespace; killed (with its process group) on drop.
 pub struct Proc {
     pub name: String,

@@ -76,7 +76,7 @@ impl Topology {
     /// Polls `/flows` until some record satisfies `pred` (records of a
     /// connection appear when it ends) and returns that record.
     pub fn wait_flow(&self, what: &str, pred: impl Fn(&FlowRecord) -> bool) -> Result<FlowRecord> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::netns::READY;
         loop {
             let flows = self.flows()?;
             if let Some(r) = flows.iter().find(|r| pred(r)) {
@@ -84,7 +84,8 @@ impl Topology {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "no flow record {what} after 10s; /flows has:\n{}\n{}",
+                    "no flow record {what} after {:?}; /flows has:\n{}\n{}",
+                    crate::netns::READY,
                     serde_json::to_string_pretty(&flows).unwrap_or_default(),
                     self.logs()
                 );

@@ -1,15 +1,11 @@
 //! Real servers for the server side of the tests, each started in a namespace
 //! and waited for. All listen dual-stack so the same server serves IPv4 and IPv6.
 
-use std::time::Duration;
-
 use anyhow::Result;
 
-use crate::netns::Netns;
+use crate::netns::{Netns, READY};
 use crate::pod::{fixture, python};
 use crate::topology::Scratch;
-
-const READY: Duration = Duration::from_secs(10);
 
 /// A fresh directory under `scratch` holding `files` (name, content).
 fn docroot(scratch: &Scratch, label: &str, files: &[(&str, &str)]) -> Result<String> {

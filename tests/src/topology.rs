@@ -187,7 +187,7 @@ impl Topology {
             (&self.unknown, &UNKNOWN),
             (&self.client, &CLIENT),
         ];
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::netns::READY;
         for ns in leaves.iter().map(|(n, _)| *n).chain([&self.router]) {
             while !ns
                 .exec(&["ip", "-6", "addr", "show", "tentative"])?

@@ -450,9 +450,7 @@ fn dns_is_answered_through_the_proxy_and_names_reach_later_flows() {
             ],
         )
         .unwrap();
-    t.server
-        .wait_udp_bound(53, std::time::Duration::from_secs(5))
-        .unwrap();
+    t.server.wait_udp_bound(53, podwarden_e2e::READY).unwrap();
     servers::http(
         &t.server,
         &t.scratch,
@@ -466,7 +464,7 @@ fn dns_is_answered_through_the_proxy_and_names_reach_later_flows() {
         .unwrap();
     t.start_proxy(&["--dns-upstream", &resolver]).unwrap();
     t.pod
-        .wait_udp_bound(15053, std::time::Duration::from_secs(5))
+        .wait_udp_bound(15053, podwarden_e2e::READY)
         .expect("the proxy's DNS listener");
     t.init(&["--dns-resolver", &resolver]).unwrap();
 

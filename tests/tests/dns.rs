@@ -101,7 +101,7 @@ fn world(test: &str, mode: &str) -> Option<Topology> {
         &server,
     ])
     .unwrap_or_else(|e| panic!("{e:#}\n{}", t.logs()));
-    t.pod.wait_udp_bound(15053, Duration::from_secs(5)).unwrap();
+    t.pod.wait_udp_bound(15053, podwarden_e2e::READY).unwrap();
     t.init(&["--dns-resolver", &server]).unwrap();
     Some(t)
 }

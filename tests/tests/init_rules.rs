@@ -241,7 +241,7 @@ fn dns_goes_to_the_proxy(v6: bool) {
             &[python(), &fixture("dns_stub.py"), "15053"],
         )
         .unwrap();
-    t.pod.wait_udp_bound(15053, Duration::from_secs(5)).unwrap();
+    t.pod.wait_udp_bound(15053, podwarden_e2e::READY).unwrap();
     t.init(&["--dns-resolver", &resolver]).unwrap();
     for uid in [Some(APP_UID), None] {
         let out = t

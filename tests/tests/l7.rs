@@ -213,10 +213,11 @@ fn assert_masked(t: &Topology, ev: &Value) {
     );
 }
 
-/// Waits (up to 10 s) for the sink to log the end of `n` connections;
-/// returns its log.
+/// Waits (polling, up to [`podwarden_e2e::READY`]) for the sink to log the
+/// end of `n` connections; returns its log.
 fn sink_totals(t: &Topology, n: usize) -> String {
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + podwarden_e2e::READY;
+    while std::time::Instant::now() < deadline {
         let log = t.server.log_of("sink");
         if log.matches("TOTAL").count() >= n {
             return log;

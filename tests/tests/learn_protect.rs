@@ -62,7 +62,7 @@ fn world(test: &str) -> Option<World> {
             ],
         )
         .unwrap();
-    t.server.wait_udp_bound(53, Duration::from_secs(5)).unwrap();
+    t.server.wait_udp_bound(53, podwarden_e2e::READY).unwrap();
     // The API: /users/<id> documents.
     let api = t.scratch.path("api");
     std::fs::create_dir_all(api.join("users")).unwrap();
@@ -86,9 +86,7 @@ fn world(test: &str) -> Option<World> {
             ],
         )
         .unwrap();
-    t.server
-        .wait_listening(8000, Duration::from_secs(10))
-        .unwrap();
+    t.server.wait_listening(8000, podwarden_e2e::READY).unwrap();
     let (cert, key) = servers::self_signed(&t.server, &t.scratch, "secure.example.test").unwrap();
     servers::tls(&t.server, "tls", 8443, &cert, &key).unwrap();
     servers::redis(&t.server, &t.scratch, "redis", 6379).unwrap();
@@ -113,7 +111,7 @@ fn world(test: &str) -> Option<World> {
             ],
         )
         .unwrap();
-    t.pod.wait_listening(8080, Duration::from_secs(10)).unwrap();
+    t.pod.wait_listening(8080, podwarden_e2e::READY).unwrap();
 
     t.pod
         .set_resolv_conf(&format!("nameserver {s4}\n"))
@@ -142,7 +140,7 @@ fn start_proxy(t: &Topology, state: &std::path::Path, label: &str) {
     )
     .unwrap();
     t.pod
-        .wait_udp_bound(15053, Duration::from_secs(5))
+        .wait_udp_bound(15053, podwarden_e2e::READY)
         .expect("the proxy's DNS listener");
 }
 
@@ -205,7 +203,7 @@ fn flows_since(t: &Topology, since_ms: u64) -> Vec<FlowRecord> {
 /// Waits until the records of the inbound call and of redis (the last
 /// connections of [`normal_traffic`]) have been written.
 fn wait_traffic_recorded(t: &Topology, since_ms: u64) -> Vec<FlowRecord> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + podwarden_e2e::READY;
     loop {
         let flows = flows_since(t, since_ms);
         let inbound = flows
@@ -324,7 +322,8 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
     );
 
     // Learning survives a restart (SIGTERM saves; the new proxy restores).
-    t.pod.stop("podwarden", Duration::from_secs(5));
+    // SIGTERM; a SIGKILL after the grace would lose the state this checks.
+    t.pod.stop("podwarden", podwarden_e2e::READY);
     assert!(
         w.state.join("shop/checkout/learning.json").is_file(),
         "learning state saved"

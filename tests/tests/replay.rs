@@ -116,7 +116,7 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
     let export = t.scratch.path("export.jsonl");
     let exported = export.display().to_string();
     let cli = cli_path().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + podwarden_e2e::READY;
     let recs = loop {
         let out = t
             .pod
@@ -144,7 +144,8 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
         }
         assert!(
             Instant::now() < deadline,
-            "flow log incomplete after 15s: {} records\n{}",
+            "flow log incomplete after {:?}: {} records\n{}",
+            podwarden_e2e::READY,
             recs.len(),
             t.logs()
         );
@@ -260,7 +261,7 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
     let mut enforced = full.clone();
     enforced.metadata.version = 2;
     write_policy(&policy_file, &enforced);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + podwarden_e2e::READY;
     let (event_id, body) = loop {
         // With the response head (-D -) ahead of the body.
         let r = curl(
@@ -283,7 +284,8 @@ fn replay_gates_a_policy_change_and_explains_a_real_403() {
         }
         assert!(
             Instant::now() < deadline,
-            "no 403 after 15s: {resp}\n{}",
+            "no 403 after {:?}: {resp}\n{}",
+            podwarden_e2e::READY,
             t.logs()
         );
         std::thread::sleep(Duration::from_millis(300));

@@ -9,7 +9,7 @@
 //! are offloaded, the fallback when the proxy lacks the capabilities, and
 //! what a stalled reader does to the kernel's buffering (back-pressure).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use podwarden_e2e::pod::proxy_bin;
 use podwarden_e2e::{python, require, Topology, ADMIN, APP_UID, PROXY_UID, SERVER};
@@ -202,9 +202,7 @@ fn half_close_carries_every_byte_through_the_kernel_relay() {
             &[python(), &server, "7000", &reply.to_string()],
         )
         .unwrap();
-    t.server
-        .wait_listening(7000, Duration::from_secs(10))
-        .unwrap();
+    t.server.wait_listening(7000, podwarden_e2e::READY).unwrap();
     let client = script(&t, "half_close_client.py", HALF_CLOSE_CLIENT);
     let iters: u32 = 20;
     let out = t
@@ -236,7 +234,8 @@ fn half_close_carries_every_byte_through_the_kernel_relay() {
         .map(|i| (1u64 << 20) + 4099 * u64::from(i))
         .collect();
     let mut seen = Vec::new();
-    for _ in 0..50 {
+    let deadline = Instant::now() + podwarden_e2e::READY;
+    while Instant::now() < deadline {
         seen = t
             .flows()
             .unwrap()
@@ -280,9 +279,7 @@ fn only_uninspected_opaque_connections_are_offloaded() {
         &[("index.html", "hello\n")],
     )
     .unwrap();
-    t.server
-        .wait_listening(7000, Duration::from_secs(10))
-        .unwrap();
+    t.server.wait_listening(7000, podwarden_e2e::READY).unwrap();
     // HTTP goes through the HTTP relay, never the kernel one.
     let body = t
         .app_curl(&[&format!("http://{}:8080/index.html", SERVER.v4)])
@@ -324,9 +321,7 @@ fn without_the_capabilities_auto_falls_back_to_splice() {
     t.server
         .spawn("echo-sum", None, &[python(), &server, "7000", "100000"])
         .unwrap();
-    t.server
-        .wait_listening(7000, Duration::from_secs(10))
-        .unwrap();
+    t.server.wait_listening(7000, podwarden_e2e::READY).unwrap();
     let client = script(&t, "half_close_client.py", HALF_CLOSE_CLIENT);
     let out = t
         .pod
@@ -386,9 +381,7 @@ fn stalled_writer_total(t: &Topology, port: u16) -> u64 {
             &[python(), &sink, &port.to_string()],
         )
         .unwrap();
-    t.server
-        .wait_listening(port, Duration::from_secs(10))
-        .unwrap();
+    t.server.wait_listening(port, podwarden_e2e::READY).unwrap();
     let writer = script(t, "fast_writer.py", FAST_WRITER);
     let out = t
         .pod
