@@ -67,7 +67,7 @@ impl Topology {
             "-sS",
             "--fail",
             "--max-time",
-            "5",
+            "30",
             &format!("http://{ADMIN}/flows"),
         ])?;
         serde_json::from_str(&body).with_context(|| format!("parsing /flows: {body}"))
@@ -96,7 +96,7 @@ impl Topology {
 
     /// curl from the app (UID 1000) in the pod; returns the body.
     pub fn app_curl(&self, args: &[&str]) -> Result<String> {
-        let mut argv = vec!["curl", "-sS", "--fail", "--max-time", "10"];
+        let mut argv = vec!["curl", "-sS", "--fail", "--max-time", "30"];
         argv.extend_from_slice(args);
         self.pod.exec_as(Some(APP_UID), &argv)
     }

@@ -104,7 +104,7 @@ fn push(t: &Topology, policy: &WorkloadPolicy, token_file: &Path) -> Push {
 fn app_reaches_server(t: &Topology) -> bool {
     t.app_curl(&[
         "--max-time",
-        "3",
+        "30",
         &format!("http://{}:8000/ok.txt", SERVER.v4),
     ])
     .is_ok_and(|body| body == "allowed\n")

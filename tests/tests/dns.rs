@@ -81,7 +81,7 @@ fn world(test: &str, mode: &str) -> Option<Topology> {
     dns_server(&t.server, "dns", &records).unwrap();
     t.pod
         .set_resolv_conf(&format!(
-            "nameserver {}\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:2 attempts:1\n",
+            "nameserver {}\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:10 attempts:1\n",
             SERVER.v4
         ))
         .unwrap();
@@ -110,7 +110,7 @@ fn world(test: &str, mode: &str) -> Option<Topology> {
 /// proxy by `init`); its full output.
 fn dig(t: &Topology, args: &[&str]) -> String {
     let server = format!("@{}", SERVER.v4);
-    let mut argv = vec!["dig", "+tries=1", "+time=3", server.as_str()];
+    let mut argv = vec!["dig", "+tries=1", "+time=10", server.as_str()];
     argv.extend_from_slice(args);
     t.pod.exec_as(Some(APP_UID), &argv).unwrap()
 }

@@ -193,7 +193,7 @@ fn flows_since(t: &Topology, since_ms: u64) -> Vec<FlowRecord> {
             "-sS",
             "--fail",
             "--max-time",
-            "5",
+            "30",
             &format!("http://{ADMIN}/flows?since={since_ms}"),
         ])
         .unwrap();

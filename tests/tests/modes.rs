@@ -242,7 +242,7 @@ impl World {
 
     /// curl as the app; Ok(body) on success, Err(stderr/status) otherwise.
     fn curl(&self, args: &[&str]) -> Result<String, String> {
-        let mut argv = vec!["curl", "-sS", "-g", "--fail", "--max-time", "5"];
+        let mut argv = vec!["curl", "-sS", "-g", "--fail", "--max-time", "30"];
         argv.extend_from_slice(args);
         let out = self.t.pod.output(Some(APP_UID), &argv).unwrap();
         if out.status.success() {
@@ -258,13 +258,13 @@ impl World {
 
     fn dig(&self, args: &[&str]) -> String {
         let server = format!("@{}", SERVER.v4);
-        let mut argv = vec!["dig", "+tries=1", "+time=3", server.as_str()];
+        let mut argv = vec!["dig", "+tries=1", "+time=10", server.as_str()];
         argv.extend_from_slice(args);
         self.t.pod.exec_as(Some(APP_UID), &argv).unwrap()
     }
 
     fn redis(&self, host: &str, args: &[&str]) -> Result<String, String> {
-        let mut argv = vec!["timeout", "5", "redis-cli", "-h", host, "-p", "6379"];
+        let mut argv = vec!["timeout", "30", "redis-cli", "-h", host, "-p", "6379"];
         argv.extend_from_slice(args);
         let out = self.t.pod.output(Some(APP_UID), &argv).unwrap();
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -288,7 +288,7 @@ impl World {
                 "-sS",
                 "--fail",
                 "--max-time",
-                "5",
+                "30",
                 &format!("http://{ADMIN}/metrics"),
             ])
             .unwrap()

@@ -167,7 +167,7 @@ fn metric(t: &Topology, series: &str) -> f64 {
             "curl",
             "-sS",
             "--max-time",
-            "5",
+            "30",
             &format!("http://{ADMIN}/metrics"),
         ])
         .unwrap();
