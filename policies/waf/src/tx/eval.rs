@@ -627,15 +627,18 @@ fn op(req: &ReqVars, st: &TxState, link: &Link, v: &[u8]) -> (bool, Option<Vec<V
         OpKind::ValidateUrlEncoding => invalid_url_encoding(v),
         OpKind::ValidateUtf8Encoding => std::str::from_utf8(v).is_err(),
         OpKind::DetectSqli => {
-            let r = libinjectionrs::detect_sqli(v);
-            if r.is_injection() && link.capture {
+            // The verdict alone; the fingerprint (a second tokenization)
+            // only for a capturing rule's match.
+            let m = libinjectionrs::is_sqli(v);
+            if m && link.capture {
+                let r = libinjectionrs::detect_sqli(v);
                 caps = Some(vec![r
                     .fingerprint
                     .as_ref()
                     .map(|f| f.to_string().into_bytes())
                     .unwrap_or_default()]);
             }
-            r.is_injection()
+            m
         }
         OpKind::DetectXss => libinjectionrs::detect_xss(v).is_injection(),
         OpKind::UnconditionalMatch => true,

@@ -165,6 +165,14 @@ pub fn detect_sqli(input: &[u8]) -> DetectionResult {
     detect_sqli_with_flags(input, SqliFlags::FLAG_NONE)
 }
 
+/// Whether [`detect_sqli`] reports an injection, without its fingerprint:
+/// `detect_sqli` tokenizes the input once more after the detection to
+/// return the fingerprint, which a caller that only needs the verdict does
+/// not pay for (podwarden addition).
+pub fn is_sqli(input: &[u8]) -> bool {
+    SqliState::new(input, SqliFlags::FLAG_NONE).detect()
+}
+
 /// Detects SQL injection in the given input with specific parsing flags.
 ///
 /// This function allows you to customize the SQL parsing behavior by specifying
