@@ -112,19 +112,35 @@ mod tests {
         drop(l);
         assert!(!wait(addr, Duration::from_millis(300)));
 
-        // A server that says 503 twice, then 200.
+        // A server that says 503 twice, then 200 until the test is done: a
+        // probe that gave up (1 s budget) on a stalled machine is followed
+        // by another that still gets its 200.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
         let server = std::thread::spawn(move || {
-            for i in 0..3 {
-                let (mut c, _) = l.accept().unwrap();
+            let mut answered = 0;
+            for c in l.incoming() {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return answered;
+                }
+                let mut c = c.unwrap();
                 let mut buf = [0u8; 256];
                 let _ = c.read(&mut buf);
-                let status = if i < 2 { "503 Not Ready" } else { "200 OK" };
+                let status = if answered < 2 {
+                    "503 Not Ready"
+                } else {
+                    "200 OK"
+                };
                 let _ = write!(c, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                answered += 1;
             }
+            answered
         });
-        assert!(wait(addr, Duration::from_secs(10)));
-        server.join().unwrap();
+        assert!(wait(addr, Duration::from_secs(60)));
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(addr); // wakes the accept
+        assert!(server.join().unwrap() >= 3, "ready before the 200");
     }
 }

@@ -154,7 +154,7 @@ async fn half_closes_pass_on_after_every_byte_both_ways() {
             got.len(),
             down.len()
         );
-        let (totals, res) = tokio::time::timeout(Duration::from_secs(10), relay)
+        let (totals, res) = tokio::time::timeout(Duration::from_secs(60), relay)
             .await
             .expect("relay did not end after both FINs")
             .unwrap();
@@ -184,8 +184,8 @@ async fn bytes_that_arrived_before_pairing_are_relayed() {
     let pair = o.pair(r.a, r.b, 0).unwrap().map_err(|d| d.reason).unwrap();
     let relay = tokio::spawn(pair.run());
     let mut buf = [0u8; 64];
-    r.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    r.c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    r.s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    r.c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let n =
         r.s.read(&mut buf)
             .expect("server waited for stranded bytes");
@@ -206,7 +206,7 @@ async fn bytes_that_arrived_before_pairing_are_relayed() {
     }
     r.c.shutdown(Shutdown::Both).unwrap();
     r.s.shutdown(Shutdown::Both).unwrap();
-    let (totals, res) = tokio::time::timeout(Duration::from_secs(10), relay)
+    let (totals, res) = tokio::time::timeout(Duration::from_secs(60), relay)
         .await
         .unwrap()
         .unwrap();
@@ -225,7 +225,7 @@ async fn a_reset_ends_the_relay_with_an_error() {
     let s = socket2::SockRef::from(&r.s);
     s.set_linger(Some(Duration::ZERO)).unwrap();
     drop(r.s);
-    let (_, res) = tokio::time::timeout(Duration::from_secs(5), relay)
+    let (_, res) = tokio::time::timeout(Duration::from_secs(60), relay)
         .await
         .expect("a reset must end the relay")
         .unwrap();
