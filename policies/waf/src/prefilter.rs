@@ -2,7 +2,7 @@
 //!
 //! At load, each link whose operator can only match when one of a finite set
 //! of literals occurs in the (transformed) value gets a slot in the filter of
-//! its transformation chain. At run time one Aho-Corasick pass over a
+//! its transformation chain. At run time one pass over a
 //! transformed value tells which slots' literals occur; a link whose slot is
 //! not set cannot match that value, so its operator is not run.
 //!
@@ -15,7 +15,6 @@
 use crate::model::{Item, Link};
 use crate::operator::OpKind;
 use crate::regex_compat::CompiledRegex;
-use aho_corasick::{AhoCorasick, MatchKind};
 use regex_syntax::hir::literal::{ExtractKind, Extractor, Seq};
 use regex_syntax::hir::{
     Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind, Repetition,
@@ -25,22 +24,35 @@ use std::collections::HashMap;
 /// Regex-derived sets larger than this are not worth a slot.
 const MAX_RX_LITERALS: usize = 400;
 
-/// One Aho-Corasick automaton over the literals of every gated link.
+/// One literal index over the literals of every gated link.
 ///
 /// A scan of a value sets the slots of all links having a literal in it;
 /// a link consults the bitset of the value *transformed by its own chain*,
-/// so one automaton serves every chain (and a value that several chains
+/// so one index serves every chain (and a value that several chains
 /// leave unchanged is scanned once).
 ///
 /// Literals of one or two bytes (`=`, `/`, `on`, …) occur in almost every
-/// value: reported one by one by the automaton they cost more than the
+/// value: reported one by one by an automaton they cost more than the
 /// bytes themselves. They are looked up in byte and byte-pair tables in one
-/// pass instead, and only the longer literals go through the automaton.
+/// pass instead.
+///
+/// Longer literals are indexed by their first three (case-folded) bytes:
+/// at each position of a value a 64 Kibit filter over a hash of the three
+/// bytes there rejects almost every position, and the few left compare the
+/// literals of their bucket. On request values this costs a fraction of an
+/// overlapping Aho-Corasick search (which stops at each of the frequent
+/// matches and follows failure links), and it finds every occurrence of
+/// every literal: a literal starting at `i` has its bucket checked at `i`.
 #[derive(Debug)]
 pub struct ChainFilter {
-    /// Literals of three bytes or more; pattern id → index in `lit_slots`.
-    ac: Option<AhoCorasick>,
-    ac_lits: Vec<u32>,
+    /// Bit `hash3(k)` set for the first three bytes `k` of each long literal.
+    filter3: Box<[u64; FILTER3_WORDS]>,
+    /// Bucket `hash3(k) >> BUCKET_SHIFT` → its range in `long`.
+    starts: Vec<u32>,
+    /// Long literals by bucket.
+    long: Vec<LongLit>,
+    /// Long literal (lower-case) and its index in `lit_slots`.
+    long_lits: Vec<(Box<[u8]>, u32)>,
     /// Byte → 1 + index in `short_lits` (0: no literal); both ASCII cases
     /// of a letter have the entry, so the scan needs no case folding.
     byte1: Box<[u16; 256]>,
@@ -55,9 +67,46 @@ pub struct ChainFilter {
     slots: u32,
 }
 
-/// Short literals tracked in the scan's on-stack seen-set (16 words); more
-/// go to the automaton.
+/// Short literals tracked in the scan's on-stack seen-set (16 words); the
+/// slots of any further ones are set at each occurrence.
 const MAX_SHORT: usize = 1024;
+
+/// A long literal in its bucket: its first (up to) eight bytes as a word,
+/// compared with the value's folded next eight bytes under `mask`.
+#[derive(Debug, Clone, Copy)]
+struct LongLit {
+    head: u64,
+    mask: u64,
+    len: u32,
+    /// Index in `ChainFilter::long_lits`.
+    lit: u32,
+}
+
+/// Up to eight bytes of `v`, ASCII lower-cased, little-endian (missing
+/// bytes are zero).
+fn head8(v: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    for (d, &c) in w.iter_mut().zip(v) {
+        *d = LOWER[c as usize];
+    }
+    u64::from_le_bytes(w)
+}
+
+const FILTER3_WORDS: usize = 1024;
+/// 16-bit hash → 4096 buckets.
+const BUCKET_SHIFT: u32 = 4;
+
+/// Hash (16 bits) of three folded bytes `k` (`a | b << 8 | c << 16`).
+fn hash3(k: u32) -> u32 {
+    k.wrapping_mul(0x9E37_79B1) >> 16
+}
+
+/// Three bytes, ASCII lower-cased, as `a | b << 8 | c << 16`.
+fn key3(a: u8, b: u8, c: u8) -> u32 {
+    a.to_ascii_lowercase() as u32
+        | (b.to_ascii_lowercase() as u32) << 8
+        | (c.to_ascii_lowercase() as u32) << 16
+}
 
 /// The byte and its other ASCII case, if it has one.
 fn cases(c: u8) -> impl Iterator<Item = u8> {
@@ -76,18 +125,17 @@ impl ChainFilter {
         let mut byte1 = Box::new([0u16; 256]);
         let mut byte2 = vec![0u16; (1 << 16) + 256];
         let mut short_lits = Vec::new();
-        let mut long = Vec::new();
-        let mut ac_lits = Vec::new();
+        let mut long_lits: Vec<(Box<[u8]>, u32)> = Vec::new();
         for (i, l) in lits.iter().enumerate() {
             let id = i as u32;
             match l.as_slice() {
-                [a] if short_lits.len() < MAX_SHORT => {
+                [a] => {
                     short_lits.push(id);
                     for x in cases(*a) {
                         byte1[x as usize] = short_lits.len() as u16;
                     }
                 }
-                [a, b] if short_lits.len() < MAX_SHORT => {
+                [a, b] => {
                     short_lits.push(id);
                     for x in cases(*a) {
                         for y in cases(*b) {
@@ -95,26 +143,38 @@ impl ChainFilter {
                         }
                     }
                 }
-                _ => {
-                    long.push(l.as_slice());
-                    ac_lits.push(id);
-                }
+                [] => return None,
+                _ => long_lits.push((l.to_ascii_lowercase().into_boxed_slice(), id)),
             }
         }
-        let ac = if long.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&long)
-                    .ok()?,
-            )
-        };
+        // At most 256 + 256² distinct short literals: u16 entries suffice.
+        u16::try_from(short_lits.len()).ok()?;
+        let mut filter3 = Box::new([0u64; FILTER3_WORDS]);
+        let nbuckets = 1usize << (16 - BUCKET_SHIFT);
+        let mut by_bucket: Vec<Vec<LongLit>> = vec![Vec::new(); nbuckets];
+        for (li, (l, _)) in long_lits.iter().enumerate() {
+            let h = hash3(key3(l[0], l[1], l[2]));
+            filter3[h as usize / 64] |= 1 << (h % 64);
+            let n = l.len().min(8);
+            by_bucket[(h >> BUCKET_SHIFT) as usize].push(LongLit {
+                head: head8(l),
+                mask: u64::MAX >> (64 - 8 * n),
+                len: u32::try_from(l.len()).ok()?,
+                lit: li as u32,
+            });
+        }
+        let mut starts = Vec::with_capacity(nbuckets + 1);
+        let mut long = Vec::with_capacity(long_lits.len());
+        for b in by_bucket {
+            starts.push(long.len() as u32);
+            long.extend(b);
+        }
+        starts.push(long.len() as u32);
         Some(ChainFilter {
-            ac,
-            ac_lits,
+            filter3,
+            starts,
+            long,
+            long_lits,
             byte1,
             byte2,
             short_lits,
@@ -137,23 +197,40 @@ impl ChainFilter {
     /// Sets, in `bits` (of `words()` length, zeroed), the slots whose
     /// literals occur in `value`.
     pub fn scan(&self, value: &[u8], bits: &mut [u64]) {
-        // Short literals: which occur, then their slots once each (a
-        // literal repeats in a value far more often than it is distinct).
+        // One pass: short literals are noted in `seen`, then their slots set
+        // once each (a literal repeats in a value far more often than it is
+        // distinct); long ones are checked where their first three bytes
+        // pass the filter.
         let mut seen = [0u64; MAX_SHORT / 64];
         let mut prev = 256usize;
-        for &c in value {
+        let long = !self.long.is_empty();
+        // The folded last three bytes, `value[i - 2] | .. << 8 | value[i] << 16`.
+        let mut k = 0u32;
+        for (i, &c) in value.iter().enumerate() {
             let c = c as usize;
             let e = self.byte1[c] as usize;
             let e2 = self.byte2[prev << 8 | c] as usize;
             if e | e2 != 0 {
                 for e in [e, e2] {
                     if e != 0 {
-                        let i = e - 1;
-                        seen[(i / 64) % (MAX_SHORT / 64)] |= 1 << (i % 64);
+                        let j = e - 1;
+                        if j < MAX_SHORT {
+                            seen[j / 64] |= 1 << (j % 64);
+                        } else {
+                            self.set_slots(self.short_lits[j], bits);
+                        }
                     }
                 }
             }
             prev = c;
+            k = (k >> 8) | (LOWER[c] as u32) << 16;
+            if i < 2 || !long {
+                continue;
+            }
+            let h = hash3(k);
+            if self.filter3[h as usize / 64] & (1 << (h % 64)) != 0 {
+                self.check_bucket(value, i - 2, h, bits);
+            }
         }
         for (w, &word) in seen.iter().enumerate() {
             let mut word = word;
@@ -163,21 +240,37 @@ impl ChainFilter {
                 self.set_slots(self.short_lits[w * 64 + b], bits);
             }
         }
-        let Some(ac) = &self.ac else { return };
-        let mut seen_pat = 0u64;
-        for m in ac.find_overlapping_iter(value) {
-            let p = m.pattern().as_usize();
-            // Cheap repeat filter for the first 64 patterns; setting bits is idempotent anyway.
-            if p < 64 {
-                if seen_pat & (1 << p) != 0 {
-                    continue;
-                }
-                seen_pat |= 1 << p;
+    }
+
+    /// Sets the slots of the long literals of hash bucket `h` that occur
+    /// at `value[at..]`.
+    fn check_bucket(&self, value: &[u8], at: usize, h: u32, bits: &mut [u64]) {
+        let b = (h >> BUCKET_SHIFT) as usize;
+        let (from, to) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        let rest = &value[at..];
+        let head = head8(rest);
+        for l in &self.long[from..to] {
+            if l.len as usize > rest.len() || head & l.mask != l.head {
+                continue;
             }
-            self.set_slots(self.ac_lits[p], bits);
+            let (lit, id) = &self.long_lits[l.lit as usize];
+            if lit.len() <= 8 || rest[8..lit.len()].eq_ignore_ascii_case(&lit[8..]) {
+                self.set_slots(*id, bits);
+            }
         }
     }
 }
+
+/// ASCII lower-casing as a table (one load in the scan loop).
+static LOWER: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).to_ascii_lowercase();
+        i += 1;
+    }
+    t
+};
 
 /// The prefilter of a rule set.
 #[derive(Debug, Default)]
@@ -191,7 +284,7 @@ pub struct Prefilter {
 }
 
 impl Prefilter {
-    /// Assigns slots to the links of `phases` and builds the automaton.
+    /// Assigns slots to the links of `phases` and builds the literal index.
     pub fn build(phases: &mut [Vec<Item>; 5]) -> Prefilter {
         let mut lits_ids: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut lit_slots: Vec<Vec<u32>> = Vec::new();
@@ -228,7 +321,7 @@ impl Prefilter {
         match ChainFilter::new(&lits, lit_slots, slots) {
             Some(cf) if slots > 0 => pf.filter = Some(cf),
             _ => {
-                // Without an automaton nothing is filtered: every link runs.
+                // Without an index nothing is filtered: every link runs.
                 for items in phases.iter_mut() {
                     for it in items.iter_mut() {
                         if let Item::Rule(r) = it {
@@ -242,7 +335,7 @@ impl Prefilter {
         pf
     }
 
-    /// The automaton gating links of transformation chain `tchain` (the
+    /// The literal index gating links of transformation chain `tchain` (the
     /// same for every chain; the argument keeps callers chain-explicit).
     pub fn chain(&self, _tchain: u32) -> Option<&ChainFilter> {
         self.filter.as_ref()
@@ -468,6 +561,7 @@ fn necessary_in(h: &Hir, ex: &Extractor, depth: usize) -> Option<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aho_corasick::AhoCorasick;
 
     fn lits(p: &str) -> Option<Vec<String>> {
         let r = CompiledRegex::new(p).unwrap();
@@ -527,7 +621,7 @@ mod tests {
         }
     }
 
-    /// The table + automaton scan sets exactly the slots of the literals
+    /// The table + 3-byte index scan sets exactly the slots of the literals
     /// that occur ASCII case-insensitively (checked against a naive search).
     #[test]
     fn scan_sets_exactly_the_slots_of_occurring_literals() {
@@ -568,6 +662,61 @@ mod tests {
                         state ^= state << 17;
                         alphabet[(state % alphabet.len() as u64) as usize]
                     })
+                    .collect();
+                let mut got = vec![0u64; cf.words()];
+                cf.scan(&v, &mut got);
+                let lower = v.to_ascii_lowercase();
+                let mut want = vec![0u64; cf.words()];
+                for (i, l) in lits.iter().enumerate() {
+                    if lower.windows(l.len()).any(|w| w == l.as_slice()) {
+                        for &s in &lit_slots[i] {
+                            want[s as usize / 64] |= 1 << (s % 64);
+                        }
+                    }
+                }
+                assert_eq!(got, want, "value {v:?}");
+            }
+        }
+    }
+
+    /// The same with thousands of literals: more short ones than the
+    /// seen-set holds, long ones sharing first bytes and filter buckets.
+    #[test]
+    fn scan_is_exact_with_many_literals() {
+        let alphabet = b"aAbBcC-/ \xff";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut set = std::collections::BTreeSet::new();
+        // Every 1- and 2-byte literal over the bytes 0..=40: 1722 short
+        // literals, more than the scan's seen-set holds (MAX_SHORT).
+        for a in 0u8..=40 {
+            set.insert(vec![a]);
+            for b in 0u8..=40 {
+                set.insert(vec![a, b]);
+            }
+        }
+        while set.len() < 5000 {
+            let len = 3 + (next() % 7) as usize;
+            let l: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize].to_ascii_lowercase())
+                .collect();
+            set.insert(l);
+        }
+        let lits: Vec<Vec<u8>> = set.into_iter().collect();
+        let n = lits.len() as u32;
+        let lit_slots: Vec<Vec<u32>> = (0..n).map(|i| vec![i % 300]).collect();
+        let cf = ChainFilter::new(&lits, lit_slots.clone(), 300).unwrap();
+        let mut values_alphabet = alphabet.to_vec();
+        values_alphabet.extend(0u8..=40);
+        for len in 0..40usize {
+            for _ in 0..10 {
+                let v: Vec<u8> = (0..len)
+                    .map(|_| values_alphabet[(next() % values_alphabet.len() as u64) as usize])
                     .collect();
                 let mut got = vec![0u64; cf.words()];
                 cf.scan(&v, &mut got);
