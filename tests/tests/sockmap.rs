@@ -17,9 +17,9 @@ use podwarden_policy::Direction;
 
 const BIN: &[&str] = &["podwarden-proxy"];
 
-/// Reads everything until EOF, answers "<len> <sha256>\n" and then a
-/// deterministic stream of `reply` bytes, then closes. One thread per
-/// connection so many can run at once.
+/// Greets with `READY\n`, reads everything until EOF, answers
+/// "<len> <sha256>\n" and then a deterministic stream of `reply` bytes,
+/// then closes. One thread per connection so many can run at once.
 const ECHO_SUM: &str = r#"
 import hashlib, socket, sys, threading
 port, reply = int(sys.argv[1]), int(sys.argv[2])
@@ -31,7 +31,9 @@ def pattern(n, seed):
         i += 1
     return bytes(out[:n])
 REPLY = pattern(reply, 7)
+BANNER = b"READY\n"
 def serve(c):
+    c.sendall(BANNER)
     h, n = hashlib.sha256(), 0
     while True:
         b = c.recv(1 << 16)
@@ -64,10 +66,22 @@ bad = 0
 for i in range(iters):
     payload = pattern((1 << 20) + 4099 * i, i)
     c = socket.create_connection((host, port), timeout=20)
-    # Past detection's 300 ms: the proxy pairs the sockets before the payload
-    # comes, so the kernel relays it (sent at once, the proxy would read it
-    # all and the FIN with it, and a closing socket cannot be paired).
-    time.sleep(0.35)
+    # The payload waits for the server's greeting, which reaches us only once
+    # the proxy (past detection's 300 ms) has connected upstream and paired
+    # the sockets: the kernel relays the payload from its first byte. Sent
+    # before (a sleep is no guarantee on a loaded machine), the proxy would
+    # read it and the FIN with it, and a closing socket cannot be paired.
+    banner = b""
+    while not banner.endswith(b"\n"):
+        b = c.recv(1)
+        if not b:
+            break
+        banner += b
+    if banner != b"READY\n":
+        bad += 1
+        print("NO GREETING iteration %d: %r" % (i, banner))
+        c.close()
+        continue
     c.sendall(payload)
     c.shutdown(socket.SHUT_WR)
     got = bytearray()
@@ -252,8 +266,9 @@ fn half_close_carries_every_byte_through_the_kernel_relay() {
     sent.sort_unstable();
     assert_eq!(sent, want_sent);
     for r in &seen {
-        // "<len> <64 hex>\n" then the reply.
-        let head = format!("{} {}\n", r.bytes_sent, "0".repeat(64)).len() as u64;
+        // The greeting, "<len> <64 hex>\n", then the reply.
+        let head =
+            "READY\n".len() as u64 + format!("{} {}\n", r.bytes_sent, "0".repeat(64)).len() as u64;
         assert_eq!(r.bytes_received, head + reply, "{r:?}");
     }
 }
