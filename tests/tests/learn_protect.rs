@@ -507,38 +507,62 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
     assert!(api_log.contains("/users/4243"), "control: {api_log}");
     assert!(!api_log.contains("/admin/secrets"), "{api_log}");
 
-    // Flagged: a denied record for each, and events.
-    std::thread::sleep(Duration::from_millis(500));
-    let recs = flows_since(t, anomaly_start);
-    let denied = |pred: &dyn Fn(&FlowRecord) -> bool| {
+    // Flagged: a denied record for each, and events. Records and events
+    // land asynchronously: poll until all are there (or the deadline), then
+    // check each with its own message.
+    type Pred<'a> = Box<dyn Fn(&FlowRecord) -> bool + 'a>;
+    let flags: [(&str, Pred); 5] = [
+        (
+            "new IP",
+            Box::new(|r| r.flow.peer.ip() == UNKNOWN.v4 && r.flow.peer_names.is_empty()),
+        ),
+        ("new port", Box::new(|r| r.flow.peer.port() == 9000)),
+        (
+            "new process",
+            Box::new(|r| r.flow.process.as_ref().is_some_and(|p| p.exe == copy_s)),
+        ),
+        (
+            "new path",
+            Box::new(|r| {
+                r.flow
+                    .http
+                    .as_ref()
+                    .is_some_and(|h| h.path == "/admin/secrets")
+            }),
+        ),
+        (
+            "never-seen name",
+            Box::new(|r| {
+                r.flow
+                    .peer_names
+                    .iter()
+                    .any(|n| n.trim_end_matches('.') == "never.example.test")
+            }),
+        ),
+    ];
+    let denied = |recs: &[FlowRecord], pred: &Pred| {
         recs.iter()
             .any(|r| r.decision.action == Action::Deny && pred(r))
     };
-    assert!(
-        denied(&|r| r.flow.peer.ip() == UNKNOWN.v4 && r.flow.peer_names.is_empty()),
-        "new IP: {recs:#?}"
-    );
-    assert!(denied(&|r| r.flow.peer.port() == 9000), "new port");
-    assert!(
-        denied(&|r| r.flow.process.as_ref().is_some_and(|p| p.exe == copy_s)),
-        "new process: {recs:#?}"
-    );
-    assert!(
-        denied(&|r| r
-            .flow
-            .http
-            .as_ref()
-            .is_some_and(|h| h.path == "/admin/secrets")),
-        "new path"
-    );
-    assert!(
-        denied(&|r| r
-            .flow
-            .peer_names
-            .iter()
-            .any(|n| n.trim_end_matches('.') == "never.example.test")),
-        "never-seen name: {recs:#?}"
-    );
+    let events_in = |log: &str| {
+        log.contains("\"kind\":\"new_process\"")
+            && log.contains(&copy_s)
+            && log.matches("\"kind\":\"violation\"").count() >= 5
+    };
+    let deadline = Instant::now() + podwarden_e2e::READY;
+    let recs = loop {
+        let recs = flows_since(t, anomaly_start);
+        let all = flags.iter().all(|(_, p)| denied(&recs, p))
+            && events_in(&t.pod.log_of("podwarden-2"))
+            && status(t)["violationsLastHour"].as_u64().unwrap_or(0) >= 5;
+        if all || Instant::now() > deadline {
+            break recs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for (what, pred) in &flags {
+        assert!(denied(&recs, pred), "{what}: {recs:#?}");
+    }
     let st = status(t);
     assert!(st["violationsLastHour"].as_u64().unwrap() >= 5, "{st}");
     let log = t.pod.log_of("podwarden-2");
