@@ -40,11 +40,14 @@ fn main() {
             })
             .collect();
         times.sort();
+        // Always in µs: `{:?}` switches to ms past 1 ms and rounds the
+        // JSON POST to 1.0 ms, hiding changes of up to 10 %.
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
-            "{name:>14}: min {:>9.1?}  p10 {:>9.1?}  median {:>9.1?}  (n={})",
-            times[0],
-            times[times.len() / 10],
-            times[times.len() / 2],
+            "{name:>14}: min {:>8.1} µs  p10 {:>8.1} µs  median {:>8.1} µs  (n={})",
+            us(times[0]),
+            us(times[times.len() / 10]),
+            us(times[times.len() / 2]),
             times.len()
         );
     }
