@@ -2,7 +2,7 @@
 //! exact cleanup, and that nothing but TCP leaves the pod (except DNS to the
 //! named resolvers, which goes to the proxy's DNS port).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use podwarden_e2e::pod::{fixture, ruleset, run_init};
 use podwarden_e2e::{python, require, Counter, Topology, APP_UID, PROXY_UID, SERVER, UNKNOWN};
@@ -139,8 +139,15 @@ fn bad_flags_fail_with_a_message_and_touch_nothing() {
 }
 
 /// Sends a UDP probe and a ping from the pod as `uid` (None = root) and
-/// returns how many of each the unknown host received.
-fn probe(t: &Topology, uid: Option<u32>, v6: bool, udp: &Counter, icmp: &Counter) -> (u64, u64) {
+/// returns how many of each the unknown host received, waiting (polled) for
+/// at least `expect` of each.
+fn probe(
+    t: &Topology,
+    uid: Option<u32>,
+    v6: bool,
+    (udp, icmp): (&Counter, &Counter),
+    expect: (u64, u64),
+) -> (u64, u64) {
     let (u0, i0) = (udp.packets().unwrap(), icmp.packets().unwrap());
     let dst = UNKNOWN.ip(v6).to_string();
     t.pod
@@ -148,8 +155,17 @@ fn probe(t: &Topology, uid: Option<u32>, v6: bool, udp: &Counter, icmp: &Counter
         .unwrap();
     // ping's own exit status is irrelevant; the unknown host's counter decides.
     let _ = t.pod.output(uid, &["ping", "-c", "1", "-W", "1", &dst]);
+    // What must not arrive gets a moment to show up anyway; what must arrive
+    // is polled for (a loaded machine defers packet processing).
     std::thread::sleep(Duration::from_millis(200));
-    (udp.packets().unwrap() - u0, icmp.packets().unwrap() - i0)
+    let deadline = Instant::now() + podwarden_e2e::READY;
+    loop {
+        let got = (udp.packets().unwrap() - u0, icmp.packets().unwrap() - i0);
+        if (got.0 >= expect.0 && got.1 >= expect.1) || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn non_tcp_is_dropped(v6: bool) {
@@ -174,7 +190,7 @@ fn non_tcp_is_dropped(v6: bool) {
     // so a zero below means the rules dropped it, not that the probe is broken.
     for (uid, who) in [(Some(APP_UID), "app"), (None, "root")] {
         assert_eq!(
-            probe(&t, uid, v6, &udp, &icmp),
+            probe(&t, uid, v6, (&udp, &icmp), (1, 1)),
             (1, 1),
             "control ({who}) failed"
         );
@@ -184,13 +200,13 @@ fn non_tcp_is_dropped(v6: bool) {
         .unwrap();
     for (uid, who) in [(Some(APP_UID), "app"), (None, "root")] {
         assert_eq!(
-            probe(&t, uid, v6, &udp, &icmp),
+            probe(&t, uid, v6, (&udp, &icmp), (0, 0)),
             (0, 0),
             "{who}'s UDP/ICMP left the pod"
         );
     }
     // The proxy's own UID stays exempt (it forwards DNS upstream).
-    let (u, _) = probe(&t, Some(PROXY_UID), v6, &udp, &icmp);
+    let (u, _) = probe(&t, Some(PROXY_UID), v6, (&udp, &icmp), (1, 0));
     assert_eq!(u, 1, "the proxy's UDP was dropped");
     // DNS to a resolver that is not configured is dropped like any UDP.
     let dns = Counter::install(&t.unknown, v6, "pw-dns", &["-p", "udp", "--dport", "53"]).unwrap();
