@@ -72,7 +72,7 @@ while True:
 /// error it got.
 const SPLIT_CLIENT: &str = r#"
 import sys, socket, time
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
 c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 try:
     for part in sys.argv[3:]:
