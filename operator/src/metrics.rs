@@ -29,69 +29,79 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     g
 }
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let r = Registry::new();
-    Metrics {
-        admission: counter(
-            &r,
-            "podwarden_operator_admission_total",
-            "Admission reviews by result (injected, skipped, denied, error).",
-            &["result"],
-        ),
-        sidecar_requests: counter(
-            &r,
-            "podwarden_operator_sidecar_requests_total",
-            "Calls to sidecar admin APIs by operation and result.",
-            &["op", "result"],
-        ),
-        violations: gauge(
-            &r,
-            "podwarden_operator_workload_violations_last_hour",
-            "Policy violations reported by a workload's sidecars over the last hour.",
-            &["namespace", "workload"],
-        ),
-        out_of_sync: gauge(
-            &r,
-            "podwarden_operator_workload_pods_out_of_sync",
-            "Pods of a workload not running the approved policy version.",
-            &["namespace", "workload"],
-        ),
-        baseline_rules: gauge(
-            &r,
-            "podwarden_operator_baseline_rules",
-            "Rules in a workload's learned baseline.",
-            &["namespace", "workload"],
-        ),
-        mode: gauge(
-            &r,
-            "podwarden_operator_workload_mode",
-            "1 for the mode of a workload's approved policy.",
-            &["namespace", "workload", "mode"],
-        ),
-        registry: r,
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    /// A fresh set on its own registry (the process uses [`METRICS`]; tests
+    /// build their own, as other tests of the binary touch the static).
+    fn new() -> Metrics {
+        let r = Registry::new();
+        Metrics {
+            admission: counter(
+                &r,
+                "podwarden_operator_admission_total",
+                "Admission reviews by result (injected, skipped, denied, error).",
+                &["result"],
+            ),
+            sidecar_requests: counter(
+                &r,
+                "podwarden_operator_sidecar_requests_total",
+                "Calls to sidecar admin APIs by operation and result.",
+                &["op", "result"],
+            ),
+            violations: gauge(
+                &r,
+                "podwarden_operator_workload_violations_last_hour",
+                "Policy violations reported by a workload's sidecars over the last hour.",
+                &["namespace", "workload"],
+            ),
+            out_of_sync: gauge(
+                &r,
+                "podwarden_operator_workload_pods_out_of_sync",
+                "Pods of a workload not running the approved policy version.",
+                &["namespace", "workload"],
+            ),
+            baseline_rules: gauge(
+                &r,
+                "podwarden_operator_baseline_rules",
+                "Rules in a workload's learned baseline.",
+                &["namespace", "workload"],
+            ),
+            mode: gauge(
+                &r,
+                "podwarden_operator_workload_mode",
+                "1 for the mode of a workload's approved policy.",
+                &["namespace", "workload", "mode"],
+            ),
+            registry: r,
+        }
     }
-});
+
+    /// Text exposition of every metric of this set.
+    fn render(&self) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
 
 /// Text exposition of every metric.
 pub fn render() -> String {
-    let enc = prometheus::TextEncoder::new();
-    enc.encode_to_string(&METRICS.registry.gather())
-        .unwrap_or_default()
+    METRICS.render()
 }
 
 #[cfg(test)]
 mod tests {
+    // Its own set: the webhook and the controller count on the static
+    // `METRICS` whenever another test of this binary drives them.
     #[test]
     fn all_metrics_are_registered_and_rendered() {
-        super::METRICS
-            .admission
-            .with_label_values(&["injected"])
-            .inc();
-        super::METRICS
-            .mode
+        let m = super::Metrics::new();
+        m.admission.with_label_values(&["injected"]).inc();
+        m.mode
             .with_label_values(&["shop", "Deployment/checkout", "protect"])
             .set(1);
-        let text = super::render();
+        let text = m.render();
         assert!(
             text.contains("podwarden_operator_admission_total{result=\"injected\"} 1"),
             "{text}"
@@ -101,7 +111,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            super::METRICS.registry.gather().len(),
+            m.registry.gather().len(),
             2,
             "only touched vectors are exposed"
         );
