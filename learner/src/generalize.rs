@@ -8,6 +8,7 @@
 //!
 //! [`Flow::service_port`]: podwarden_policy::Flow::service_port
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -152,6 +153,11 @@ fn name_rank(a: &str, b: &str) -> std::cmp::Ordering {
 /// else TLS SNI — wins when the resolver did return it for this peer (a
 /// claim alone is never trusted); otherwise [`best_name`].
 pub fn flow_name(flow: &podwarden_policy::Flow) -> Option<String> {
+    // The claimed name only counts when resolved: with no resolver names
+    // there is nothing to pick (and no host to normalise per request).
+    if flow.peer_names.is_empty() {
+        return None;
+    }
     let resolved: Vec<String> = flow
         .peer_names
         .iter()
@@ -162,15 +168,22 @@ pub fn flow_name(flow: &podwarden_policy::Flow) -> Option<String> {
         .as_ref()
         .and_then(|h| h.host.as_deref())
         .or(flow.sni.as_deref())
-        .and_then(normalize_host);
+        .and_then(normalize_host_cow);
     match claimed {
-        Some(c) if resolved.contains(&c) => Some(c),
+        Some(c) if resolved.iter().any(|r| *r == *c) => Some(c.into_owned()),
         _ => best_name(&resolved),
     }
 }
 
 /// Hosts and SNI are matched without a port and case-insensitively.
 pub fn normalize_host(host: &str) -> Option<String> {
+    normalize_host_cow(host).map(Cow::into_owned)
+}
+
+/// [`normalize_host`] borrowing `host` when it is already in normal form
+/// (lower case, no port, no trailing dot): the learner looks every request's
+/// host up in its sets and only needs a copy for a host it has not seen.
+pub fn normalize_host_cow(host: &str) -> Option<Cow<'_, str>> {
     let h = host.trim();
     let h = if let Some(rest) = h.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
@@ -179,11 +192,13 @@ pub fn normalize_host(host: &str) -> Option<String> {
     } else {
         h
     };
-    let h = h.trim_end_matches('.').to_ascii_lowercase();
+    let h = h.trim_end_matches('.');
     if h.is_empty() {
         None
+    } else if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(h.to_ascii_lowercase()))
     } else {
-        Some(h)
+        Some(Cow::Borrowed(h))
     }
 }
 
@@ -387,6 +402,32 @@ mod tests {
             Some("2001:db8::1")
         );
         assert_eq!(normalize_host(""), None);
+    }
+
+    #[test]
+    fn normal_hosts_are_borrowed_others_copied() {
+        for h in [
+            "api.example",
+            "api.example:8080",
+            "Api.Example.",
+            "[2001:db8::1]:443",
+            " x.test ",
+            "",
+        ] {
+            assert_eq!(
+                normalize_host_cow(h).map(Cow::into_owned),
+                normalize_host(h),
+                "{h:?}"
+            );
+        }
+        assert!(matches!(
+            normalize_host_cow("api.example:8080"),
+            Some(Cow::Borrowed("api.example"))
+        ));
+        assert!(matches!(
+            normalize_host_cow("Api.example"),
+            Some(Cow::Owned(_))
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! expensive parts (grouping, ids, RFC 3339) run only when a document is
 //! emitted. The state snapshots to JSON so learning survives a restart.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::net::IpAddr;
@@ -20,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LearnerError;
 use crate::evidence::EvidenceAgg;
-use crate::generalize::{flow_name, network_of, normalize_host, path_template, short_hash, slug};
+use crate::generalize::{
+    flow_name, network_of, normalize_host_cow, path_template_into, short_hash, slug,
+};
 
 /// The widest inbound client networks learning may ever propose.
 pub const WIDEST_V4_PREFIX: u8 = 16;
@@ -188,6 +191,9 @@ pub struct Learner {
     rules: HashMap<RuleKey, RuleAgg>,
     processes: BTreeMap<String, EvidenceAgg>,
     skipped: u64,
+    /// The current record's path template, reused: looking a known path up
+    /// needs no allocation.
+    template: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -210,6 +216,7 @@ impl Learner {
             rules: HashMap::new(),
             processes: BTreeMap::new(),
             skipped: 0,
+            template: String::new(),
         })
     }
 
@@ -295,7 +302,7 @@ impl Learner {
                 }
             }
         }
-        if let Some(sni) = flow.sni.as_deref().and_then(normalize_host) {
+        if let Some(sni) = flow.sni.as_deref().and_then(normalize_host_cow) {
             insert_bounded(&mut agg.snis, &sni);
         }
         if peer_is_name {
@@ -303,28 +310,32 @@ impl Learner {
         }
         if let Some(h) = &flow.http {
             if flow.direction == Direction::Outbound {
-                if let Some(host) = h.host.as_deref().and_then(normalize_host) {
+                if let Some(host) = h.host.as_deref().and_then(normalize_host_cow) {
                     insert_bounded(&mut agg.hosts, &host);
                 }
             }
-            let template = path_template(&h.path);
-            let method = h.method.to_ascii_uppercase();
+            path_template_into(&h.path, &mut self.template);
+            let method: Cow<'_, str> = if h.method.bytes().any(|b| b.is_ascii_lowercase()) {
+                Cow::Owned(h.method.to_ascii_uppercase())
+            } else {
+                Cow::Borrowed(&h.method)
+            };
             let known = agg.paths.len();
-            match agg.paths.get_mut(&template) {
+            match agg.paths.get_mut(self.template.as_str()) {
                 Some(p) => {
-                    if !p.methods.contains(&method) {
-                        p.methods.insert(method);
+                    if !p.methods.contains(method.as_ref()) {
+                        p.methods.insert(method.into_owned());
                     }
                     p.evidence.observe(at, String::new);
                 }
                 None if known < max_paths => {
                     let mut p = PathAgg::default();
-                    p.methods.insert(method);
+                    p.methods.insert(method.into_owned());
                     if let Some(r) = replica {
                         p.evidence.replicas.insert(r.to_string());
                     }
                     p.evidence.observe(at, || example(rec));
-                    agg.paths.insert(template, p);
+                    agg.paths.insert(self.template.clone(), p);
                 }
                 None => agg.paths_dropped += 1,
             }
@@ -463,6 +474,7 @@ impl Learner {
             rules: snap.rules.into_iter().collect(),
             processes: snap.processes,
             skipped: snap.skipped,
+            template: String::new(),
         })
     }
 }
