@@ -8,21 +8,24 @@
 # turn sends a fixed number of requests through the transparent path:
 #   HTTP/1.1 keep-alive  h2load --h1 -n HTTP_N -c CONNS → nginx (512-byte file)
 #   opaque TCP           redis-benchmark -n REDIS_N -c CONNS PING_INLINE → redis
+#   bulk TCP             iperf3 -n BULK_N (one stream, app → server) → iperf3
 # and reports, per variant, the proxy's CPU seconds (utime+stime, all threads)
-# per 100k requests and its context switches per request (voluntary +
-# involuntary, all threads), min and median over the turns. The work is the
+# per 100k requests and per GB, and its context switches per request
+# (voluntary + involuntary, all threads), min and median over the turns. The work is the
 # same in every turn, so these compare variants even while the machine's load
 # moves; the minimum is the least-disturbed turn.
 #
 # Needs root. Usage:
 #   VARIANTS="base2=/path/a:2 base1=/path/a:1 new1=/path/b:1" bash benches/proxy-cpu-ab.sh
 #   (label=binary:worker-threads, space separated)
-# Env: REPS (default 3), HTTP_N (100000), REDIS_N (100000), CONNS (16).
+# Env: REPS (default 3), HTTP_N (100000), REDIS_N (100000), BULK_N (2G, 0 = no
+# bulk run), CONNS (16).
 set -euo pipefail
 trap 'echo "proxy-cpu-ab.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 REPS="${REPS:-3}"
 HTTP_N="${HTTP_N:-100000}"
 REDIS_N="${REDIS_N:-100000}"
+BULK_N="${BULK_N:-2G}"
 CONNS="${CONNS:-16}"
 : "${VARIANTS:?set VARIANTS=\"label=binary:threads ...\"}"
 [ "$(id -u)" = 0 ] || { echo "proxy-cpu-ab.sh needs root" >&2; exit 1; }
@@ -32,7 +35,7 @@ POD=192.0.2.20
 SERVER=198.51.100.20
 . "$(dirname "$0")/netns-lib.sh"
 make_topology
-start_servers 80 6379
+start_servers 80 6379 5201
 
 first=${VARIANTS%% *}; first=${first#*=}
 ns pod "${first%:*}" init >/dev/null
@@ -63,7 +66,16 @@ for rep in $(seq "$REPS"); do
     t1=$(ticks "$pid"); c1=$(switches "$pid")
     R[$label.redis_cpu]+=" $(python3 -c "print('%.3f' % (($t1 - $t0) / $tck / $REDIS_N * 1e5))")"
     R[$label.redis_cs]+=" $(python3 -c "print('%.3f' % (($c1 - $c0) / $REDIS_N))")"
-    echo "turn $rep $label: proxy CPU ${http_s} s for HTTP, $(python3 -c "print('%.2f' % (($t1 - $t0) / $tck))") s for redis; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    redis_s=$(python3 -c "print('%.2f' % (($t1 - $t0) / $tck))")
+    if [ "$BULK_N" != 0 ]; then
+      t0=$(ticks "$pid")
+      bytes=$(app iperf3 -c "$SERVER" -p 5201 -n "$BULK_N" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])')
+      t1=$(ticks "$pid")
+      R[$label.bulk_cpu]+=" $(python3 -c "print('%.3f' % (($t1 - $t0) / $tck / $bytes * 1e9))")"
+    else
+      R[$label.bulk_cpu]+=" 0"
+    fi
+    echo "turn $rep $label: proxy CPU ${http_s} s for HTTP, ${redis_s} s for redis; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     kill -- "-$proxy_group" 2>/dev/null || true
     wait "$proxy_group" 2>/dev/null || true
     for _ in $(seq 100); do listening pod 15001 || break; sleep 0.1; done
@@ -73,9 +85,9 @@ done
 stat() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print("%.3f %.3f" % (min(v), statistics.median(v)))' $1; }
 echo
 echo "proxy CPU per request, $REPS turn(s) per variant, $CONNS connections, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-10s %26s %26s %26s %26s\n" "variant" "CPU s/100k HTTP min med" "switches/HTTP req min med" "CPU s/100k redis min med" "switches/PING min med"
+printf "%-10s %26s %26s %26s %26s %20s\n" "variant" "CPU s/100k HTTP min med" "switches/HTTP req min med" "CPU s/100k redis min med" "switches/PING min med" "CPU s/GB min med"
 for v in $VARIANTS; do
   label=${v%%=*}
-  printf "%-10s %26s %26s %26s %26s\n" "$label" "$(stat "${R[$label.http_cpu]}")" "$(stat "${R[$label.http_cs]}")" \
-    "$(stat "${R[$label.redis_cpu]}")" "$(stat "${R[$label.redis_cs]}")"
+  printf "%-10s %26s %26s %26s %26s %20s\n" "$label" "$(stat "${R[$label.http_cpu]}")" "$(stat "${R[$label.http_cs]}")" \
+    "$(stat "${R[$label.redis_cpu]}")" "$(stat "${R[$label.redis_cs]}")" "$(stat "${R[$label.bulk_cpu]}")"
 done
