@@ -9,6 +9,13 @@ use podwarden_proxy::policy_reload::{PolicyReloader, ReloadMetrics, ReloadOutcom
 use podwarden_proxy::Proxy;
 use tracing_subscriber::EnvFilter;
 
+// Every relayed HTTP request allocates and frees a few dozen small objects
+// (hyper's header maps and buffers, the flow record); glibc's malloc/free
+// were ~13% of the proxy's instructions per request. mimalloc's thread-local
+// free lists serve them in a fraction of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "podwarden-proxy",
