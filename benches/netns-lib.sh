@@ -33,6 +33,17 @@ bg() {
   pids+=($!)
   last_pid=$!
 }
+# pin CPUS GROUP...: every thread of every process in the sessions that bg
+# started (setsid: session id = the bg pid) allowed on CPUS only; threads
+# started later inherit it.
+pin() {
+  local cpus=$1 g p found; shift
+  for g in "$@"; do
+    found=
+    for p in $(pgrep -s "$g"); do taskset -a -p -c "$cpus" "$p" >/dev/null; found=1; done
+    [ -n "$found" ] || { echo "pin: no process in session $g" >&2; exit 1; }
+  done
+}
 listening() { ns "$1" ss -ltnH | awk '{print $4}' | grep -q ":$2\$"; }
 wait_port() { # ns port
   for _ in $(seq 100); do listening "$1" "$2" && return 0; sleep 0.1; done

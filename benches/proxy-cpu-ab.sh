@@ -19,7 +19,9 @@
 #   VARIANTS="base2=/path/a:2 base1=/path/a:1 new1=/path/b:1" bash benches/proxy-cpu-ab.sh
 #   (label=binary:worker-threads, space separated)
 # Env: REPS (default 3), HTTP_N (100000), REDIS_N (100000), BULK_N (2G, 0 = no
-# bulk run), CONNS (16).
+# bulk run), CONNS (16), CPU_LAYOUT (shared = nothing pinned, the default;
+# sidecar = load generators and servers on APP_CPU (0), the proxy on
+# PROXY_CPU (1), as in datapath.sh; needs >= 2 CPUs).
 set -euo pipefail
 trap 'echo "proxy-cpu-ab.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 REPS="${REPS:-3}"
@@ -27,6 +29,14 @@ HTTP_N="${HTTP_N:-100000}"
 REDIS_N="${REDIS_N:-100000}"
 BULK_N="${BULK_N:-2G}"
 CONNS="${CONNS:-16}"
+CPU_LAYOUT="${CPU_LAYOUT:-shared}"
+APP_CPU="${APP_CPU:-0}"
+PROXY_CPU="${PROXY_CPU:-1}"
+case $CPU_LAYOUT in
+  shared) ;;
+  sidecar) [ "$(nproc)" -ge 2 ] || { echo "CPU_LAYOUT=sidecar needs >= 2 CPUs; using shared" >&2; CPU_LAYOUT=shared; } ;;
+  *) echo "CPU_LAYOUT: sidecar or shared, not '$CPU_LAYOUT'" >&2; exit 1 ;;
+esac
 : "${VARIANTS:?set VARIANTS=\"label=binary:threads ...\"}"
 [ "$(id -u)" = 0 ] || { echo "proxy-cpu-ab.sh needs root" >&2; exit 1; }
 
@@ -36,6 +46,10 @@ SERVER=198.51.100.20
 . "$(dirname "$0")/netns-lib.sh"
 make_topology
 start_servers 80 6379 5201
+if [ "$CPU_LAYOUT" = sidecar ]; then
+  pin "$APP_CPU" "${pids[@]}"
+  app() { taskset -c "$APP_CPU" ip netns exec "$S-pod" setpriv --reuid 1000 --regid 1000 --clear-groups -- "$@"; }
+fi
 
 first=${VARIANTS%% *}; first=${first#*=}
 ns pod "${first%:*}" init >/dev/null
@@ -50,6 +64,7 @@ for rep in $(seq "$REPS"); do
     label=${v%%=*}; rest=${v#*=}; bin=${rest%:*}; threads=${rest##*:}
     bg "proxy-$label" pod 1337 env PODWARDEN_LOG=warn "$bin" run --admin-addr 127.0.0.1:15000 --worker-threads "$threads"
     proxy_group=$last_pid
+    [ "$CPU_LAYOUT" = shared ] || pin "$PROXY_CPU" "$proxy_group"
     wait_port pod 15001
     pid=$(ns pod ss -ltnpH "sport = :15001" | sed -nE 's/.*pid=([0-9]+).*/\1/p' | head -1)
     # Warm-up: the proxy's lazy start-up work stays out of the figures.
@@ -84,7 +99,7 @@ done
 
 stat() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print("%.3f %.3f" % (min(v), statistics.median(v)))' $1; }
 echo
-echo "proxy CPU per request, $REPS turn(s) per variant, $CONNS connections, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "proxy CPU per request, $REPS turn(s) per variant, $CONNS connections, $(nproc) CPUs, CPU_LAYOUT=$CPU_LAYOUT, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-10s %26s %26s %26s %26s %20s\n" "variant" "CPU s/100k HTTP min med" "switches/HTTP req min med" "CPU s/100k redis min med" "switches/PING min med" "CPU s/GB min med"
 for v in $VARIANTS; do
   label=${v%%=*}
