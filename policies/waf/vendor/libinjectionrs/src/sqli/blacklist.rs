@@ -13,7 +13,21 @@ pub fn is_blacklisted(fingerprint: &str) -> bool {
         return false;
     }
     
-    // Build the v1 fingerprint with '0' prefix and uppercase
+    // Build the v1 fingerprint with '0' prefix and uppercase (podwarden:
+    // in a stack buffer instead of a `String` per call; a fingerprint has
+    // at most 8 bytes, a longer one keeps the old heap path).
+    let fp = fingerprint.as_bytes();
+    let mut buf = [0u8; 16];
+    if fp.len() < buf.len() {
+        buf[0] = b'0';
+        for (d, &b) in buf[1..].iter_mut().zip(fp) {
+            // Only a-z change: the same as the char loop below.
+            *d = b.to_ascii_uppercase();
+        }
+        return sqli_data::lookup_word_bytes(&buf[..fp.len() + 1])
+            == crate::sqli::TokenType::Fingerprint;
+    }
+
     let mut fp2 = String::with_capacity(8);
     fp2.push('0');
     

@@ -27,6 +27,29 @@ impl fmt::Display for XssResult {
     }
 }
 
+/// Longer than every name in the blacklists (the longest event has 44 bytes).
+const NORM_LEN: usize = 64;
+
+/// `input` without NUL bytes and with a-z upper-cased, if it fits in `buf`
+/// (podwarden: `cstrcasecmp_with_null(name, input)` is exactly
+/// `name == normalized` for the tables' names, which are upper-case and
+/// shorter than `NORM_LEN`; a longer input matches none of them). One pass
+/// over the input instead of one per table entry.
+fn normalize_name<'b>(input: &[u8], buf: &'b mut [u8; NORM_LEN]) -> Option<&'b [u8]> {
+    let mut n = 0;
+    for &b in input {
+        if b == 0 {
+            continue;
+        }
+        if n == NORM_LEN {
+            return None;
+        }
+        buf[n] = if b.is_ascii_lowercase() { b - 0x20 } else { b };
+        n += 1;
+    }
+    Some(&buf[..n])
+}
+
 pub struct XssDetector {
     // Currently stateless, but kept for future expansion
 }
@@ -139,8 +162,9 @@ impl XssDetector {
         }
 
         // Check explicit blacklist
-        for &black_tag in BLACK_TAGS {
-            if Self::cstrcasecmp_with_null(black_tag.as_bytes(), tag_name) {
+        let mut buf = [0u8; NORM_LEN];
+        if let Some(tag) = normalize_name(tag_name, &mut buf) {
+            if BLACK_TAGS.iter().any(|t| t.as_bytes() == tag) {
                 return true;
             }
         }
@@ -176,8 +200,9 @@ impl XssDetector {
             if (attr_name[0] == b'o' || attr_name[0] == b'O') &&
                (attr_name[1] == b'n' || attr_name[1] == b'N') {
                 let event_name = &attr_name[2..];
-                for event in BLACK_ATTR_EVENTS {
-                    if Self::cstrcasecmp_with_null(event.name.as_bytes(), event_name) {
+                let mut buf = [0u8; NORM_LEN];
+                if let Some(ev) = normalize_name(event_name, &mut buf) {
+                    if let Some(event) = BLACK_ATTR_EVENTS.iter().find(|e| e.name.as_bytes() == ev) {
                         return event.atype;
                     }
                 }
@@ -191,8 +216,9 @@ impl XssDetector {
         }
 
         // Check other blacklisted attributes
-        for attr in BLACK_ATTRS {
-            if Self::cstrcasecmp_with_null(attr.name.as_bytes(), attr_name) {
+        let mut buf = [0u8; NORM_LEN];
+        if let Some(name) = normalize_name(attr_name, &mut buf) {
+            if let Some(attr) = BLACK_ATTRS.iter().find(|a| a.name.as_bytes() == name) {
                 return attr.atype;
             }
         }
@@ -406,5 +432,58 @@ impl XssDetector {
 impl Default for XssDetector {
     fn default() -> Self {
         Self::new()
+    }
+}
+#[cfg(test)]
+mod normalize_tests {
+    //! podwarden: the table lookups through `normalize_name` give what the
+    //! per-entry `cstrcasecmp_with_null` loop gave.
+    use super::*;
+
+    fn lookup_ref<'t>(names: impl Iterator<Item = &'t str>, input: &[u8]) -> Option<&'t str> {
+        names.into_iter().find(|n| XssDetector::cstrcasecmp_with_null(n.as_bytes(), input))
+    }
+
+    fn lookup_new<'t>(names: impl Iterator<Item = &'t str>, input: &[u8]) -> Option<&'t str> {
+        let mut buf = [0u8; NORM_LEN];
+        let v = normalize_name(input, &mut buf)?;
+        names.into_iter().find(|n| n.as_bytes() == v)
+    }
+
+    fn variants(name: &str) -> Vec<Vec<u8>> {
+        let b = name.as_bytes();
+        let lower = name.to_ascii_lowercase().into_bytes();
+        let mut with_nul = Vec::new();
+        for &c in &lower {
+            with_nul.push(0);
+            with_nul.push(c);
+        }
+        with_nul.push(0);
+        let mut out = vec![b.to_vec(), lower.clone(), with_nul, b[..b.len() - 1].to_vec()];
+        out.push([b, b"X"].concat());
+        out.push([b, &[0u8][..]].concat());
+        out.push(b.iter().map(|c| c.wrapping_add(1)).collect());
+        out
+    }
+
+    #[test]
+    fn table_lookups_agree_with_cstrcasecmp() {
+        let events = || BLACK_ATTR_EVENTS.iter().map(|e| e.name);
+        let attrs = || BLACK_ATTRS.iter().map(|a| a.name);
+        let tags = || BLACK_TAGS.iter().copied();
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for n in events().chain(attrs()).chain(tags()) {
+            assert!(n.len() < NORM_LEN, "{n} longer than NORM_LEN");
+            inputs.extend(variants(n));
+        }
+        inputs.push(Vec::new());
+        inputs.push(vec![0; 3]);
+        inputs.push(vec![b'A'; NORM_LEN + 5]);
+        inputs.push(b"\xc3\xa9vent".to_vec());
+        for i in &inputs {
+            assert_eq!(lookup_new(events(), i), lookup_ref(events(), i), "{i:?}");
+            assert_eq!(lookup_new(attrs(), i), lookup_ref(attrs(), i), "{i:?}");
+            assert_eq!(lookup_new(tags(), i), lookup_ref(tags(), i), "{i:?}");
+        }
     }
 }
