@@ -4,8 +4,8 @@
 use super::collect::{collect, excluded, expand, Val};
 use super::{Interruption, MatchedRule, ReqVars, Transaction, TxState};
 use crate::model::{
-    AllowScope, Ctl, Disruptive, EngineMode, Item, Link, Rule, RunAction, Selector, SetVarOp,
-    Target, VarKind,
+    AllowScope, Ctl, Disruptive, EngineMode, Item, Link, MacroPart, MacroString, Rule, RunAction,
+    Selector, SetVarOp, Target, VarKind,
 };
 use crate::operator::{atoi, contains_word, find, invalid_url_encoding, ip_match, OpKind};
 use crate::transform;
@@ -296,8 +296,9 @@ impl Transaction<'_> {
                 None => {
                     let mut vals: Vec<Val<'_>> = recycle(std::mem::take(&mut self.ubuf));
                     if t.kind == VarKind::Xml {
-                        // The selector picks text or attributes: take both.
-                        for k in ["/*", "@"] {
+                        // The selector picks text or attributes: take both
+                        // (no XML body: no values, and no selector to build).
+                        for &k in ["/*", "@"].iter().filter(|_| req.xml.is_some()) {
                             collect(req, &self.st, t.kind, &Selector::Key(k.into()), &mut vals);
                         }
                     } else {
@@ -401,13 +402,22 @@ impl Transaction<'_> {
                 RunAction::SetVar(sv) if sv.collection == VarKind::Tx => {
                     // The hot path (every CRS rule scores into TX): no key
                     // copy for an existing lower-case key, values rewritten in place.
-                    let val = expand(&sv.value, req, &self.st);
+                    // `+%{tx.x}` / `-%{tx.x}` read the number without
+                    // copying the value (it borrows the TX map being written).
+                    let arg = match sv.op {
+                        SetVarOp::Add | SetVarOp::Sub => {
+                            SetArg::Int(atoi(&expand_ref(&sv.value, req, &self.st)))
+                        }
+                        SetVarOp::Set | SetVarOp::Delete => {
+                            SetArg::Bytes(expand(&sv.value, req, &self.st))
+                        }
+                    };
                     match sv.key.literal() {
                         // Lower-cased at load (`parse_setvar`).
-                        Some(k) => set_tx(&mut self.st.tx, k, sv.op, &val),
+                        Some(k) => set_tx(&mut self.st.tx, k, sv.op, &arg),
                         None => {
                             let raw = expand(&sv.key, req, &self.st);
-                            set_tx(&mut self.st.tx, &lower_key(&raw), sv.op, &val);
+                            set_tx(&mut self.st.tx, &lower_key(&raw), sv.op, &arg);
                         }
                     }
                 }
@@ -471,21 +481,35 @@ fn lower_key(raw: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// A setvar's expanded value: the number for `+`/`-` (read before the TX
+/// map is written), the bytes for `=`.
+enum SetArg<'a> {
+    Int(i64),
+    Bytes(Cow<'a, [u8]>),
+}
+
 /// `setvar` on TX with the same results as [`setvar_value`], writing into
 /// the variable's buffer.
-fn set_tx(map: &mut super::txmap::TxMap, key: &str, op: SetVarOp, val: &[u8]) {
+fn set_tx(map: &mut super::txmap::TxMap, key: &str, op: SetVarOp, val: &SetArg<'_>) {
     if op == SetVarOp::Delete {
         map.remove(key);
         return;
     }
     let (slot, had) = map.slot(key);
     let cur = |slot: &[u8]| if had { atoi(slot) } else { 0 };
+    let arg = |v: &SetArg<'_>| match v {
+        SetArg::Int(n) => *n,
+        SetArg::Bytes(b) => atoi(b),
+    };
     let n = match op {
-        SetVarOp::Add => cur(slot).saturating_add(atoi(val)),
-        SetVarOp::Sub => cur(slot).saturating_sub(atoi(val)),
+        SetVarOp::Add => cur(slot).saturating_add(arg(val)),
+        SetVarOp::Sub => cur(slot).saturating_sub(arg(val)),
         SetVarOp::Set | SetVarOp::Delete => {
             slot.clear();
-            slot.extend_from_slice(val);
+            match val {
+                SetArg::Bytes(b) => slot.extend_from_slice(b),
+                SetArg::Int(n) => push_int(slot, *n),
+            }
             return;
         }
     };
@@ -583,6 +607,17 @@ fn check_multi(
     (false, None)
 }
 
+/// [`expand`] without building a buffer when the macro is a literal or a
+/// single `%{tx.key}` (most operator arguments, e.g. `@ge
+/// %{tx.inbound_anomaly_score_threshold}`, and `+%{tx.x}` setvar values): an
+/// absent variable expands to nothing, as in `expand`.
+fn expand_ref<'a>(m: &'a MacroString, req: &ReqVars, st: &'a TxState) -> Cow<'a, [u8]> {
+    if let [MacroPart::Var(VarKind::Tx, Some(k))] = m.parts.as_slice() {
+        return Cow::Borrowed(st.tx.get(k).map_or(&[][..], |v| &v[..]));
+    }
+    expand(m, req, st)
+}
+
 /// Replaces `buf`'s contents with `v`, keeping its allocation.
 fn set_buf(buf: &mut Vec<u8>, v: &[u8]) {
     buf.clear();
@@ -610,18 +645,18 @@ fn op(req: &ReqVars, st: &TxState, link: &Link, v: &[u8]) -> (bool, Option<Vec<V
             }
             None => false,
         },
-        OpKind::Streq(m) => expand(m, req, st) == v,
-        OpKind::Contains(m) => find(v, &expand(m, req, st)).is_some(),
-        OpKind::ContainsWord(m) => contains_word(v, &expand(m, req, st)),
-        OpKind::BeginsWith(m) => v.starts_with(&expand(m, req, st)),
-        OpKind::EndsWith(m) => v.ends_with(&expand(m, req, st)),
-        OpKind::Within(m) => find(&expand(m, req, st), v).is_some(),
+        OpKind::Streq(m) => expand_ref(m, req, st) == v,
+        OpKind::Contains(m) => find(v, &expand_ref(m, req, st)).is_some(),
+        OpKind::ContainsWord(m) => contains_word(v, &expand_ref(m, req, st)),
+        OpKind::BeginsWith(m) => v.starts_with(&expand_ref(m, req, st)),
+        OpKind::EndsWith(m) => v.ends_with(&expand_ref(m, req, st)),
+        OpKind::Within(m) => find(&expand_ref(m, req, st), v).is_some(),
         OpKind::StrMatch(s) => find(v, s).is_some(),
-        OpKind::Eq(m) => atoi(v) == atoi(&expand(m, req, st)),
-        OpKind::Ge(m) => atoi(v) >= atoi(&expand(m, req, st)),
-        OpKind::Gt(m) => atoi(v) > atoi(&expand(m, req, st)),
-        OpKind::Le(m) => atoi(v) <= atoi(&expand(m, req, st)),
-        OpKind::Lt(m) => atoi(v) < atoi(&expand(m, req, st)),
+        OpKind::Eq(m) => atoi(v) == atoi(&expand_ref(m, req, st)),
+        OpKind::Ge(m) => atoi(v) >= atoi(&expand_ref(m, req, st)),
+        OpKind::Gt(m) => atoi(v) > atoi(&expand_ref(m, req, st)),
+        OpKind::Le(m) => atoi(v) <= atoi(&expand_ref(m, req, st)),
+        OpKind::Lt(m) => atoi(v) < atoi(&expand_ref(m, req, st)),
         OpKind::IpMatch(nets) => ip_match(nets, v),
         OpKind::ValidateByteRange(allowed) => v.iter().any(|&b| !allowed[b as usize]),
         OpKind::ValidateUrlEncoding => invalid_url_encoding(v),
