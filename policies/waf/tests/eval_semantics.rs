@@ -71,6 +71,33 @@ fn setvar_arithmetic_and_macros() {
 }
 
 #[test]
+fn tx_macros_in_setvar_keys_values_operator_arguments_and_messages() {
+    let rs = rules(&format!(
+        "{BASE}SecAction \"id:20,phase:1,pass,nolog,setvar:tx.limit=7,setvar:'tx.allowed=GET HEAD',setvar:tx.base=10\"\n\
+         SecRule ARGS:k \"@rx ^(\\w+)$\" \"id:21,phase:2,capture,nolog,setvar:'tx.n_%{{tx.1}}=%{{tx.base}}',setvar:'tx.n_%{{tx.1}}=-%{{tx.limit}}'\"\n\
+         SecRule TX:n_abc \"@eq 3\" \"id:22,phase:2,msg:'n=%{{tx.n_abc}} of %{{tx.base}}, missing=[%{{tx.none}}]'\"\n\
+         SecRule TX:base \"@ge %{{tx.limit}}\" \"id:23,phase:2\"\n\
+         SecRule TX:base \"@lt %{{tx.absent}}\" \"id:24,phase:2\"\n\
+         SecRule REQUEST_METHOD \"@within %{{tx.allowed}}\" \"id:25,phase:2\"\n\
+         SecRule REQUEST_METHOD \"@within %{{tx.absent}}\" \"id:26,phase:2\"\n"
+    ));
+    // The same answer twice on one thread: pooled buffers start empty.
+    for _ in 0..2 {
+        let o = rs.evaluate(&get("/?k=ABC"), None);
+        // Key macros are lower-cased (tx.n_abc), `=` copies a TX value and
+        // `-` subtracts one; an absent variable expands to nothing (0 for
+        // numbers, empty for @within, which an empty argument never holds).
+        assert_eq!(ids(&o), vec![22, 23, 25]);
+        let msg = o
+            .matched
+            .iter()
+            .find(|m| m.id == 22)
+            .and_then(|m| m.msg.clone());
+        assert_eq!(msg.as_deref(), Some("n=3 of 10, missing=[]"));
+    }
+}
+
+#[test]
 fn skip_after_jumps_to_marker() {
     let rs = rules(&format!(
         "{BASE}SecRule ARGS:skip \"@streq yes\" \"id:20,phase:2,nolog,skipAfter:END\"\nSecRule ARGS \"@rx .\" \"id:21,phase:2\"\nSecMarker END\nSecRule ARGS \"@rx .\" \"id:22,phase:2\"\n"

@@ -404,6 +404,12 @@ pub fn expand<'m>(m: &'m MacroString, req: &ReqVars, st: &TxState) -> Cow<'m, [u
         return Cow::Borrowed(l.as_bytes());
     }
     let mut o = Vec::new();
+    expand_into(m, req, st, &mut o);
+    Cow::Owned(o)
+}
+
+/// [`expand`] appending to `o` (a caller's reused buffer).
+pub fn expand_into(m: &MacroString, req: &ReqVars, st: &TxState, o: &mut Vec<u8>) {
     for p in &m.parts {
         match p {
             MacroPart::Lit(s) => o.extend_from_slice(s.as_bytes()),
@@ -428,5 +434,4 @@ pub fn expand<'m>(m: &'m MacroString, req: &ReqVars, st: &TxState) -> Cow<'m, [u
             }
         }
     }
-    Cow::Owned(o)
 }

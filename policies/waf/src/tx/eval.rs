@@ -1,7 +1,7 @@
 //! Rule evaluation with ModSecurity's semantics: per-match actions on each
 //! chain link, whole-chain match for logging and disruption, skipAfter.
 
-use super::collect::{collect, excluded, expand, Val};
+use super::collect::{collect, excluded, expand, expand_into, Val};
 use super::{Interruption, MatchedRule, ReqVars, Transaction, TxState};
 use crate::model::{
     AllowScope, Ctl, Disruptive, EngineMode, Item, Link, MacroPart, MacroString, Rule, RunAction,
@@ -49,15 +49,13 @@ impl Transaction<'_> {
                 i += 1;
                 continue;
             }
+            let msg = rule.msg.as_ref().map(|m| self.expand_string(m, req));
             self.outcome.matched.push(MatchedRule {
                 id: rule.id,
                 phase,
                 logged: rule.log,
                 disruptive: rule.disruptive,
-                msg: rule
-                    .msg
-                    .as_ref()
-                    .map(|m| String::from_utf8_lossy(&expand(m, req, &self.st)).into_owned()),
+                msg,
                 severity: rule.severity,
             });
             if self.engine() == EngineMode::Off {
@@ -98,6 +96,21 @@ impl Transaction<'_> {
             skip = rule.skip;
             i += 1;
         }
+    }
+
+    /// A macro expanded into a new `String` (lossy UTF-8, as before),
+    /// built in the reused `xbuf`: one exact-size allocation, not a growing
+    /// vector and a copy (CRS 980170's message has 25 TX macros).
+    fn expand_string(&mut self, m: &MacroString, req: &ReqVars) -> String {
+        if let Some(l) = m.literal() {
+            return l.to_owned();
+        }
+        let mut b = std::mem::take(&mut self.xbuf);
+        b.clear();
+        expand_into(m, req, &self.st, &mut b);
+        let s = String::from_utf8_lossy(&b).into_owned();
+        self.xbuf = b;
+        s
     }
 
     fn rule_removed(&self, rule: &Rule) -> bool {
@@ -201,7 +214,10 @@ impl Transaction<'_> {
         if link.capture {
             if let Some(c) = caps {
                 for (i, g) in c.into_iter().enumerate() {
-                    self.st.tx.insert(&i.to_string(), g);
+                    match CAPTURE_KEYS.get(i) {
+                        Some(k) => self.st.tx.insert(k, g),
+                        None => self.st.tx.insert(&i.to_string(), g),
+                    }
                 }
             }
         }
@@ -403,23 +419,34 @@ impl Transaction<'_> {
                     // The hot path (every CRS rule scores into TX): no key
                     // copy for an existing lower-case key, values rewritten in place.
                     // `+%{tx.x}` / `-%{tx.x}` read the number without
-                    // copying the value (it borrows the TX map being written).
+                    // copying the value (it borrows the TX map being written);
+                    // expanded values and keys go through reused buffers.
+                    let mut vb = std::mem::take(&mut self.xbuf);
+                    let mut kb = std::mem::take(&mut self.kbuf);
                     let arg = match sv.op {
                         SetVarOp::Add | SetVarOp::Sub => {
                             SetArg::Int(atoi(&expand_ref(&sv.value, req, &self.st)))
                         }
-                        SetVarOp::Set | SetVarOp::Delete => {
-                            SetArg::Bytes(expand(&sv.value, req, &self.st))
-                        }
+                        SetVarOp::Set | SetVarOp::Delete => match sv.value.literal() {
+                            Some(l) => SetArg::Bytes(l.as_bytes()),
+                            None => {
+                                vb.clear();
+                                expand_into(&sv.value, req, &self.st, &mut vb);
+                                SetArg::Bytes(&vb)
+                            }
+                        },
                     };
                     match sv.key.literal() {
                         // Lower-cased at load (`parse_setvar`).
                         Some(k) => set_tx(&mut self.st.tx, k, sv.op, &arg),
                         None => {
-                            let raw = expand(&sv.key, req, &self.st);
-                            set_tx(&mut self.st.tx, &lower_key(&raw), sv.op, &arg);
+                            kb.clear();
+                            expand_into(&sv.key, req, &self.st, &mut kb);
+                            set_tx(&mut self.st.tx, &lower_key(&kb), sv.op, &arg);
                         }
                     }
+                    self.xbuf = vb;
+                    self.kbuf = kb;
                 }
                 RunAction::SetVar(sv) => {
                     // IP/GLOBAL/SESSION/USER/RESOURCE (TX took the arm above).
@@ -485,8 +512,11 @@ fn lower_key(raw: &[u8]) -> Cow<'_, str> {
 /// map is written), the bytes for `=`.
 enum SetArg<'a> {
     Int(i64),
-    Bytes(Cow<'a, [u8]>),
+    Bytes(&'a [u8]),
 }
+
+/// TX names of capture groups (`capture` sets TX.0 to TX.9).
+const CAPTURE_KEYS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 /// `setvar` on TX with the same results as [`setvar_value`], writing into
 /// the variable's buffer.

@@ -151,10 +151,24 @@ struct Scratch {
     tbuf: Vec<u8>,
     vbuf: Vec<collect::Val<'static>>,
     ubuf: Vec<collect::Val<'static>>,
+    xbuf: Vec<u8>,
+    kbuf: Vec<u8>,
     /// How many rules the last transaction matched: the next one's list
     /// is allocated at that size once (CRS matches ~65 rules on a benign
     /// GET, mostly nolog setup rules) instead of growing through 6 copies.
     matched_hint: usize,
+}
+
+/// A buffer that grew past this (a macro over a large request value) is
+/// not kept for the next transaction.
+const MAX_POOLED_BUF: usize = 64 << 10;
+
+fn small_or_new(b: Vec<u8>) -> Vec<u8> {
+    if b.capacity() > MAX_POOLED_BUF {
+        Vec::new()
+    } else {
+        b
+    }
 }
 
 /// The largest `matched_hint` honoured (a rule set matches at most a few
@@ -194,6 +208,9 @@ pub struct Transaction<'r> {
     /// The number of matched rules, kept for the next transaction's
     /// allocation after `finish` hands the outcome out.
     matched_hint: usize,
+    /// Reused buffers for expanded setvar values and keys and messages.
+    pub(crate) xbuf: Vec<u8>,
+    pub(crate) kbuf: Vec<u8>,
 }
 
 impl<'r> Transaction<'r> {
@@ -216,6 +233,8 @@ impl<'r> Transaction<'r> {
             tbuf,
             vbuf,
             ubuf,
+            xbuf,
+            kbuf,
             matched_hint,
         } = *scratch;
         tx.reset();
@@ -235,6 +254,8 @@ impl<'r> Transaction<'r> {
                 ..Outcome::default()
             },
             matched_hint: 0,
+            xbuf,
+            kbuf,
             stop_request: false,
             stop_all: false,
             cache,
@@ -354,6 +375,8 @@ impl Drop for Transaction<'_> {
             vbuf: eval::recycle(std::mem::take(&mut self.vbuf)),
             ubuf: eval::recycle(std::mem::take(&mut self.ubuf)),
             matched_hint: self.matched_hint.max(self.outcome.matched.len()),
+            xbuf: small_or_new(std::mem::take(&mut self.xbuf)),
+            kbuf: small_or_new(std::mem::take(&mut self.kbuf)),
         });
         // During thread teardown the slot may be gone: then just free.
         let _ = SCRATCH.try_with(|s| s.set(Some(scratch)));
