@@ -58,7 +58,7 @@ for l in $CPU_LAYOUT; do
   case $l in
     sidecar)
       if [ "$ncpu" -lt 2 ]; then
-        echo "CPU_LAYOUT: sidecar needs >= 2 CPUs, this machine has $ncpu: measuring shared only" >&2
+        echo "CPU_LAYOUT: sidecar needs >= 2 CPUs, this script may use $ncpu: measuring shared only" >&2
       else
         layouts+=(sidecar)
       fi ;;
@@ -67,7 +67,7 @@ for l in $CPU_LAYOUT; do
   esac
 done
 [ "${#layouts[@]}" -gt 0 ] || layouts=(shared)
-all_cpus="0-$((ncpu - 1))"
+all_cpus=$(taskset -c -p $$ | sed 's/.*: //')  # the CPUs this script may use (nproc counts them)
 
 if [ "$(id -u)" != 0 ]; then
   echo "datapath.sh needs root (it creates network namespaces)" >&2
