@@ -4,9 +4,11 @@
 //! operator results on repeated contents are remembered.
 //!
 //! Only values borrowed from the request are cached: they are fixed while a
-//! phase runs, so their address and length identify them (the cache is
-//! cleared between phases).
+//! phase runs, so their position in the request variables (or else their
+//! address and length) identifies them (the cache is cleared between
+//! phases).
 
+use super::collect::{NO_POS, POS_TAGS};
 use super::BuildFx;
 use crate::model::{Link, VarKind};
 use crate::operator::OpKind;
@@ -26,6 +28,10 @@ pub(crate) struct TEntry {
 
 #[derive(Default)]
 pub(crate) struct ValueCache {
+    /// Position tag → entry index → value id (`u32::MAX`: not yet); see
+    /// `collect::Val::pos`. Filled on first sight, an array lookup after.
+    by_pos: Vec<Vec<u32>>,
+    /// Value ids of borrowed values without a position.
     by_addr: HashMap<(usize, usize), u32, BuildFx>,
     by_content: HashMap<Vec<u8>, u32, BuildFx>,
     /// Whether a value id was seen at more than one address.
@@ -54,6 +60,8 @@ pub(crate) struct ValueCache {
 
 impl ValueCache {
     pub fn clear(&mut self, nchains: usize) {
+        self.by_pos.resize_with(POS_TAGS, Vec::new);
+        self.by_pos.iter_mut().for_each(Vec::clear);
         self.by_addr.clear();
         self.by_content.clear();
         self.dup.clear();
@@ -72,6 +80,7 @@ impl ValueCache {
     /// pooled cache that once served a huge request is dropped instead.
     pub fn retained_bytes(&self) -> usize {
         self.by_addr.capacity() * 24
+            + self.by_pos.iter().map(|v| v.capacity() * 4).sum::<usize>()
             + self.by_content.capacity() * 32
             + self.slots.capacity() * 4
             + self.entries.capacity() * std::mem::size_of::<TEntry>()
@@ -84,18 +93,48 @@ impl ValueCache {
     // inlined and the first-sight paths kept out of line, so the hits do not
     // pay the spills of a large function's prologue and epilogue.
     #[inline]
-    fn vid(&mut self, v: &[u8]) -> u32 {
+    fn vid(&mut self, v: &[u8], pos: u32) -> u32 {
+        if pos != NO_POS {
+            let (tag, i) = ((pos >> 24) as usize, (pos & 0xff_ffff) as usize);
+            if let Some(&id) = self.by_pos.get(tag).and_then(|t| t.get(i)) {
+                if id != u32::MAX {
+                    return id;
+                }
+            }
+            return self.new_pos_vid(v, tag, i);
+        }
         let addr = (v.as_ptr() as usize, v.len());
         match self.by_addr.get(&addr) {
             Some(&id) => id,
-            None => self.new_vid(v, addr),
+            None => {
+                let id = self.content_vid(v);
+                self.by_addr.insert(addr, id);
+                id
+            }
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn new_vid(&mut self, v: &[u8], addr: (usize, usize)) -> u32 {
-        let id = match self.by_content.get(v) {
+    fn new_pos_vid(&mut self, v: &[u8], tag: usize, i: usize) -> u32 {
+        let id = self.content_vid(v);
+        if tag >= self.by_pos.len() {
+            self.by_pos.resize_with(tag + 1, Vec::new);
+        }
+        let t = &mut self.by_pos[tag];
+        if t.len() <= i {
+            t.resize(i + 1, u32::MAX);
+        }
+        t[i] = id;
+        id
+    }
+
+    /// The id of a value seen at a new position or address: the id of the
+    /// same content seen before, or a new one.
+    #[cold]
+    #[inline(never)]
+    fn content_vid(&mut self, v: &[u8]) -> u32 {
+        match self.by_content.get(v) {
             Some(&id) => {
                 self.dup[id as usize] = true;
                 id
@@ -110,15 +149,14 @@ impl ValueCache {
                     .resize(self.slots.len() + self.nchains.max(1), u32::MAX);
                 id
             }
-        };
-        self.by_addr.insert(addr, id);
-        id
+        }
     }
 
-    /// Index in `entries` of `value` transformed by `chain`.
+    /// Index in `entries` of `value` (at request position `pos`)
+    /// transformed by `chain`.
     #[inline]
-    pub fn entry(&mut self, value: &[u8], chain: u32, transforms: &[Transform]) -> usize {
-        let vid = self.vid(value);
+    pub fn entry(&mut self, value: &[u8], pos: u32, chain: u32, transforms: &[Transform]) -> usize {
+        let vid = self.vid(value, pos);
         let s = vid as usize * self.nchains.max(1) + chain as usize;
         if chain as usize >= self.nchains.max(1) {
             // Unknown chain id (not counted at load): do not cache.
@@ -255,14 +293,14 @@ impl ValueCache {
         chain: u32,
         transforms: &[Transform],
         cf: &ChainFilter,
-        values: impl Iterator<Item = &'a [u8]>,
+        values: impl Iterator<Item = (&'a [u8], u32)>,
     ) -> usize {
         let words = cf.words();
         // Scan first (scans append to `bits`), then OR into the union's words.
         let mut offs = std::mem::take(&mut self.offs);
         offs.clear();
-        for v in values {
-            let i = self.entry(v, chain, transforms);
+        for (v, pos) in values {
+            let i = self.entry(v, pos, chain, transforms);
             offs.push(self.bits_of(i, cf, v) as u32);
         }
         let off = self.bits.len();
@@ -307,9 +345,9 @@ impl ValueCache {
         Some((vid, link as *const Link as usize))
     }
 
-    /// The id of a value borrowed from the request.
-    pub fn raw_vid(&mut self, raw: &[u8]) -> u32 {
-        self.vid(raw)
+    /// The id of a value borrowed from the request (at position `pos`).
+    pub fn raw_vid(&mut self, raw: &[u8], pos: u32) -> u32 {
+        self.vid(raw, pos)
     }
 
     /// Whether `t` is known to leave the raw value `vid` unchanged.

@@ -12,6 +12,66 @@ pub struct Val<'a> {
     pub kind: VarKind,
     pub key: Cow<'a, str>,
     pub value: Cow<'a, [u8]>,
+    /// Where a value borrowed from the request lives ([`pos`]), or
+    /// [`NO_POS`]: the value cache indexes its ids by position instead of
+    /// hashing the value's address on every lookup.
+    pub pos: u32,
+}
+
+/// No request position (a computed value, or an index too large to encode).
+pub const NO_POS: u32 = u32::MAX;
+
+// Position tags: each list of request values (names and values apart) and
+// the scalars. A position is `tag << 24 | index`.
+const ARGS_GET: u32 = 0;
+const ARGS_POST: u32 = 2;
+const HEADERS: u32 = 4;
+const COOKIES: u32 = 6;
+const PART_HEADERS: u32 = 8;
+const RESP_HEADERS: u32 = 10;
+const FILES: u32 = 12;
+const FILES_NAMES: u32 = 13;
+const XML_ATTRS: u32 = 14;
+const SCALARS: u32 = 15;
+/// Number of position tags.
+pub const POS_TAGS: usize = 16;
+
+/// The position of entry `i` of list `tag` (`NO_POS` past 2^24 entries).
+fn pos(tag: u32, i: usize) -> u32 {
+    if i < 1 << 24 {
+        tag << 24 | i as u32
+    } else {
+        NO_POS
+    }
+}
+
+/// Scalar request values (position `SCALARS`, index):
+#[derive(Clone, Copy)]
+enum Scalar {
+    Uri,
+    UriRaw,
+    Filename,
+    Basename,
+    Line,
+    Method,
+    Protocol,
+    Query,
+    Body,
+    FullRequest,
+    MultipartFilename,
+    MultipartName,
+    XmlText,
+    ReqbodyErrorMsg,
+    ResponseBody,
+    ResponseStatus,
+    ResponseProtocol,
+    ResponseContentType,
+    ResponseContentLength,
+    UniqueId,
+    RemoteAddr,
+    RemotePort,
+    ServerPort,
+    ServerName,
 }
 
 impl Val<'_> {
@@ -27,9 +87,20 @@ impl Val<'_> {
     }
 }
 
-fn pairs<'a>(kind: VarKind, p: &'a [Pair], names: bool, sel: &Selector, out: &mut Vec<Val<'a>>) {
-    for (k, v) in p {
-        if sel.matches(k) {
+/// The entries of list `p` (position tag `tag`, names at `tag + 1`).
+fn pairs<'a>(
+    kind: VarKind,
+    p: &'a [Pair],
+    tag: u32,
+    names: bool,
+    sel: &Selector,
+    out: &mut Vec<Val<'a>>,
+) {
+    // Most targets take the whole collection: no per-entry selector call.
+    let all = matches!(sel, Selector::All);
+    let tag = tag + names as u32;
+    for (i, (k, v)) in p.iter().enumerate() {
+        if all || sel.matches(k) {
             let value: Cow<'a, [u8]> = if names {
                 Cow::Borrowed(k.as_bytes())
             } else {
@@ -39,16 +110,18 @@ fn pairs<'a>(kind: VarKind, p: &'a [Pair], names: bool, sel: &Selector, out: &mu
                 kind,
                 key: Cow::Borrowed(k),
                 value,
+                pos: pos(tag, i),
             });
         }
     }
 }
 
-fn scalar<'a>(kind: VarKind, v: &'a [u8], out: &mut Vec<Val<'a>>) {
+fn scalar<'a>(kind: VarKind, v: &'a [u8], at: Scalar, out: &mut Vec<Val<'a>>) {
     out.push(Val {
         kind,
         key: Cow::Borrowed(""),
         value: Cow::Borrowed(v),
+        pos: pos(SCALARS, at as usize),
     });
 }
 
@@ -57,6 +130,7 @@ fn owned<'a>(kind: VarKind, v: Vec<u8>, out: &mut Vec<Val<'a>>) {
         kind,
         key: Cow::Borrowed(""),
         value: Cow::Owned(v),
+        pos: NO_POS,
     });
 }
 
@@ -80,6 +154,7 @@ fn map<'a>(
                 kind,
                 key: Cow::Owned(k.clone()),
                 value: Cow::Owned(v.clone()),
+                pos: NO_POS,
             });
         }
     }
@@ -96,17 +171,17 @@ pub fn collect<'a>(
     use VarKind::*;
     match kind {
         Args => {
-            pairs(Args, &req.args_get, false, sel, out);
-            pairs(Args, &req.args_post, false, sel, out);
+            pairs(Args, &req.args_get, ARGS_GET, false, sel, out);
+            pairs(Args, &req.args_post, ARGS_POST, false, sel, out);
         }
         ArgsNames => {
-            pairs(ArgsNames, &req.args_get, true, sel, out);
-            pairs(ArgsNames, &req.args_post, true, sel, out);
+            pairs(ArgsNames, &req.args_get, ARGS_GET, true, sel, out);
+            pairs(ArgsNames, &req.args_post, ARGS_POST, true, sel, out);
         }
-        ArgsGet => pairs(kind, &req.args_get, false, sel, out),
-        ArgsGetNames => pairs(kind, &req.args_get, true, sel, out),
-        ArgsPost => pairs(kind, &req.args_post, false, sel, out),
-        ArgsPostNames => pairs(kind, &req.args_post, true, sel, out),
+        ArgsGet => pairs(kind, &req.args_get, ARGS_GET, false, sel, out),
+        ArgsGetNames => pairs(kind, &req.args_get, ARGS_GET, true, sel, out),
+        ArgsPost => pairs(kind, &req.args_post, ARGS_POST, false, sel, out),
+        ArgsPostNames => pairs(kind, &req.args_post, ARGS_POST, true, sel, out),
         ArgsCombinedSize => {
             let n: usize = req
                 .args_get
@@ -116,44 +191,46 @@ pub fn collect<'a>(
                 .sum();
             owned(kind, n.to_string().into_bytes(), out)
         }
-        RequestHeaders => pairs(kind, &req.headers, false, sel, out),
-        RequestHeadersNames => pairs(kind, &req.headers, true, sel, out),
-        RequestCookies => pairs(kind, &req.cookies, false, sel, out),
-        RequestCookiesNames => pairs(kind, &req.cookies, true, sel, out),
-        RequestUri => scalar(kind, &req.uri, out),
-        RequestUriRaw => scalar(kind, &req.uri_raw, out),
-        RequestFilename => scalar(kind, &req.filename, out),
-        RequestBasename => scalar(kind, &req.basename, out),
-        RequestLine => scalar(kind, &req.line, out),
-        RequestMethod => scalar(kind, &req.method, out),
-        RequestProtocol => scalar(kind, &req.protocol, out),
-        QueryString => scalar(kind, &req.query, out),
+        RequestHeaders => pairs(kind, &req.headers, HEADERS, false, sel, out),
+        RequestHeadersNames => pairs(kind, &req.headers, HEADERS, true, sel, out),
+        RequestCookies => pairs(kind, &req.cookies, COOKIES, false, sel, out),
+        RequestCookiesNames => pairs(kind, &req.cookies, COOKIES, true, sel, out),
+        RequestUri => scalar(kind, &req.uri, Scalar::Uri, out),
+        RequestUriRaw => scalar(kind, &req.uri_raw, Scalar::UriRaw, out),
+        RequestFilename => scalar(kind, &req.filename, Scalar::Filename, out),
+        RequestBasename => scalar(kind, &req.basename, Scalar::Basename, out),
+        RequestLine => scalar(kind, &req.line, Scalar::Line, out),
+        RequestMethod => scalar(kind, &req.method, Scalar::Method, out),
+        RequestProtocol => scalar(kind, &req.protocol, Scalar::Protocol, out),
+        QueryString => scalar(kind, &req.query, Scalar::Query, out),
         RequestBody => {
             if req.has_body_var {
-                scalar(kind, &req.body, out)
+                scalar(kind, &req.body, Scalar::Body, out)
             }
         }
         RequestBodyLength => owned(kind, req.body.len().to_string().into_bytes(), out),
-        FullRequest => scalar(kind, &req.full_request, out),
+        FullRequest => scalar(kind, &req.full_request, Scalar::FullRequest, out),
         FullRequestLength => owned(kind, req.full_request.len().to_string().into_bytes(), out),
         Files => {
-            for (n, f, _) in &req.files {
+            for (i, (n, f, _)) in req.files.iter().enumerate() {
                 if sel.matches(n) {
                     out.push(Val {
                         kind,
                         key: Cow::Borrowed(n),
                         value: Cow::Borrowed(f),
+                        pos: pos(FILES, i),
                     });
                 }
             }
         }
         FilesNames => {
-            for (n, _, _) in &req.files {
+            for (i, (n, _, _)) in req.files.iter().enumerate() {
                 if sel.matches(n) {
                     out.push(Val {
                         kind,
                         key: Cow::Borrowed(n),
                         value: Cow::Borrowed(n.as_bytes()),
+                        pos: pos(FILES_NAMES, i),
                     });
                 }
             }
@@ -165,6 +242,7 @@ pub fn collect<'a>(
                         kind,
                         key: Cow::Borrowed(n),
                         value: Cow::Owned(s.to_string().into_bytes()),
+                        pos: NO_POS,
                     });
                 }
             }
@@ -180,15 +258,15 @@ pub fn collect<'a>(
                 .into_bytes(),
             out,
         ),
-        MultipartPartHeaders => pairs(kind, &req.part_headers, false, sel, out),
+        MultipartPartHeaders => pairs(kind, &req.part_headers, PART_HEADERS, false, sel, out),
         MultipartFilename => {
             if let Some((_, f, _)) = req.files.last() {
-                scalar(kind, f, out)
+                scalar(kind, f, Scalar::MultipartFilename, out)
             }
         }
         MultipartName => {
             if let Some((n, _)) = req.args_post.last() {
-                scalar(kind, n.as_bytes(), out)
+                scalar(kind, n.as_bytes(), Scalar::MultipartName, out)
             }
         }
         MultipartStrictError
@@ -231,11 +309,12 @@ pub fn collect<'a>(
                 _ => "/*",
             };
             if key.contains('@') {
-                for a in &d.attrs {
+                for (i, a) in d.attrs.iter().enumerate() {
                     out.push(Val {
                         kind,
                         key: Cow::Owned(key.to_string()),
                         value: Cow::Borrowed(a),
+                        pos: pos(XML_ATTRS, i),
                     });
                 }
             } else {
@@ -243,11 +322,14 @@ pub fn collect<'a>(
                     kind,
                     key: Cow::Owned(key.to_string()),
                     value: Cow::Borrowed(&d.text),
+                    pos: pos(SCALARS, Scalar::XmlText as usize),
                 });
             }
         }
         ReqbodyError | ReqbodyProcessorError => owned(kind, flag(req.reqbody_error), out),
-        ReqbodyErrorMsg | ReqbodyProcessorErrorMsg => scalar(kind, &req.reqbody_error_msg, out),
+        ReqbodyErrorMsg | ReqbodyProcessorErrorMsg => {
+            scalar(kind, &req.reqbody_error_msg, Scalar::ReqbodyErrorMsg, out)
+        }
         ReqbodyProcessor => {
             let p = st
                 .body_processor
@@ -258,6 +340,7 @@ pub fn collect<'a>(
                 kind,
                 key: Cow::Borrowed(""),
                 value: Cow::Owned(p.as_bytes().to_vec()),
+                pos: NO_POS,
             });
         }
         InboundDataError => owned(kind, flag(req.inbound_data_error), out),
@@ -270,6 +353,7 @@ pub fn collect<'a>(
                         kind,
                         key: Cow::Owned(k.clone()),
                         value: Cow::Owned(v.clone()),
+                        pos: NO_POS,
                     });
                 }
                 return;
@@ -296,6 +380,7 @@ pub fn collect<'a>(
                         kind,
                         key: Cow::Owned(k.clone()),
                         value: Cow::Owned(v.clone()),
+                        pos: NO_POS,
                     });
                 }
             }
@@ -317,6 +402,7 @@ pub fn collect<'a>(
                         kind,
                         key: Cow::Borrowed(k),
                         value: Cow::Owned(v),
+                        pos: NO_POS,
                     });
                 }
             }
@@ -335,30 +421,31 @@ pub fn collect<'a>(
                         kind,
                         key: Cow::Owned(n.clone()),
                         value: Cow::Owned(value),
+                        pos: NO_POS,
                     });
                 }
             }
         }
         ResponseBody => {
             if let Some(b) = &req.resp_body {
-                scalar(kind, b, out)
+                scalar(kind, b, Scalar::ResponseBody, out)
             }
         }
-        ResponseHeaders => pairs(kind, &req.resp_headers, false, sel, out),
-        ResponseHeadersNames => pairs(kind, &req.resp_headers, true, sel, out),
+        ResponseHeaders => pairs(kind, &req.resp_headers, RESP_HEADERS, false, sel, out),
+        ResponseHeadersNames => pairs(kind, &req.resp_headers, RESP_HEADERS, true, sel, out),
         ResponseStatus => {
             if let Some(s) = &req.resp_status {
-                scalar(kind, s, out)
+                scalar(kind, s, Scalar::ResponseStatus, out)
             }
         }
-        ResponseProtocol => scalar(kind, &req.resp_protocol, out),
+        ResponseProtocol => scalar(kind, &req.resp_protocol, Scalar::ResponseProtocol, out),
         ResponseContentType => {
             if let Some((_, v)) = req
                 .resp_headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
             {
-                scalar(kind, v, out)
+                scalar(kind, v, Scalar::ResponseContentType, out)
             }
         }
         ResponseContentLength => {
@@ -367,15 +454,15 @@ pub fn collect<'a>(
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
             {
-                scalar(kind, v, out)
+                scalar(kind, v, Scalar::ResponseContentLength, out)
             }
         }
         StatusLine => {}
-        UniqueId => scalar(kind, &req.unique_id, out),
-        RemoteAddr | RemoteHost => scalar(kind, &req.remote_addr, out),
-        RemotePort => scalar(kind, &req.remote_port, out),
-        ServerPort => scalar(kind, &req.server_port, out),
-        ServerName => scalar(kind, &req.server_name, out),
+        UniqueId => scalar(kind, &req.unique_id, Scalar::UniqueId, out),
+        RemoteAddr | RemoteHost => scalar(kind, &req.remote_addr, Scalar::RemoteAddr, out),
+        RemotePort => scalar(kind, &req.remote_port, Scalar::RemotePort, out),
+        ServerPort => scalar(kind, &req.server_port, Scalar::ServerPort, out),
+        ServerName => scalar(kind, &req.server_name, Scalar::ServerName, out),
         ServerAddr => owned(kind, b"127.0.0.1".to_vec(), out),
         RemoteUser | AuthType | PathInfo | WebserverErrorLog => {}
         HighestSeverity => owned(kind, b"255".to_vec(), out),

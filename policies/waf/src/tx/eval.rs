@@ -1,7 +1,7 @@
 //! Rule evaluation with ModSecurity's semantics: per-match actions on each
 //! chain link, whole-chain match for logging and disruption, skipAfter.
 
-use super::collect::{collect, excluded, expand, expand_into, Val};
+use super::collect::{collect, excluded, expand, expand_into, Val, NO_POS};
 use super::{Interruption, MatchedRule, ReqVars, Transaction, TxState};
 use crate::model::{
     AllowScope, Ctl, Disruptive, EngineMode, Item, Link, MacroPart, MacroString, Rule, RunAction,
@@ -179,6 +179,7 @@ impl Transaction<'_> {
                         kind: t.kind,
                         key: Cow::Borrowed(""),
                         value: Cow::Owned(n.to_string().into_bytes()),
+                        pos: NO_POS,
                     });
                 }
             }
@@ -186,7 +187,7 @@ impl Transaction<'_> {
         let mut any = false;
         for v in &values {
             let stable = matches!(v.value, Cow::Borrowed(_));
-            let (matched, caps) = self.check(req, link, &v.value, stable);
+            let (matched, caps) = self.check(req, link, &v.value, stable, v.pos);
             if !matched {
                 continue;
             }
@@ -287,6 +288,7 @@ impl Transaction<'_> {
             // A count is named after the collection alone (`TX`).
             key: Cow::Borrowed(if count { "" } else { key }),
             value: Cow::Borrowed(b""),
+            pos: NO_POS,
         };
         self.value_matched(req, link, &v, caps);
         true
@@ -330,7 +332,7 @@ impl Transaction<'_> {
                         link.tchain,
                         &link.transforms,
                         cf,
-                        vals.iter().map(|v| &*v.value),
+                        vals.iter().map(|v| (&*v.value, v.pos)),
                     );
                     self.ubuf = recycle(vals);
                     off
@@ -345,16 +347,17 @@ impl Transaction<'_> {
 
     /// Runs the operator on the transformed value (each step with
     /// multiMatch); on a match the matched (transformed) value is left in
-    /// `tbuf`.
+    /// `tbuf`. `pos`: the value's request position (`Val::pos`).
     fn check(
         &mut self,
         req: &ReqVars,
         link: &Link,
         value: &[u8],
         from_req: bool,
+        pos: u32,
     ) -> (bool, Option<Vec<Vec<u8>>>) {
         if link.multi_match {
-            let vid = from_req.then(|| self.cache.raw_vid(value));
+            let vid = from_req.then(|| self.cache.raw_vid(value, pos));
             let memo = vid.and_then(|v| self.cache.multi_memo_key(v, link));
             // A remembered miss is final; a remembered match runs again to
             // recover the matched (transformed) value — matches are rare.
@@ -384,7 +387,7 @@ impl Transaction<'_> {
         }
         // Values borrowed from the request are stable for the phase: cache
         // their transformed form, prefilter scan and pure operator results.
-        let idx = self.cache.entry(value, link.tchain, &link.transforms);
+        let idx = self.cache.entry(value, pos, link.tchain, &link.transforms);
         if let Some(slot) = link.prefilter {
             if let Some(cf) = self.rs.prefilter.chain(link.tchain) {
                 if self.prefilter && !self.cache.allows(idx, cf, slot, value) {
