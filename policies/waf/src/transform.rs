@@ -116,6 +116,173 @@ fn x2c(a: u8, b: u8) -> u8 {
     (hexval(a).unwrap_or(0) << 4) | hexval(b).unwrap_or(0)
 }
 
+/// Byte classes of a value, one bit per class of byte that makes some
+/// transformation rewrite (see [`classes`]).
+mod class {
+    pub const PCT_PLUS: u32 = 1 << 0;
+    pub const AMP: u32 = 1 << 1;
+    pub const BACKSLASH: u32 = 1 << 2;
+    pub const HIGH: u32 = 1 << 3;
+    pub const ZERO: u32 = 1 << 4;
+    pub const X: u32 = 1 << 5;
+    pub const SLASH: u32 = 1 << 6;
+    pub const STAR: u32 = 1 << 7;
+    pub const DASH_HASH: u32 = 1 << 8;
+    pub const WS: u32 = 1 << 9;
+    pub const NUL: u32 = 1 << 10;
+    pub const UPPER: u32 = 1 << 11;
+    pub const LOWER: u32 = 1 << 12;
+    /// `"`, `'`, `^`, `,`, `;` (cmdLine's other triggers are WS or BACKSLASH).
+    pub const CMD: u32 = 1 << 13;
+    pub const DOT: u32 = 1 << 14;
+    /// Derived: both ZERO and X (`0x` may occur).
+    pub const ZERO_X: u32 = 1 << 15;
+    /// Derived: both SLASH and STAR (`/*`, `*/` may occur).
+    pub const SLASH_STAR: u32 = 1 << 16;
+}
+
+static CLASS: [u32; 256] = {
+    use class::*;
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b'%' | b'+' => PCT_PLUS,
+            b'&' => AMP,
+            b'\\' => BACKSLASH,
+            0x80..=0xff => HIGH,
+            b'0' => ZERO,
+            b'x' => X | LOWER,
+            b'X' => X | UPPER,
+            b'/' => SLASH,
+            b'*' => STAR,
+            b'-' | b'#' => DASH_HASH,
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => WS,
+            0 => NUL,
+            b'A'..=b'Z' => UPPER,
+            b'a'..=b'z' => LOWER,
+            b'"' | b'\'' | b'^' | b',' | b';' => CMD,
+            b'.' => DOT,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// The byte classes of `s`: one pass that answers, for most
+/// transformations, whether they leave `s` unchanged (see [`unchanged_set`])
+/// instead of one scan per transformation.
+pub fn classes(s: &[u8]) -> u32 {
+    use class::*;
+    let mut m = s.iter().fold(0, |m, &c| m | CLASS[c as usize]);
+    if m & (ZERO | X) == ZERO | X {
+        m |= ZERO_X;
+    }
+    if m & (SLASH | STAR) == SLASH | STAR {
+        m |= SLASH_STAR;
+    }
+    m
+}
+
+/// Marks a transformation the byte classes say nothing about (never a
+/// class bit: `unchanged_set` sets it in every value's classes).
+const NEVER: u32 = 1 << 31;
+
+/// The classes whose absence proves that `t` leaves a value unchanged
+/// (`NEVER`: the classes say nothing). Each mirrors `unchanged`'s test: a
+/// transformation rewrites only where one of these bytes occurs.
+const fn triggers(t: Transform) -> u32 {
+    use class::*;
+    use Transform::*;
+    match t {
+        UrlDecode | UrlDecodeUni => PCT_PLUS,
+        HtmlEntityDecode => AMP,
+        JsDecode | CssDecode | EscapeSeqDecode => BACKSLASH,
+        Utf8ToUnicode => HIGH,
+        SqlHexDecode => ZERO_X,
+        ReplaceComments => SLASH_STAR,
+        RemoveComments | RemoveCommentsChar => SLASH_STAR | DASH_HASH,
+        // 0xa0 (no-break space) counts as whitespace here: it is HIGH.
+        CompressWhitespace | RemoveWhitespace => WS | HIGH,
+        Trim | TrimLeft | TrimRight => WS,
+        ReplaceNulls | RemoveNulls => NUL,
+        Lowercase => UPPER,
+        Uppercase => LOWER,
+        CmdLine => CMD | WS | BACKSLASH | UPPER,
+        // Every rewrite needs a `.` or `/` (a `..` segment, `//`, ...).
+        NormalizePath => SLASH | DOT,
+        NormalizePathWin => SLASH | DOT | BACKSLASH,
+        _ => NEVER,
+    }
+}
+
+/// Every transformation.
+pub(crate) const ALL: [Transform; 35] = {
+    use Transform::*;
+    [
+        Base64Decode,
+        Base64DecodeExt,
+        Base64Encode,
+        CmdLine,
+        CompressWhitespace,
+        CssDecode,
+        EscapeSeqDecode,
+        HexDecode,
+        HexEncode,
+        HtmlEntityDecode,
+        JsDecode,
+        Length,
+        Lowercase,
+        Md5,
+        NormalizePath,
+        NormalizePathWin,
+        ParityEven7bit,
+        ParityOdd7bit,
+        ParityZero7bit,
+        RemoveComments,
+        RemoveCommentsChar,
+        RemoveNulls,
+        RemoveWhitespace,
+        ReplaceComments,
+        ReplaceNulls,
+        Sha1,
+        SqlHexDecode,
+        Trim,
+        TrimLeft,
+        TrimRight,
+        Uppercase,
+        UrlDecode,
+        UrlDecodeUni,
+        UrlEncode,
+        Utf8ToUnicode,
+    ]
+};
+
+static TRIGGERS: [u32; 35] = {
+    let mut a = [0u32; 35];
+    let mut i = 0;
+    while i < 35 {
+        a[i] = triggers(ALL[i]);
+        i += 1;
+    }
+    a
+};
+
+/// Bit `t as u32` set for each transformation that the byte classes `c`
+/// (of a value, [`classes`]) prove leaves that value unchanged.
+pub fn unchanged_set(c: u32) -> u64 {
+    let c = c | NEVER;
+    let mut set = 0u64;
+    for (t, &m) in ALL.iter().zip(TRIGGERS.iter()) {
+        if c & m == 0 {
+            set |= 1 << (*t as u32);
+        }
+    }
+    set
+}
+
 /// Returns `None` when the value is unchanged, saving a copy.
 pub fn apply(t: Transform, s: &[u8]) -> Option<Vec<u8>> {
     if unchanged(t, s) {
@@ -456,6 +623,62 @@ fn normalize_path(s: &[u8], win: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What the byte classes claim unchanged, `apply` leaves unchanged
+        /// (bytes drawn mostly from the classes' triggers).
+        #[test]
+        fn unchanged_set_is_exact(v in proptest::collection::vec(
+            prop_oneof![
+                proptest::sample::select(b"%+&\\0xX/*-# \t\n\r\x0b\x0c\0Aa\"'^,;.\xa0\xc3u".to_vec()),
+                any::<u8>(),
+            ],
+            0..12,
+        )) {
+            let set = unchanged_set(classes(&v));
+            for t in ALL {
+                if set & (1 << t as u32) != 0 {
+                    prop_assert!(apply(t, &v).is_none_or(|n| n == v), "{t:?} on {v:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unchanged_set_covers_benign_values() {
+        // A plain word: every decoder and normaliser is proven a no-op.
+        let set = unchanged_set(classes(b"blue"));
+        for t in [
+            Transform::UrlDecodeUni,
+            Transform::HtmlEntityDecode,
+            Transform::JsDecode,
+            Transform::Utf8ToUnicode,
+            Transform::Lowercase,
+            Transform::RemoveNulls,
+            Transform::CmdLine,
+            Transform::NormalizePath,
+            Transform::ReplaceComments,
+        ] {
+            assert_ne!(set & (1 << t as u32), 0, "{t:?}");
+        }
+        // Triggers present: no claim.
+        let set = unchanged_set(classes(b"A%2F/*x"));
+        for t in [
+            Transform::UrlDecode,
+            Transform::Lowercase,
+            Transform::ReplaceComments,
+            Transform::Md5,
+            Transform::Length,
+        ] {
+            assert_eq!(set & (1 << t as u32), 0, "{t:?}");
+        }
+        // Nothing is claimed for transformations that rewrite anything.
+        assert_eq!(
+            unchanged_set(classes(b"")) & (1 << Transform::Length as u32),
+            0
+        );
+    }
 
     fn t(t: Transform, s: &str) -> String {
         String::from_utf8_lossy(&apply_all(&[t], s.as_bytes())).into_owned()

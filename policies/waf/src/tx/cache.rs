@@ -34,10 +34,10 @@ pub(crate) struct ValueCache {
     /// Value ids of borrowed values without a position.
     by_addr: HashMap<(usize, usize), u32, BuildFx>,
     by_content: HashMap<Vec<u8>, u32, BuildFx>,
-    /// Whether a value id was seen at more than one address.
+    /// Whether a value id was seen at more than one position (or address).
     dup: Vec<bool>,
     /// Per value id, bit `t as u32` set: transformation `t` leaves the raw
-    /// value unchanged (`transform::apply` said so once).
+    /// value unchanged (its byte classes or `transform::apply` said so).
     raw_same: Vec<u64>,
     /// Per value id: offset in `bits` of the scan of its raw content, shared
     /// by every chain that leaves the value unchanged.
@@ -142,7 +142,9 @@ impl ValueCache {
             None => {
                 let id = self.dup.len() as u32;
                 self.dup.push(false);
-                self.raw_same.push(0);
+                // One pass over the value proves most decoders no-ops on it.
+                self.raw_same
+                    .push(transform::unchanged_set(transform::classes(v)));
                 self.vbits.push(None);
                 self.by_content.insert(v.to_vec(), id);
                 self.slots
