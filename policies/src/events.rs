@@ -168,8 +168,13 @@ impl SecurityEvent {
 
     /// The event a decided flow raises: a violation when it was blocked, a
     /// would-block when monitor let it pass, nothing when the policy allowed
-    /// it (or learn mode recorded it).
+    /// it (or learn mode recorded it). A DNS query the listener already
+    /// reported with its own event (`DnsQueryInfo::reported`) raises none
+    /// here: one refused query, one event.
     pub fn from_record(rec: &FlowRecord, workload: &str, pod: &str) -> Option<SecurityEvent> {
+        if rec.flow.dns.as_ref().is_some_and(|q| q.reported) {
+            return None;
+        }
         let d: &Decision = &rec.decision;
         let (kind, action) = match (d.action, d.would_deny) {
             (Action::Deny, _) => (EventKind::Violation, EventAction::Blocked),
@@ -198,6 +203,14 @@ impl SecurityEvent {
             .insert("protocol".into(), f.protocol.as_str().into());
         if let Some(sni) = &f.sni {
             self.details.insert("sni".into(), sni.clone());
+        }
+        if let Some(q) = &f.dns {
+            // Already masked by the listener when tunnelling-shaped.
+            self.details.insert("query".into(), q.name.clone());
+            self.details.insert("qtype".into(), q.qtype.clone());
+            if let Some(r) = &q.rcode {
+                self.details.insert("answer".into(), r.clone());
+            }
         }
         if let Some(p) = &f.process {
             if !p.cmdline.is_empty() {
@@ -350,6 +363,27 @@ mod tests {
             SecurityEvent::from_record(&record(Decision::new(Mode::Learn, None)), "a/b", "p")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn dns_records_name_the_query_unless_the_listener_reported_it() {
+        let mut rec = record(Decision::new(Mode::Protect, None));
+        rec.flow.http = None;
+        rec.flow.protocol = crate::flow::AppProtocol::Dns;
+        rec.flow.dns = Some(crate::flow::DnsQueryInfo {
+            name: "api.example".into(),
+            qtype: "A".into(),
+            rcode: Some("REFUSED".into()),
+            reported: false,
+        });
+        let e = SecurityEvent::from_record(&rec, "a/b", "p").unwrap();
+        assert_eq!(e.details["query"], "api.example");
+        assert_eq!(e.details["qtype"], "A");
+        assert_eq!(e.details["answer"], "REFUSED");
+        if let Some(q) = rec.flow.dns.as_mut() {
+            q.reported = true;
+        }
+        assert!(SecurityEvent::from_record(&rec, "a/b", "p").is_none());
     }
 
     #[test]

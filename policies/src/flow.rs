@@ -105,6 +105,52 @@ pub struct Flow {
     /// actually returned `peer.ip()` for, still within their TTL.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peer_names: Vec<String>,
+    /// The question of a query through the proxy's DNS listener (DNS
+    /// records only): what the learner learns allowed names from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsQueryInfo>,
+}
+
+/// One DNS question as the listener handled it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsQueryInfo {
+    /// The name asked for, lower-case, without the trailing dot. A
+    /// tunnelling-shaped name is masked (`***.t.example`): its leading
+    /// labels are the data being carried out, and the flow log must not
+    /// keep them.
+    pub name: String,
+    /// The question's type: `A`, `AAAA`, `TXT`, `TYPE65`...
+    pub qtype: String,
+    /// The answer's RCODE as the pod got it (`NOERROR`, `NXDOMAIN`,
+    /// `REFUSED`...); none when no answer came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<String>,
+    /// The listener raised its own, more specific event for this query (a
+    /// name not in the policy, a tunnelling-shaped query): the record raises
+    /// no second one for the same query.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reported: bool,
+}
+
+impl DnsQueryInfo {
+    /// The usual name of an RCODE (RFC 1035, 6895).
+    pub fn rcode_name(rcode: u8) -> String {
+        match rcode {
+            0 => "NOERROR".into(),
+            1 => "FORMERR".into(),
+            2 => "SERVFAIL".into(),
+            3 => "NXDOMAIN".into(),
+            4 => "NOTIMP".into(),
+            5 => "REFUSED".into(),
+            n => format!("RCODE{n}"),
+        }
+    }
+
+    /// Whether the name does not exist (the answer was NXDOMAIN).
+    pub fn is_nxdomain(&self) -> bool {
+        self.rcode.as_deref() == Some("NXDOMAIN")
+    }
 }
 
 impl Flow {
@@ -120,6 +166,7 @@ impl Flow {
             http: None,
             process: None,
             peer_names: Vec::new(),
+            dns: None,
         }
     }
 
@@ -318,7 +365,37 @@ mod tests {
             status: None,
         };
         let json = serde_json::to_string(&rec).unwrap();
+        assert!(!json.contains("\"dns\""), "absent, not null: {json}");
         let back: FlowRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn dns_question_is_optional_and_roundtrips() {
+        let peer: SocketAddr = "198.51.100.53:53".parse().unwrap();
+        let local: SocketAddr = "192.0.2.2:40000".parse().unwrap();
+        let mut flow = Flow::connection(Direction::Outbound, peer, local);
+        flow.protocol = AppProtocol::Dns;
+        // A record written before the field existed still reads.
+        let old = serde_json::to_value(&flow).unwrap();
+        assert!(old.get("dns").is_none());
+        let back: Flow = serde_json::from_value(old).unwrap();
+        assert_eq!(back.dns, None);
+
+        flow.dns = Some(DnsQueryInfo {
+            name: "api.example".into(),
+            qtype: "AAAA".into(),
+            rcode: Some(DnsQueryInfo::rcode_name(3)),
+            reported: false,
+        });
+        let j = serde_json::to_value(&flow).unwrap();
+        assert_eq!(j["dns"]["name"], "api.example");
+        assert_eq!(j["dns"]["rcode"], "NXDOMAIN");
+        assert!(j["dns"].get("reported").is_none(), "false is left out");
+        let back: Flow = serde_json::from_value(j).unwrap();
+        assert_eq!(back, flow);
+        assert!(back.dns.unwrap().is_nxdomain());
+        assert_eq!(DnsQueryInfo::rcode_name(0), "NOERROR");
+        assert_eq!(DnsQueryInfo::rcode_name(9), "RCODE9");
     }
 }

@@ -23,8 +23,8 @@ pub use error::{Diagnostic, Diagnostics, PolicyError};
 pub use events::{EventAction, EventKind, SecurityEvent};
 
 pub use flow::{
-    Action, AllowAll, AppProtocol, Decide, Decision, Direction, Flow, FlowRecord, HttpRequestInfo,
-    Mode, ProcessInfo, RecordKind,
+    Action, AllowAll, AppProtocol, Decide, Decision, Direction, DnsQueryInfo, Flow, FlowRecord,
+    HttpRequestInfo, Mode, ProcessInfo, RecordKind,
 };
 pub use load::{load_policy_file, load_policy_str};
 pub use matcher::{CompiledPolicy, Explanation, Mismatch, NearMiss, Violation};

@@ -19,13 +19,15 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use podwarden_policy::dns::{
-    negative_answer, parse_message, DnsMessage, DnsNameVerdict, NameTable, NameTableConfig,
-    RecordType, NAME_NOT_IN_POLICY, RCODE_NXDOMAIN, RCODE_REFUSED,
+    assess_query, negative_answer, parse_message, DnsMessage, DnsNameVerdict, NameTable,
+    NameTableConfig, RecordType, TunnelThresholds, NAME_NOT_IN_POLICY, RCODE_NXDOMAIN,
+    RCODE_REFUSED,
 };
 use podwarden_policy::events::{EventAction, EventKind, SecurityEvent};
 use podwarden_policy::matcher::DnsVerdict;
 use podwarden_policy::{
-    Action, AppProtocol, CompiledPolicy, Decision, Direction, Flow, FlowRecord, Mode, RecordKind,
+    Action, AppProtocol, CompiledPolicy, Decision, Direction, DnsQueryInfo, Flow, FlowRecord, Mode,
+    RecordKind,
 };
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -360,18 +362,34 @@ impl Ctx {
     /// Records the query as a flow (a denied one raises a violation event
     /// through the record stream) and, for tunnelling-shaped queries, a
     /// `dns_tunneling` event naming the domain.
+    ///
+    /// `answer` is what the pod got (its RCODE is recorded with the
+    /// question). A query the listener refused and reported itself (name not
+    /// in the policy, tunnelling) is marked so, and the record stream raises
+    /// no second, vaguer `default deny` violation for it: the listener's
+    /// event names the query, the reason and the answer.
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         plan: &QueryPlan,
-        flow: Flow,
+        mut flow: Flow,
         decision: Decision,
         sent: u64,
-        received: u64,
+        answer: Option<&[u8]>,
         started: Instant,
     ) {
         let start_ms = now_ms().saturating_sub(started.elapsed().as_millis() as u64);
         let id = self.shared.flows.next_id(start_ms);
+        let received = answer.map_or(0, |a| a.len() as u64);
+        let reported = self.events.is_some()
+            && matches!(
+                plan.refuse,
+                Some(Refusal::NameNotInPolicy | Refusal::Tunnelling)
+            );
+        flow.dns = plan
+            .question
+            .as_ref()
+            .map(|(name, qtype)| query_info(name, *qtype, answer, reported));
         if let (Some(v), Some(bus), Some((name, qtype))) =
             (&plan.tunnel, &self.events, &plan.question)
         {
@@ -497,6 +515,47 @@ pub fn name_event(
     e
 }
 
+/// The question as the record carries it: the name lower-case without the
+/// trailing dot (masked when tunnelling-shaped: the flow log must not keep
+/// the data it carries), the type, and the RCODE of `answer`.
+pub fn query_info(
+    name: &str,
+    qtype: RecordType,
+    answer: Option<&[u8]>,
+    reported: bool,
+) -> DnsQueryInfo {
+    let suspicious = assess_query(name, qtype, &TunnelThresholds::default()).suspicious;
+    let name = if suspicious {
+        mask_query_name(name)
+    } else {
+        name.trim_end_matches('.').to_ascii_lowercase()
+    };
+    DnsQueryInfo {
+        name,
+        qtype: qtype_name(qtype),
+        rcode: answer
+            .and_then(|a| a.get(3))
+            .map(|b| DnsQueryInfo::rcode_name(b & 0x0F)),
+        reported,
+    }
+}
+
+/// The type's mnemonic (RFC 3597 `TYPEn` for the others).
+fn qtype_name(t: RecordType) -> String {
+    match t {
+        RecordType::A => "A".into(),
+        RecordType::Aaaa => "AAAA".into(),
+        RecordType::Cname => "CNAME".into(),
+        RecordType::Txt => "TXT".into(),
+        RecordType::Null => "NULL".into(),
+        RecordType::Mx => "MX".into(),
+        RecordType::Srv => "SRV".into(),
+        RecordType::Ptr => "PTR".into(),
+        RecordType::Any => "ANY".into(),
+        RecordType::Other(n) => format!("TYPE{n}"),
+    }
+}
+
 /// Keeps the registered domain (last two labels) and masks the rest: the
 /// leading labels of a tunnelling query are the data being carried out.
 pub fn mask_query_name(name: &str) -> String {
@@ -595,10 +654,18 @@ async fn udp_query(ctx: Arc<Ctx>, sock: Arc<UdpSocket>, client: SocketAddr, q: V
         Ok(c) => c,
         Err(denied) => {
             let (flow, decision) = *denied;
-            if let Some(r) = answer_refusal(&plan, &q) {
-                let _ = sock.send_to(&r, client).await;
+            let answer = answer_refusal(&plan, &q);
+            if let Some(r) = &answer {
+                let _ = sock.send_to(r, client).await;
             }
-            ctx.record(&plan, flow, decision, q.len() as u64, 0, started);
+            ctx.record(
+                &plan,
+                flow,
+                decision,
+                q.len() as u64,
+                answer.as_deref(),
+                started,
+            );
             return;
         }
     };
@@ -622,7 +689,14 @@ async fn udp_query(ctx: Arc<Ctx>, sock: Arc<UdpSocket>, client: SocketAddr, q: V
                 }
                 let _ = sock.send_to(&buf[..n], client).await;
                 let flow = ctx.upstream_flow(client, up);
-                ctx.record(&plan, flow, decision, q.len() as u64, n as u64, started);
+                ctx.record(
+                    &plan,
+                    flow,
+                    decision,
+                    q.len() as u64,
+                    Some(&buf[..n]),
+                    started,
+                );
                 return;
             }
             _ => continue,
@@ -676,8 +750,16 @@ async fn tcp_session(ctx: Arc<Ctx>, mut client: TcpStream, peer: SocketAddr) {
             Ok(c) => c,
             Err(denied) => {
                 let (flow, decision) = *denied;
-                ctx.record(&plan, flow, decision, q.len() as u64, 0, started);
-                match answer_refusal(&plan, &q) {
+                let answer = answer_refusal(&plan, &q);
+                ctx.record(
+                    &plan,
+                    flow,
+                    decision,
+                    q.len() as u64,
+                    answer.as_deref(),
+                    started,
+                );
+                match answer {
                     Some(r) if write_msg(&mut client, &r).await.is_ok() => continue,
                     _ => return,
                 }
@@ -712,7 +794,7 @@ async fn tcp_session(ctx: Arc<Ctx>, mut client: TcpStream, peer: SocketAddr) {
                 flow,
                 decision,
                 q.len() as u64,
-                resp.len() as u64,
+                Some(resp.as_slice()),
                 started,
             );
             if write_msg(&mut client, &resp).await.is_err() {
@@ -956,6 +1038,26 @@ mod tests {
         assert_eq!(e.kind, EventKind::WouldBlock);
         assert_eq!(e.names, vec!["***.t.example".to_string()]);
         assert!(!e.to_json_line().contains("aGVsbG8"), "carried data masked");
+    }
+
+    #[test]
+    fn record_question_names_the_query_and_its_answer() {
+        let nx = Refusal::NameNotInPolicy
+            .answer(&query("Leak.Attacker.Example", 28))
+            .unwrap();
+        let q = query_info("Leak.Attacker.Example.", RecordType::Aaaa, Some(&nx), true);
+        assert_eq!(q.name, "leak.attacker.example");
+        assert_eq!(
+            (q.qtype.as_str(), q.rcode.as_deref(), q.reported),
+            ("AAAA", Some("NXDOMAIN"), true)
+        );
+        let q = query_info("api.example", RecordType::A, Some(&response()), false);
+        assert_eq!(q.rcode.as_deref(), Some("NOERROR"));
+        let q = query_info("api.example", RecordType::Other(65), None, false);
+        assert_eq!((q.qtype.as_str(), q.rcode), ("TYPE65", None));
+        // The data a tunnelling query carries does not reach the flow log.
+        let q = query_info(TUNNEL, RecordType::Txt, None, false);
+        assert_eq!(q.name, "***.t.example");
     }
 
     #[test]

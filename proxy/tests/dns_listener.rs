@@ -2,8 +2,9 @@
 //! `spec.dns.allowedNames: listed`, a name the policy does not list must not
 //! reach the upstream in protect — the upstream itself records every name it
 //! is asked — and is answered NXDOMAIN over UDP and TCP, with a violation
-//! event naming it; monitor forwards it and reports a would-block; a listed
-//! name is forwarded and answered by the upstream in both.
+//! event naming it (the only event for that query: its record raises none);
+//! monitor forwards it and reports a would-block; a listed name is forwarded
+//! and answered by the upstream in both. Records carry the question.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,8 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use podwarden_policy::dns::{parse_message, NAME_NOT_IN_POLICY};
+use podwarden_proxy::admin::violations::ViolationWindow;
 use podwarden_proxy::config::Config;
 use podwarden_proxy::events::{EventBus, EventMetrics, Origin, RotatingFileConfig, SinkConfig};
+use podwarden_proxy::learning::RecordConsumer;
 use podwarden_proxy::policy_reload::{PolicyReloader, ReloadMetrics, ReloadOutcome};
 use podwarden_proxy::{dns, DecisionHook, Proxy};
 use prometheus::Registry;
@@ -233,12 +236,48 @@ async fn unlisted_names_never_reach_the_upstream_in_protect() {
     assert_eq!(e["details"]["answer"], "NXDOMAIN");
     assert_eq!(e["workload"], "shop/web");
 
-    // The unforwarded query is recorded as a denied flow to the resolver.
+    // The unforwarded query is recorded as a denied flow to the resolver,
+    // with its question and the answer the pod got; the forwarded ones
+    // with theirs (what the learner learns names from).
     let recs = proxy.shared().flows.snapshot(None);
-    assert!(
-        recs.iter()
-            .any(|r| r.flow.peer == up && !r.decision.is_allowed()),
-        "{recs:?}"
+    let refused = recs
+        .iter()
+        .find(|r| r.flow.dns.as_ref().is_some_and(|q| q.name == leak))
+        .unwrap_or_else(|| panic!("no record of {leak}: {recs:?}"));
+    assert_eq!(refused.flow.peer, up);
+    assert!(!refused.decision.is_allowed());
+    let q = refused.flow.dns.as_ref().unwrap();
+    assert_eq!(
+        (q.qtype.as_str(), q.rcode.as_deref(), q.reported),
+        ("A", Some("NXDOMAIN"), true)
+    );
+    let answered = recs
+        .iter()
+        .find(|r| r.flow.dns.as_ref().is_some_and(|q| q.name == "api.example"))
+        .unwrap_or_else(|| panic!("no record of api.example: {recs:?}"));
+    assert!(answered.decision.is_allowed());
+    let q = answered.flow.dns.as_ref().unwrap();
+    assert_eq!((q.rcode.as_deref(), q.reported), (Some("NOERROR"), false));
+    let json = serde_json::to_value(refused).unwrap();
+    assert_eq!(json["dns"]["name"], leak, "the flow log shows the name");
+
+    // One refused query, one event: the listener's (naming the name and
+    // the reason); the record stream, which turns denied records into
+    // violations, raises none for it, but still counts it.
+    let consumer = RecordConsumer {
+        learning: None,
+        events: None,
+        violations: Arc::new(ViolationWindow::new()),
+        workload: "shop/web".into(),
+        pod: "web-0".into(),
+    };
+    assert!(consumer.handle(refused).is_empty());
+    assert_eq!(consumer.violations.last_hour(refused.start_ms), 1);
+    let text = std::fs::read_to_string(&events_file).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains(leak)).count(),
+        1,
+        "{text}"
     );
 
     // Monitor: the same name is forwarded, answered, and reported.
