@@ -172,7 +172,12 @@ pub fn run(args: Args) -> Result<i32> {
                 (false, true) if mode.is_some() => Selection::Ids(Vec::new()),
                 (false, true) => bail!("say what to approve: --all or --rule ID"),
             };
-            let doc = store()?.approve(&sel, &by, mode.map(Mode::from))?;
+            let store = store()?;
+            // Said before approving, so a reviewer reads it whatever follows.
+            for w in store.diff()?.warnings {
+                println!("! warning: {w}");
+            }
+            let doc = store.approve(&sel, &by, mode.map(Mode::from))?;
             println!(
                 "approved by {by}: {} version {} ({} rules, {} processes, mode {})",
                 doc.metadata.workload,

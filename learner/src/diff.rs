@@ -8,10 +8,11 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use podwarden_policy::model::{Peer, PolicyDocument, PortSpec, ProcessRule, Rule};
+use podwarden_policy::model::{LearnedName, Peer, PolicyDocument, PortSpec, ProcessRule, Rule};
 use podwarden_policy::Direction;
 use serde::Serialize;
 
+use crate::diff_names::name_entries;
 use crate::generalize::is_internal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,6 +26,13 @@ pub enum ChangeKind {
     Dropped,
     ProcessAdded,
     ProcessDropped,
+    /// A name the pod resolved that the policy does not list.
+    NameAdded,
+    /// An `allowNames` entry of the policy no learned name needs.
+    NameDropped,
+    /// The policy lets the pod resolve any name; the baseline proposes
+    /// `allowedNames: listed` (only listed names are resolved in protect).
+    NamesListed,
 }
 
 /// What a reviewer should look at twice.
@@ -69,6 +77,9 @@ pub struct DiffEntry {
     pub rule: Option<Rule>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessRule>,
+    /// For name entries: the `allowNames` entry and its evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<LearnedName>,
     /// For `Widened`: the policy rule it extends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extends: Option<String>,
@@ -90,6 +101,10 @@ pub struct BaselineDiff {
     pub unchanged: usize,
     /// Entries left out because they were rejected before.
     pub rejected: usize,
+    /// What a reviewer must know before approving (e.g. a baseline that
+    /// recorded no DNS names keeps `allowedNames: any`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl BaselineDiff {
@@ -100,9 +115,23 @@ impl BaselineDiff {
     /// Entries that approval applies by default (drops are only applied
     /// when selected explicitly: "not seen" may just mean "not yet").
     pub fn proposals(&self) -> impl Iterator<Item = &DiffEntry> {
-        self.entries
-            .iter()
-            .filter(|e| !matches!(e.change, ChangeKind::Dropped | ChangeKind::ProcessDropped))
+        self.entries.iter().filter(|e| !e.change.is_drop())
+    }
+}
+
+impl ChangeKind {
+    /// Drops are only applied when selected explicitly: "not seen" may
+    /// just mean "not yet".
+    pub fn is_drop(self) -> bool {
+        matches!(
+            self,
+            ChangeKind::Dropped | ChangeKind::ProcessDropped | ChangeKind::NameDropped
+        )
+    }
+
+    /// Entries a reviewer can reject (not proposed again).
+    pub fn is_proposal(self) -> bool {
+        !self.is_drop()
     }
 }
 
@@ -148,6 +177,16 @@ pub fn fingerprint(r: &Rule) -> String {
 pub fn process_entry_id(exe: &str) -> String {
     format!("process:{exe}")
 }
+
+pub fn name_entry_id(name: &str) -> String {
+    format!("dns:{name}")
+}
+
+/// The id of the `allowedNames: listed` proposal.
+pub const NAMES_LISTED_ID: &str = "dns:allowedNames=listed";
+
+/// The warning for a baseline without DNS names.
+pub const NO_NAMES_WARNING: &str = "the baseline recorded no DNS names (learned before names were recorded): approving keeps spec.dns.allowedNames as it is (any: the pod may resolve, and send data through, any name); remove the learning state (learning.json in the state directory) and learn again to have names proposed";
 
 /// Compares a learned baseline with the approved policy (if any), leaving
 /// out entries rejected before (see [`Rejections`]).
@@ -204,6 +243,7 @@ pub fn diff(
             id: b.id.clone(),
             rule: Some(b.clone()),
             process: None,
+            name: None,
             extends,
             widens,
             risks,
@@ -221,6 +261,7 @@ pub fn diff(
                 id: p.id.clone(),
                 rule: Some(p.clone()),
                 process: None,
+                name: None,
                 extends: None,
                 widens: Vec::new(),
                 risks: Vec::new(),
@@ -251,6 +292,7 @@ pub fn diff(
             id,
             rule: None,
             process: Some(pr.clone()),
+            name: None,
             extends: None,
             widens: Vec::new(),
             risks,
@@ -264,6 +306,7 @@ pub fn diff(
                     id: process_entry_id(&pr.exe),
                     rule: None,
                     process: Some(pr.clone()),
+                    name: None,
                     extends: None,
                     widens: Vec::new(),
                     risks: Vec::new(),
@@ -271,12 +314,21 @@ pub fn diff(
             }
         }
     }
+    let mut warnings = Vec::new();
+    let names = name_entries(baseline, policy, rejected);
+    entries.extend(names.entries);
+    unchanged += names.unchanged;
+    n_rejected += names.rejected;
+    if !names.recorded {
+        warnings.push(NO_NAMES_WARNING.to_string());
+    }
     BaselineDiff {
         workload: baseline.metadata.workload.clone(),
         policy_version: policy.map(|p| p.metadata.version),
         entries,
         unchanged,
         rejected: n_rejected,
+        warnings,
     }
 }
 
@@ -593,10 +645,17 @@ pub fn render_text(d: &BaselineDiff) -> String {
             ChangeKind::Dropped => ('-', " (allowed, not seen while learning)".to_string()),
             ChangeKind::ProcessAdded => ('+', String::new()),
             ChangeKind::ProcessDropped => ('-', " (allowed, not seen while learning)".to_string()),
+            ChangeKind::NameAdded => ('+', String::new()),
+            ChangeKind::NameDropped => ('-', " (listed, not resolved while learning)".to_string()),
+            ChangeKind::NamesListed => ('+', String::new()),
         };
-        let scope = match (&e.rule, &e.process) {
-            (Some(r), _) => rule_summary(r),
-            (None, Some(p)) => format!("executable {}", p.exe),
+        let scope = match (&e.rule, &e.process, &e.name) {
+            (Some(r), _, _) => rule_summary(r),
+            (None, Some(p), _) => format!("executable {}", p.exe),
+            (None, None, Some(n)) => format!("resolve {}", n.name),
+            _ if e.change == ChangeKind::NamesListed => {
+                "resolve only listed names (spec.dns.allowedNames: listed): others get NXDOMAIN in protect, never forwarded".to_string()
+            }
             _ => String::new(),
         };
         out.push_str(&format!("{sign} {}{what}\n    {scope}\n", e.id));
@@ -607,16 +666,22 @@ pub fn render_text(d: &BaselineDiff) -> String {
             .rule
             .as_ref()
             .and_then(|r| r.evidence.as_ref())
-            .or(e.process.as_ref().and_then(|p| p.evidence.as_ref()));
+            .or(e.process.as_ref().and_then(|p| p.evidence.as_ref()))
+            .or(e.name.as_ref().and_then(|n| n.evidence.as_ref()));
+        if let Some(n) = e.name.as_ref().filter(|n| !n.note.is_empty()) {
+            out.push_str(&format!("    {}\n", n.note));
+        }
         if let Some(ev) = ev {
-            if matches!(
-                e.change,
-                ChangeKind::Added | ChangeKind::Widened | ChangeKind::ProcessAdded
-            ) {
+            if e.change.is_proposal() {
+                let unit = match (e.name.is_some(), ev.count == 1) {
+                    (true, true) => "query",
+                    (true, false) => "queries",
+                    (false, true) => "flow",
+                    (false, false) => "flows",
+                };
                 out.push_str(&format!(
-                    "    evidence: {} flow{}, {} .. {}{}\n",
+                    "    evidence: {} {unit}, {} .. {}{}\n",
                     ev.count,
-                    if ev.count == 1 { "" } else { "s" },
                     ev.first_seen,
                     ev.last_seen,
                     if ev.replicas.is_empty() {
@@ -634,11 +699,10 @@ pub fn render_text(d: &BaselineDiff) -> String {
             out.push_str(&format!("    ! risk: {r}\n"));
         }
     }
-    let adds = d
-        .entries
-        .iter()
-        .filter(|e| !matches!(e.change, ChangeKind::Dropped | ChangeKind::ProcessDropped))
-        .count();
+    for w in &d.warnings {
+        out.push_str(&format!("! warning: {w}\n"));
+    }
+    let adds = d.entries.iter().filter(|e| e.change.is_proposal()).count();
     out.push_str(&format!(
         "{} proposed, {} dropped, {} unchanged, {} rejected before (hidden)\n",
         adds,

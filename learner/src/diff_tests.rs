@@ -1,7 +1,7 @@
 use super::*;
 use crate::learn::{Learner, LearnerConfig};
-use crate::testutil::{inb, out, RecExt};
-use podwarden_policy::model::{DocumentKind, HttpMatch};
+use crate::testutil::{dns, inb, out, RecExt};
+use podwarden_policy::model::{AllowedNames, DocumentKind, HttpMatch};
 use podwarden_policy::AppProtocol;
 
 fn baseline(f: impl Fn(&mut Learner)) -> PolicyDocument {
@@ -168,11 +168,12 @@ fn rejected_entries_are_hidden_and_counted() {
     let rejected: Rejections = [
         "out-opaque-203.0.113.7-4444".to_string(),
         "process:/usr/bin/nc".to_string(),
+        NAMES_LISTED_ID.to_string(),
     ]
     .into();
     let d = diff(&b, None, &rejected);
     assert!(d.is_empty(), "{:?}", kinds(&d));
-    assert_eq!(d.rejected, 2);
+    assert_eq!(d.rejected, 3);
 }
 
 #[test]
@@ -218,4 +219,139 @@ fn coverage_rules() {
     );
     let name = mk(Peer::Fqdn("a.example".into()), vec![], None);
     assert!(!rule_covers(&name, &host) && !rule_covers(&host, &name));
+}
+
+/// A baseline that resolved `meta.example.org` and connects to
+/// `api.example.com` by name.
+fn with_names() -> PolicyDocument {
+    baseline(|l| {
+        l.ingest(&dns("meta.example.org", "NOERROR").by("/app"));
+        l.ingest(&dns("api.example.com", "NOERROR").by("/app"));
+        l.ingest(&dns("api.example.com.shop.svc.cluster.local", "NXDOMAIN"));
+        l.ingest(
+            &out("192.0.2.10:443", 40001, AppProtocol::Tls)
+                .named(&["api.example.com"])
+                .by("/app"),
+        );
+    })
+}
+
+#[test]
+fn learned_names_are_proposed_with_the_switch_to_listed() {
+    let b = with_names();
+    let d = diff(&b, None, &Rejections::default());
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    let names: Vec<(ChangeKind, String)> = kinds(&d)
+        .into_iter()
+        .filter(|(_, id)| id.starts_with("dns:"))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (ChangeKind::NameAdded, "dns:meta.example.org".to_string()),
+            (ChangeKind::NamesListed, NAMES_LISTED_ID.to_string()),
+        ]
+    );
+    let text = render_text(&d);
+    assert!(
+        text.contains("+ dns:meta.example.org\n    resolve meta.example.org"),
+        "{text}"
+    );
+    assert!(text.contains("evidence: 1 query,"), "{text}");
+    assert!(text.contains("allowedNames: listed"), "{text}");
+    assert!(!text.contains("cluster.local"), "search-path junk: {text}");
+
+    // Approving everything: listed, the learned name, no evidence copied,
+    // and a document the policy loader accepts.
+    let p = crate::promote::promote(
+        None,
+        Some(&b),
+        "shop/checkout",
+        &d.proposals().cloned().collect::<Vec<_>>(),
+    );
+    assert_eq!(p.spec.dns.allowed_names, AllowedNames::Listed);
+    assert_eq!(p.spec.dns.allow_names, vec!["meta.example.org"]);
+    assert!(p.spec.dns.learned_names.is_empty());
+    let yaml = serde_yaml_ng::to_string(&p).unwrap();
+    let compiled = podwarden_policy::CompiledPolicy::compile(
+        &podwarden_policy::load_policy_str(&yaml, "v1.yaml").unwrap(),
+    )
+    .unwrap();
+    use podwarden_policy::dns::RecordType;
+    for ok in ["meta.example.org", "api.example.com"] {
+        assert!(
+            compiled.judge_dns_name(ok, RecordType::A).listed.is_some(),
+            "{ok}"
+        );
+    }
+    assert!(compiled
+        .judge_dns_name("never.example.org", RecordType::A)
+        .listed
+        .is_none());
+
+    // Against that policy: nothing new for DNS.
+    let again = diff(&b, Some(&as_policy(p.clone(), 1)), &Rejections::default());
+    assert!(
+        !again.entries.iter().any(|e| e.id.starts_with("dns:")),
+        "{:?}",
+        kinds(&again)
+    );
+}
+
+#[test]
+fn names_added_and_removed_against_a_listed_policy() {
+    let b = with_names();
+    let mut p = as_policy(b.clone(), 3);
+    p.spec.dns.allow_names = vec!["old.example.net".into()];
+    p.spec.dns.learned_names.clear();
+    let d = diff(&b, Some(&p), &Rejections::default());
+    let names: Vec<(ChangeKind, String)> = kinds(&d)
+        .into_iter()
+        .filter(|(_, id)| id.starts_with("dns:"))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (ChangeKind::NameAdded, "dns:meta.example.org".to_string()),
+            (ChangeKind::NameDropped, "dns:old.example.net".to_string()),
+        ]
+    );
+    let text = render_text(&d);
+    assert!(
+        text.contains("- dns:old.example.net (listed, not resolved while learning)"),
+        "{text}"
+    );
+    // Drops apply only when chosen; rejected names are not proposed again.
+    assert_eq!(
+        d.proposals().filter(|e| e.id.starts_with("dns:")).count(),
+        1
+    );
+    let promoted = crate::promote::promote(Some(&p), Some(&b), "shop/checkout", &d.entries);
+    assert_eq!(promoted.spec.dns.allow_names, vec!["meta.example.org"]);
+    let r = Rejections::from(vec!["dns:meta.example.org".to_string()]);
+    let d = diff(&b, Some(&p), &r);
+    assert_eq!(d.rejected, 1);
+    assert!(!d.entries.iter().any(|e| e.change == ChangeKind::NameAdded));
+}
+
+#[test]
+fn a_baseline_without_names_keeps_any_and_says_so() {
+    let mut b = with_names();
+    b.spec.dns = Default::default();
+    let d = diff(&b, None, &Rejections::default());
+    assert!(!d.entries.iter().any(|e| e.id.starts_with("dns:")));
+    assert_eq!(d.warnings, vec![NO_NAMES_WARNING.to_string()]);
+    let text = render_text(&d);
+    assert!(
+        text.contains("! warning: the baseline recorded no DNS names"),
+        "{text}"
+    );
+    let p = crate::promote::promote(
+        None,
+        Some(&b),
+        "shop/checkout",
+        &d.proposals().cloned().collect::<Vec<_>>(),
+    );
+    assert_eq!(p.spec.dns.allowed_names, AllowedNames::Any);
+    assert!(p.spec.dns.allow_names.is_empty());
 }

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use ipnet::IpNet;
 use podwarden_policy::model::{
-    DocumentKind, HttpMatch, Metadata, Peer, PolicyDocument, PolicySpec, PortSpec, ProcessRule,
-    Rule, API_VERSION,
+    AllowedNames, DnsSettings, DocumentKind, HttpMatch, Metadata, Peer, PolicyDocument, PolicySpec,
+    PortSpec, ProcessRule, Rule, API_VERSION,
 };
 use podwarden_policy::{AppProtocol, Direction, FlowRecord, Mode};
 use serde::{Deserialize, Serialize};
@@ -55,10 +55,26 @@ pub struct LearnerConfig {
     /// scanner address). Never widened instead.
     #[serde(default = "default_max_rules")]
     pub max_rules: usize,
+    /// Distinct names directly under one zone that collapse into `*.zone`
+    /// in the proposed `allowNames` (never for a public suffix); `0` = off.
+    #[serde(default = "default_name_wildcard_min")]
+    pub name_wildcard_min: usize,
+    /// Distinct DNS names kept; queries for further names are counted in
+    /// `skipped` (a pod resolving random names must not grow the state).
+    #[serde(default = "default_max_names")]
+    pub max_names: usize,
 }
 
 fn default_max_rules() -> usize {
     10_000
+}
+
+fn default_name_wildcard_min() -> usize {
+    5
+}
+
+fn default_max_names() -> usize {
+    4096
 }
 
 impl LearnerConfig {
@@ -71,6 +87,8 @@ impl LearnerConfig {
             inbound_min_clients: 2,
             max_paths_per_rule: 256,
             max_rules: default_max_rules(),
+            name_wildcard_min: default_name_wildcard_min(),
+            max_names: default_max_names(),
         }
     }
 
@@ -87,6 +105,12 @@ impl LearnerConfig {
                 "inboundV6Prefix {} must be between {WIDEST_V6_PREFIX} and 128",
                 self.inbound_v6_prefix
             )));
+        }
+        if self.name_wildcard_min == 1 {
+            return Err(LearnerError::Config(
+                "nameWildcardMin 1 would widen every single name to its zone; use 0 (off) or >= 2"
+                    .into(),
+            ));
         }
         if self.inbound_min_clients == 1 {
             return Err(LearnerError::Config(
@@ -190,6 +214,14 @@ pub struct Learner {
     config: LearnerConfig,
     rules: HashMap<RuleKey, RuleAgg>,
     processes: BTreeMap<String, EvidenceAgg>,
+    /// DNS names the pod resolved (see [`crate::names`]).
+    names: BTreeMap<String, EvidenceAgg>,
+    /// Names have been recorded since learning began. False for a state
+    /// learned before names were recorded, or fed DNS records without their
+    /// question (an old flow log): its baseline keeps `allowedNames: any`,
+    /// since some names the pod resolved are unknown and listing only the
+    /// others would lock the pod out.
+    names_recorded: bool,
     skipped: u64,
     /// The current record's path template, reused: looking a known path up
     /// needs no allocation.
@@ -203,6 +235,11 @@ struct Snapshot {
     config: LearnerConfig,
     rules: Vec<(RuleKey, RuleAgg)>,
     processes: BTreeMap<String, EvidenceAgg>,
+    #[serde(default)]
+    names: BTreeMap<String, EvidenceAgg>,
+    /// Absent in snapshots written before names were recorded.
+    #[serde(default)]
+    names_recorded: bool,
     skipped: u64,
 }
 
@@ -215,6 +252,8 @@ impl Learner {
             config,
             rules: HashMap::new(),
             processes: BTreeMap::new(),
+            names: BTreeMap::new(),
+            names_recorded: true,
             skipped: 0,
             template: String::new(),
         })
@@ -244,8 +283,25 @@ impl Learner {
         self.rules.iter()
     }
 
+    /// Whether this state has recorded DNS names from its start.
+    pub fn names_recorded(&self) -> bool {
+        self.names_recorded
+    }
+
+    /// The DNS names learned so far, with their evidence.
+    pub fn names(&self) -> &BTreeMap<String, EvidenceAgg> {
+        &self.names
+    }
+
     pub fn ingest(&mut self, rec: &FlowRecord) {
         let flow = &rec.flow;
+        match &flow.dns {
+            Some(q) => self.learn_name(rec, q),
+            // A DNS record without its question: from a proxy (or a flow
+            // log) older than recorded names, so names are missing.
+            None if flow.protocol == AppProtocol::Dns => self.names_recorded = false,
+            None => {}
+        }
         let port = flow.service_port();
         if port == 0 {
             self.skipped += 1;
@@ -342,6 +398,41 @@ impl Learner {
         }
     }
 
+    fn learn_name(&mut self, rec: &FlowRecord, q: &podwarden_policy::DnsQueryInfo) {
+        if !rec.decision.is_allowed() || !crate::names::learnable(q) {
+            return;
+        }
+        let at = rec.start_ms;
+        let name: Cow<'_, str> =
+            if q.name.ends_with('.') || q.name.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(q.name.trim_end_matches('.').to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(&q.name)
+            };
+        if let Some(e) = self.names.get_mut(name.as_ref()) {
+            e.observe(at, String::new);
+            return;
+        }
+        if self.names.len() >= self.config.max_names {
+            self.skipped += 1;
+            return;
+        }
+        let mut e = EvidenceAgg::default();
+        if let Some(r) = &self.config.replica {
+            e.replicas.insert(r.clone());
+        }
+        e.observe(at, || {
+            let by = rec
+                .flow
+                .process
+                .as_ref()
+                .map(|p| format!(" by {}", p.exe))
+                .unwrap_or_default();
+            format!("{} {} via {}{by}", q.qtype, q.name, rec.flow.peer)
+        });
+        self.names.insert(name.into_owned(), e);
+    }
+
     pub fn ingest_all<'a>(&mut self, recs: impl IntoIterator<Item = &'a FlowRecord>) {
         for r in recs {
             self.ingest(r);
@@ -355,6 +446,7 @@ impl Learner {
             rules.extend(entry_rules(dir, &peer, port, proto, &agg));
         }
         rules.sort_by(|a, b| a.id.cmp(&b.id));
+        let dns = self.dns_settings(&rules);
         let processes = self
             .processes
             .iter()
@@ -373,10 +465,35 @@ impl Learner {
             },
             spec: PolicySpec {
                 mode: Mode::Learn,
+                dns,
                 rules,
                 processes,
                 ..Default::default()
             },
+        }
+    }
+
+    /// `allowedNames: listed` with the learned names, when names were
+    /// recorded from the start; otherwise the default (`any`).
+    fn dns_settings(&self, rules: &[Rule]) -> DnsSettings {
+        if !self.names_recorded {
+            return DnsSettings::default();
+        }
+        let covered: Vec<String> = rules
+            .iter()
+            .filter(|r| r.direction == Direction::Outbound)
+            .filter_map(|r| match &r.peer {
+                Peer::Fqdn(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect();
+        let learned =
+            crate::names::proposed_names(&self.names, &covered, self.config.name_wildcard_min);
+        DnsSettings {
+            allowed_names: AllowedNames::Listed,
+            allow_names: learned.iter().map(|l| l.name.clone()).collect(),
+            learned_names: learned,
+            ..Default::default()
         }
     }
 
@@ -445,6 +562,8 @@ impl Learner {
             config: self.config.clone(),
             rules,
             processes: self.processes.clone(),
+            names: self.names.clone(),
+            names_recorded: self.names_recorded,
             skipped: self.skipped,
         };
         let bytes = serde_json::to_vec(&snap).map_err(|e| LearnerError::Json {
@@ -473,6 +592,8 @@ impl Learner {
             config: snap.config,
             rules: snap.rules.into_iter().collect(),
             processes: snap.processes,
+            names: snap.names,
+            names_recorded: snap.names_recorded,
             skipped: snap.skipped,
             template: String::new(),
         })

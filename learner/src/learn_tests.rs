@@ -1,6 +1,6 @@
 use super::*;
-use crate::testutil::{inb, out, RecExt};
-use podwarden_policy::model::Peer;
+use crate::testutil::{dns, inb, out, RecExt};
+use podwarden_policy::model::{AllowedNames, Peer};
 
 fn learner() -> Learner {
     let mut c = LearnerConfig::new("shop/checkout");
@@ -340,4 +340,142 @@ fn shared_address_learns_the_requested_name_and_no_pathless_rule() {
     );
     let http = rules[0].http.as_ref().unwrap();
     assert_eq!(http.paths, ["/users/{id}"]);
+}
+
+#[test]
+fn resolved_names_are_learned_with_evidence_and_search_path_tries_are_not() {
+    let mut l = learner();
+    l.ingest(&dns("api.example.com", "NOERROR").at(1_000));
+    l.ingest(&dns("API.example.com", "NOERROR").at(500).by("/app"));
+    // The stub resolver's search-path tries that got NXDOMAIN.
+    for junk in [
+        "meta.example.org.shop.svc.cluster.local",
+        "meta.example.org.svc.cluster.local",
+        "meta.example.org.cluster.local",
+    ] {
+        l.ingest(&dns(junk, "NXDOMAIN"));
+    }
+    l.ingest(&dns("meta.example.org", "NOERROR").at(2_000).by("/app"));
+    // Refused by the listener in protect: not something the pod may resolve.
+    let mut refused = dns("leak.attacker.example", "NOERROR");
+    refused.decision = podwarden_policy::Decision::new(Mode::Protect, None);
+    l.ingest(&refused);
+    // The pod connects to api.example.com: an FQDN rule lists that name.
+    l.ingest(&out("192.0.2.10:443", 40001, AppProtocol::Tls).named(&["api.example.com"]));
+
+    assert_eq!(
+        l.names().keys().collect::<Vec<_>>(),
+        vec!["api.example.com", "meta.example.org"]
+    );
+    let api = &l.names()["api.example.com"];
+    assert_eq!((api.count, api.first_ms, api.last_ms), (2, 500, 1_000));
+    assert!(api.replicas.contains("checkout-abc"));
+
+    let doc = l.baseline();
+    let d = &doc.spec.dns;
+    assert_eq!(d.allowed_names, AllowedNames::Listed);
+    // api.example.com is listed by its FQDN rule: not repeated.
+    assert_eq!(d.allow_names, vec!["meta.example.org"]);
+    let meta = d
+        .learned_names
+        .iter()
+        .find(|n| n.name == "meta.example.org")
+        .unwrap();
+    let ev = meta.evidence.as_ref().unwrap();
+    assert_eq!(
+        (ev.count, ev.replicas.clone()),
+        (1, vec!["checkout-abc".to_string()])
+    );
+    assert!(
+        ev.example.contains("meta.example.org") && ev.example.contains("/app"),
+        "{}",
+        ev.example
+    );
+    // A proposal the policy loader accepts as it is.
+    let yaml = serde_yaml_ng::to_string(&doc).unwrap();
+    podwarden_policy::load_policy_str(&yaml, "baseline.yaml").unwrap();
+}
+
+#[test]
+fn many_names_under_one_zone_become_a_wildcard_at_the_threshold() {
+    let mut c = LearnerConfig::new("shop/checkout");
+    c.name_wildcard_min = 3;
+    let mut l = Learner::new(c).unwrap();
+    for n in ["a.img.example.net", "b.img.example.net"] {
+        l.ingest(&dns(n, "NOERROR"));
+    }
+    assert_eq!(
+        l.baseline().spec.dns.allow_names,
+        vec!["a.img.example.net", "b.img.example.net"]
+    );
+    l.ingest(&dns("c.img.example.net", "NOERROR"));
+    let doc = l.baseline();
+    assert_eq!(doc.spec.dns.allow_names, vec!["*.img.example.net"]);
+    assert_eq!(
+        doc.spec.dns.learned_names[0]
+            .evidence
+            .as_ref()
+            .unwrap()
+            .count,
+        3
+    );
+    let mut c = LearnerConfig::new("shop/checkout");
+    c.name_wildcard_min = 1;
+    assert!(Learner::new(c).is_err(), "1 would widen every name");
+}
+
+#[test]
+fn names_are_bounded_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learning.json");
+    let mut c = LearnerConfig::new("shop/checkout");
+    c.max_names = 2;
+    let mut l = Learner::new(c).unwrap();
+    for n in ["a.example.com", "b.example.com", "c.example.com"] {
+        l.ingest(&dns(n, "NOERROR"));
+    }
+    assert_eq!(l.names().len(), 2);
+    assert_eq!(l.skipped(), 1);
+    l.save(&path).unwrap();
+    let back = Learner::load(&path).unwrap();
+    assert_eq!(back.names(), l.names());
+    assert!(back.names_recorded());
+    assert_eq!(back.baseline(), l.baseline());
+}
+
+#[test]
+fn a_state_learned_before_names_were_recorded_keeps_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learning.json");
+    let mut l = learner();
+    l.ingest(&out("192.0.2.10:443", 40001, AppProtocol::Tls).named(&["api.example.com"]));
+    l.save(&path).unwrap();
+    // The snapshot as the previous release wrote it: no names, no flag.
+    let mut snap: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let obj = snap.as_object_mut().unwrap();
+    assert!(obj.remove("names").is_some() && obj.remove("namesRecorded").is_some());
+    std::fs::write(&path, serde_json::to_vec(&snap).unwrap()).unwrap();
+
+    let mut old = Learner::load(&path).unwrap();
+    assert!(!old.names_recorded());
+    // Names seen after the upgrade are recorded, but the pod resolved
+    // others before: listing only these would lock it out of those.
+    old.ingest(&dns("meta.example.org", "NOERROR"));
+    let doc = old.baseline();
+    assert_eq!(doc.spec.dns, Default::default());
+    assert!(old.names().contains_key("meta.example.org"));
+}
+
+#[test]
+fn dns_records_without_their_question_keep_any() {
+    let mut l = learner();
+    l.ingest(&dns("meta.example.org", "NOERROR"));
+    assert_eq!(l.baseline().spec.dns.allowed_names, AllowedNames::Listed);
+    // As an older proxy wrote it (e.g. a flow log learned offline).
+    let mut old = dns("other.example.org", "NOERROR");
+    old.flow.dns = None;
+    l.ingest(&old);
+    assert!(!l.names_recorded());
+    assert_eq!(l.baseline().spec.dns, Default::default());
 }

@@ -6,12 +6,14 @@
 
 pub mod coverage;
 pub mod diff;
+mod diff_names;
 pub mod error;
 pub mod evidence;
 pub mod export;
 pub mod generalize;
 pub mod learn;
 pub mod merge;
+pub mod names;
 pub mod process;
 pub mod promote;
 pub mod replay;

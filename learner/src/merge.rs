@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use podwarden_policy::model::{DocumentKind, HttpMatch, PolicyDocument, ProcessRule, Rule};
+use podwarden_policy::model::{
+    AllowedNames, DnsSettings, DocumentKind, HttpMatch, LearnedName, PolicyDocument, ProcessRule,
+    Rule,
+};
 
 use crate::error::LearnerError;
 use crate::evidence::merge_evidence;
@@ -57,7 +60,52 @@ pub fn merge_baselines(docs: &[PolicyDocument]) -> Result<PolicyDocument, Learne
     let mut out = first.clone();
     out.spec.rules = rules.into_values().collect();
     out.spec.processes = processes.into_values().collect();
+    out.spec.dns = merge_dns(docs, &first.spec.dns);
     Ok(out)
+}
+
+/// Learned names of all replicas; `allowedNames: listed` only when every
+/// replica recorded names (one that did not may have resolved anything).
+fn merge_dns(docs: &[PolicyDocument], first: &DnsSettings) -> DnsSettings {
+    let mut out = first.clone();
+    if docs
+        .iter()
+        .any(|d| d.spec.dns.allowed_names != AllowedNames::Listed)
+    {
+        out.allowed_names = AllowedNames::Any;
+        out.allow_names.clear();
+        out.learned_names.clear();
+        return out;
+    }
+    let mut names: BTreeMap<String, LearnedName> = BTreeMap::new();
+    for d in docs {
+        for n in &d.spec.dns.allow_names {
+            names.entry(n.clone()).or_insert_with(|| LearnedName {
+                name: n.clone(),
+                note: String::new(),
+                evidence: None,
+            });
+        }
+        for l in &d.spec.dns.learned_names {
+            match names.get_mut(&l.name) {
+                Some(mine) => {
+                    mine.evidence = match (&mine.evidence, &l.evidence) {
+                        (Some(a), Some(b)) => Some(merge_evidence(a, b)),
+                        (a, b) => a.clone().or_else(|| b.clone()),
+                    };
+                    if mine.note.is_empty() {
+                        mine.note = l.note.clone();
+                    }
+                }
+                None => {
+                    names.insert(l.name.clone(), l.clone());
+                }
+            }
+        }
+    }
+    out.allow_names = names.keys().cloned().collect();
+    out.learned_names = names.into_values().collect();
+    out
 }
 
 /// Folds `other` into `mine` (same id). The peer and direction must agree:
@@ -168,6 +216,29 @@ mod tests {
         assert_eq!(m.spec.processes.len(), 2);
         let app = m.spec.processes.iter().find(|p| p.exe == "/app").unwrap();
         assert_eq!(app.evidence.as_ref().unwrap().count, 3);
+    }
+
+    #[test]
+    fn names_of_replicas_are_united_and_one_without_names_keeps_any() {
+        use crate::testutil::dns;
+        let a = learned("p1", |l| l.ingest(&dns("meta.example.org", "NOERROR")));
+        let b = learned("p2", |l| {
+            l.ingest(&dns("meta.example.org", "NOERROR"));
+            l.ingest(&dns("other.example.org", "NOERROR"));
+        });
+        let m = merge_baselines(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(m.spec.dns.allowed_names, AllowedNames::Listed);
+        assert_eq!(
+            m.spec.dns.allow_names,
+            vec!["meta.example.org", "other.example.org"]
+        );
+        let meta = &m.spec.dns.learned_names[0];
+        let ev = meta.evidence.as_ref().unwrap();
+        assert_eq!((ev.count, ev.replicas.len()), (2, 2));
+        let mut old = b;
+        old.spec.dns = Default::default();
+        let m = merge_baselines(&[a, old]).unwrap();
+        assert_eq!(m.spec.dns, Default::default());
     }
 
     #[test]

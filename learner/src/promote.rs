@@ -1,8 +1,14 @@
 //! Approval is promotion: selected diff entries applied to the current
 //! policy (or an empty one) give the next policy document.
+//!
+//! DNS names: approving the learned names adds them to `spec.dns.allowNames`
+//! and approving [`ChangeKind::NamesListed`] sets `allowedNames: listed`
+//! (names of FQDN rules count as listed, so they are not repeated). The
+//! names' evidence stays in the baseline: a policy carries no
+//! `learnedNames`, so sidecars of the previous release still load it.
 
 use podwarden_policy::model::{
-    DocumentKind, Metadata, PolicyDocument, PolicySpec, ProcessRule, API_VERSION,
+    AllowedNames, DocumentKind, Metadata, PolicyDocument, PolicySpec, ProcessRule, API_VERSION,
 };
 
 use crate::diff::{ChangeKind, DiffEntry};
@@ -66,9 +72,26 @@ pub fn promote(
             (ChangeKind::ProcessDropped, _, Some(p)) => {
                 doc.spec.processes.retain(|x| x.exe != p.exe)
             }
+            (ChangeKind::NameAdded, _, _) => {
+                if let Some(n) = &e.name {
+                    if !doc.spec.dns.allow_names.contains(&n.name) {
+                        doc.spec.dns.allow_names.push(n.name.clone());
+                    }
+                }
+            }
+            (ChangeKind::NameDropped, _, _) => {
+                if let Some(n) = &e.name {
+                    doc.spec.dns.allow_names.retain(|x| x != &n.name);
+                }
+            }
+            (ChangeKind::NamesListed, _, _) => {
+                doc.spec.dns.allowed_names = AllowedNames::Listed;
+            }
             _ => {}
         }
     }
+    doc.spec.dns.allow_names.sort();
+    doc.spec.dns.learned_names.clear();
     doc.spec.rules.sort_by(|a, b| a.id.cmp(&b.id));
     doc.spec.processes.sort_by(|a, b| a.exe.cmp(&b.exe));
     doc

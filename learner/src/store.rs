@@ -20,7 +20,7 @@ use podwarden_policy::model::{DocumentKind, PolicyDocument};
 use podwarden_policy::Mode;
 use serde::{Deserialize, Serialize};
 
-use crate::diff::{diff, fingerprint, BaselineDiff, ChangeKind, Rejections};
+use crate::diff::{diff, fingerprint, BaselineDiff, Rejections};
 use crate::error::LearnerError;
 use crate::evidence::now_rfc3339;
 use crate::learn::{write_atomic, Learner, LearnerConfig};
@@ -361,10 +361,7 @@ impl Store {
         let mut fingerprints = BTreeMap::new();
         for id in ids {
             let e = d.entries.iter().find(|e| &e.id == id);
-            if !matches!(
-                e.map(|e| e.change),
-                Some(ChangeKind::Added | ChangeKind::Widened | ChangeKind::ProcessAdded)
-            ) {
+            if !e.is_some_and(|e| e.change.is_proposal()) {
                 return Err(LearnerError::Store(format!(
                     "{id} is not a proposal in the diff"
                 )));

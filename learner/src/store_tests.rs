@@ -37,7 +37,8 @@ fn approve_select_reject_history_rollback() {
     let dir = tempfile::tempdir().unwrap();
     let s = learned_store(dir.path());
     assert!(s.current().unwrap().is_none());
-    assert_eq!(s.diff().unwrap().proposals().count(), 4); // 2 rules + 2 processes
+    // 2 rules + 2 processes + resolving only listed names (none learned).
+    assert_eq!(s.diff().unwrap().proposals().count(), 5);
 
     // reject nc; it is no longer proposed
     let nc_rule = "out-opaque-203.0.113.7-4444".to_string();
@@ -58,11 +59,18 @@ fn approve_select_reject_history_rollback() {
     // approve one rule: v1 with that rule and its process, recorded
     let v1 = s
         .approve(
-            &Selection::Ids(vec!["out-tls-api.example-443".into()]),
+            &Selection::Ids(vec![
+                "out-tls-api.example-443".into(),
+                crate::diff::NAMES_LISTED_ID.into(),
+            ]),
             "bob",
             None,
         )
         .unwrap();
+    assert_eq!(
+        v1.spec.dns.allowed_names,
+        podwarden_policy::model::AllowedNames::Listed
+    );
     assert_eq!(v1.kind, DocumentKind::WorkloadPolicy);
     assert_eq!(v1.metadata.version, 1);
     assert_eq!(v1.metadata.approved_by.as_deref(), Some("bob"));

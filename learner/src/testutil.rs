@@ -1,7 +1,8 @@
 //! Flow record builders for unit tests.
 
 use podwarden_policy::{
-    AppProtocol, Decision, Direction, Flow, FlowRecord, HttpRequestInfo, ProcessInfo, RecordKind,
+    AppProtocol, Decision, Direction, DnsQueryInfo, Flow, FlowRecord, HttpRequestInfo, ProcessInfo,
+    RecordKind,
 };
 
 pub fn out(peer: &str, local_port: u16, proto: AppProtocol) -> FlowRecord {
@@ -20,6 +21,19 @@ pub fn inb(client: &str, app_port: u16, proto: AppProtocol) -> FlowRecord {
         protocol: proto,
         ..Flow::connection(Direction::Inbound, peer, local)
     })
+}
+
+/// A query through the DNS listener to the resolver 10.96.0.10, answered
+/// `rcode`.
+pub fn dns(name: &str, rcode: &str) -> FlowRecord {
+    let mut r = out("10.96.0.10:53", 40000, AppProtocol::Dns);
+    r.flow.dns = Some(DnsQueryInfo {
+        name: name.into(),
+        qtype: "A".into(),
+        rcode: Some(rcode.into()),
+        reported: false,
+    });
+    r
 }
 
 fn rec(flow: Flow) -> FlowRecord {

@@ -146,6 +146,23 @@ pub struct DnsSettings {
         deserialize_with = "fqdn_patterns"
     )]
     pub allow_names: Vec<String>,
+    /// Why the learner proposes each `allowNames` entry (baselines): the
+    /// queries behind it. Review material only; never read by enforcement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned_names: Vec<LearnedName>,
+}
+
+/// One name (or `*.zone`) the pod resolved while learning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LearnedName {
+    /// The `allowNames` entry it supports.
+    pub name: String,
+    /// How it was learned, e.g. "generalised from 7 names under example.com".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 /// Which DNS names the pod may resolve (`spec.dns.allowedNames`).

@@ -79,9 +79,10 @@ async fn baseline_diff_reject_and_approve_work_on_the_crs() {
     // diff: found by listing the namespace's baselines; nothing approved yet.
     let (code, out) = run!(baseline::diff(client.clone(), &t, false));
     assert_eq!(code, 1, "something to review");
+    // A baseline without DNS names (as learned before names were recorded).
     assert_eq!(
         out,
-        "baseline diff shop/checkout: learned baseline vs no approved policy\n\
+        format!("baseline diff shop/checkout: learned baseline vs no approved policy\n\
          + out-db\n    to db.shop.example port 5432 tls\n\
          \x20   evidence: 10 flows, 2026-11-20T10:00:00Z .. 2026-11-23T10:00:00Z, replicas checkout-1\n\
          \x20   example: checkout-1 -> db.shop.example:5432\n\
@@ -90,7 +91,10 @@ async fn baseline_diff_reject_and_approve_work_on_the_crs() {
          \x20   evidence: 10 flows, 2026-11-20T10:00:00Z .. 2026-11-23T10:00:00Z, replicas checkout-1\n\
          \x20   example: checkout-1 -> api.payments.example:443\n\
          \x20   ! risk: no process attribution\n\
-         2 proposed, 0 dropped, 0 unchanged, 0 rejected before (hidden)\n"
+         ! warning: {}\n\
+         2 proposed, 0 dropped, 0 unchanged, 0 rejected before (hidden)\n",
+        podwarden_learner::diff::NO_NAMES_WARNING
+        )
     );
     assert_eq!(
         calls(&api),
