@@ -5,12 +5,16 @@
 //! `PUT /policy` (protect, no restart); the same traffic then raises zero
 //! violations, and every anomaly is blocked — checked on the receiving side
 //! (packet counters and server logs), not only in the proxy's records.
+//! DNS too: the approved baseline lists the names the pod resolved, so a
+//! name never seen is answered NXDOMAIN by the proxy and never reaches the
+//! resolver (its query log), with exactly one event per refused query.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use podwarden_e2e::pod::ADMIN;
 use podwarden_e2e::{require, servers, Counter, Topology, APP_UID, POD, SERVER, UNKNOWN};
+use podwarden_policy::model::AllowedNames;
 use podwarden_policy::{Action, Direction, FlowRecord, Mode, PolicyDocument};
 
 const BIN: &[&str] = &["podwarden-proxy", "podwarden"];
@@ -58,6 +62,7 @@ fn world(test: &str) -> Option<World> {
                 &format!("api.example.test={s4}"),
                 &format!("secure.example.test={s4}"),
                 &format!("cache.example.test={CACHE}"),
+                &format!("meta.example.test={s4}"),
                 &format!("never.example.test={u4}"),
             ],
         )
@@ -146,6 +151,23 @@ fn start_proxy(t: &Topology, state: &std::path::Path, label: &str) {
 
 /// The workload's normal day: every call must succeed.
 fn normal_traffic(t: &Topology) {
+    // A name the app resolves but never connects to by name (no FQDN rule
+    // will list it: the learned DNS names must).
+    let answer = t
+        .pod
+        .exec_as(
+            Some(APP_UID),
+            &[
+                "dig",
+                "+short",
+                "+tries=1",
+                "+time=5",
+                "meta.example.test",
+                "A",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("dig meta: {e}\n{}", t.logs()));
+    assert_eq!(answer.trim(), SERVER.v4.to_string(), "{}", t.logs());
     for id in 1..=3 {
         let body = t
             .app_curl(&["-4", &format!("http://api.example.test:8000/users/{id}")])
@@ -310,6 +332,7 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
         "/users/{id}",
         "secure.example.test",
         "cache.example.test",
+        "meta.example.test",
         curl.as_str(),
         "redis-cli",
     ] {
@@ -320,6 +343,11 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
         "{:?}",
         base.spec.processes
     );
+    // The names the pod resolved, less those its FQDN rules list.
+    assert_eq!(base.spec.dns.allowed_names, AllowedNames::Listed);
+    let names = &base.spec.dns.allow_names;
+    assert!(names.iter().any(|n| n == "meta.example.test"), "{text}");
+    assert!(!names.iter().any(|n| n == "api.example.test"), "{text}");
 
     // Learning survives a restart (SIGTERM saves; the new proxy restores).
     // SIGTERM; a SIGKILL after the grace would lose the state this checks.
@@ -344,6 +372,8 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
     let (code, diff) = podwarden(&[&["baseline", "diff"][..], &common].concat());
     assert_eq!(code, 1, "something to review: {diff}");
     assert!(diff.contains("api.example.test"), "{diff}");
+    assert!(diff.contains("+ dns:meta.example.test"), "{diff}");
+    assert!(diff.contains("allowedNames: listed"), "{diff}");
     let (code, out) = podwarden(
         &[
             &[
@@ -357,6 +387,20 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
     let yaml = std::fs::read_to_string(store.join(STORE_WORKLOAD).join("policy-v1.yaml")).unwrap();
     let policy = podwarden_policy::load_policy_str(&yaml, "policy-v1.yaml").unwrap();
     assert_eq!(policy.spec.mode, Mode::Protect);
+    assert_eq!(
+        policy.spec.dns.allowed_names,
+        AllowedNames::Listed,
+        "{yaml}"
+    );
+    assert!(
+        policy
+            .spec
+            .dns
+            .allow_names
+            .iter()
+            .any(|n| n == "meta.example.test"),
+        "{yaml}"
+    );
 
     // ---- protect, pushed without a restart ----
     let body = serde_json::to_string(&policy).unwrap();
@@ -473,22 +517,17 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
         Some(APP_UID),
         &["-4", "http://api.example.test:8000/admin/secrets"]
     ));
-    // 5. A DNS name never seen (it resolves — to an address nothing learned).
+    // 5. A DNS name never seen: the resolver would answer it, but the
+    //    proxy answers NXDOMAIN itself and never forwards it (the query
+    //    alone would carry data to the name's server).
     let answer = t
         .pod
         .exec_as(
             Some(APP_UID),
-            &[
-                "dig",
-                "+short",
-                "+tries=1",
-                "+time=3",
-                "never.example.test",
-                "A",
-            ],
+            &["dig", "+tries=1", "+time=5", "never.example.test", "A"],
         )
         .unwrap();
-    assert_eq!(answer.trim(), UNKNOWN.v4.to_string());
+    assert!(answer.contains("status: NXDOMAIN"), "{answer}");
     assert!(curl_fails(
         t,
         Some(APP_UID),
@@ -506,6 +545,15 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
     assert!(!api_log.contains("/users/4242"), "{api_log}");
     assert!(api_log.contains("/users/4243"), "control: {api_log}");
     assert!(!api_log.contains("/admin/secrets"), "{api_log}");
+    let dns_log = t.server.log_of("dns");
+    assert!(
+        !dns_log.contains("QUERY never.example.test"),
+        "forwarded: {dns_log}"
+    );
+    assert!(
+        dns_log.contains("QUERY meta.example.test"),
+        "control: {dns_log}"
+    );
 
     // Flagged: a denied record for each, and events. Records and events
     // land asynchronously: poll until all are there (or the deadline), then
@@ -534,9 +582,9 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
             "never-seen name",
             Box::new(|r| {
                 r.flow
-                    .peer_names
-                    .iter()
-                    .any(|n| n.trim_end_matches('.') == "never.example.test")
+                    .dns
+                    .as_ref()
+                    .is_some_and(|q| q.name == "never.example.test")
             }),
         ),
     ];
@@ -552,9 +600,15 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
     let deadline = Instant::now() + podwarden_e2e::READY;
     let recs = loop {
         let recs = flows_since(t, anomaly_start);
+        let n_denied = recs
+            .iter()
+            .filter(|r| r.decision.action == Action::Deny)
+            .count() as u64;
+        // Counted by the record consumer once it handled every denied
+        // record above (and so emitted whatever events they raise).
         let all = flags.iter().all(|(_, p)| denied(&recs, p))
             && events_in(&t.pod.log_of("podwarden-2"))
-            && status(t)["violationsLastHour"].as_u64().unwrap_or(0) >= 5;
+            && status(t)["violationsLastHour"].as_u64().unwrap_or(0) >= n_denied.max(5);
         if all || Instant::now() > deadline {
             break recs;
         }
@@ -569,4 +623,28 @@ fn learn_approve_protect_zero_false_positives_and_every_anomaly_blocked() {
     assert!(log.contains("\"kind\":\"new_process\""), "{log}");
     assert!(log.contains(&copy_s), "{log}");
     assert!(log.matches("\"kind\":\"violation\"").count() >= 5, "{log}");
+    // One event per refused query (dig's, and curl's lookup): the
+    // listener's, naming the name; not a second one from its record.
+    let refused = recs
+        .iter()
+        .filter(|r| {
+            r.decision.action == Action::Deny
+                && r.flow
+                    .dns
+                    .as_ref()
+                    .is_some_and(|q| q.name == "never.example.test")
+        })
+        .count();
+    let events: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"kind\":") && l.contains("never.example.test"))
+        .collect();
+    assert!(refused >= 1);
+    assert_eq!(events.len(), refused, "{events:#?}\n{recs:#?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.contains("dns: name not in policy") && e.contains("NXDOMAIN")),
+        "{events:#?}"
+    );
 }
