@@ -253,6 +253,9 @@ pub struct QueryPlan {
     pub question: Option<(String, RecordType)>,
     /// Set when the query looks like tunnelling (refused or not).
     pub tunnel: Option<DnsVerdict>,
+    /// The question looks like tunnelling (by the policy's thresholds, or
+    /// the defaults without a policy): its name is masked in the record.
+    pub suspicious: bool,
     /// Set when the name is not in the policy and the mode cares (protect
     /// answers NXDOMAIN, monitor forwards and reports).
     pub name: Option<DnsNameVerdict>,
@@ -276,10 +279,14 @@ pub fn plan_query(
         would_deny: Vec::new(),
         question,
         tunnel: None,
+        suspicious: false,
         name: None,
         mode,
     };
     let Some(policy) = policy else {
+        if let Some((name, qtype)) = &plan.question {
+            plan.suspicious = assess_query(name, *qtype, &TunnelThresholds::default()).suspicious;
+        }
         return plan;
     };
     let Some((name, qtype)) = &plan.question else {
@@ -290,6 +297,7 @@ pub fn plan_query(
     };
     let verdict = policy.judge_dns_query(name, *qtype);
     let refuse_tunnel = verdict.refuse;
+    plan.suspicious = verdict.assessment.suspicious;
     if verdict.assessment.suspicious {
         plan.tunnel = Some(verdict);
     }
@@ -389,13 +397,13 @@ impl Ctx {
         flow.dns = plan
             .question
             .as_ref()
-            .map(|(name, qtype)| query_info(name, *qtype, answer, reported));
+            .map(|(name, qtype)| query_info(name, *qtype, plan.suspicious, answer, reported));
         if let (Some(v), Some(bus), Some((name, qtype))) =
             (&plan.tunnel, &self.events, &plan.question)
         {
             let kind = EventKind::DnsTunneling {
                 query: mask_query_name(name),
-                qtype: format!("{qtype:?}"),
+                qtype: qtype.to_string(),
                 refused: v.refuse,
             };
             let mut e = SecurityEvent::new(
@@ -509,22 +517,23 @@ pub fn name_event(
     e.action = action;
     e.details.insert("reason".into(), NAME_NOT_IN_POLICY.into());
     e.details.insert("query".into(), shown);
-    e.details.insert("qtype".into(), format!("{qtype:?}"));
+    e.details.insert("qtype".into(), qtype.to_string());
     e.details.insert("protocol".into(), "dns".into());
     e.details.insert("answer".into(), answer.into());
     e
 }
 
 /// The question as the record carries it: the name lower-case without the
-/// trailing dot (masked when tunnelling-shaped: the flow log must not keep
-/// the data it carries), the type, and the RCODE of `answer`.
+/// trailing dot (masked when `suspicious`, i.e. tunnelling-shaped: the flow
+/// log must not keep the data it carries), the type, and the RCODE of
+/// `answer`.
 pub fn query_info(
     name: &str,
     qtype: RecordType,
+    suspicious: bool,
     answer: Option<&[u8]>,
     reported: bool,
 ) -> DnsQueryInfo {
-    let suspicious = assess_query(name, qtype, &TunnelThresholds::default()).suspicious;
     let name = if suspicious {
         mask_query_name(name)
     } else {
@@ -532,27 +541,11 @@ pub fn query_info(
     };
     DnsQueryInfo {
         name,
-        qtype: qtype_name(qtype),
+        qtype: qtype.to_string(),
         rcode: answer
             .and_then(|a| a.get(3))
             .map(|b| DnsQueryInfo::rcode_name(b & 0x0F)),
         reported,
-    }
-}
-
-/// The type's mnemonic (RFC 3597 `TYPEn` for the others).
-fn qtype_name(t: RecordType) -> String {
-    match t {
-        RecordType::A => "A".into(),
-        RecordType::Aaaa => "AAAA".into(),
-        RecordType::Cname => "CNAME".into(),
-        RecordType::Txt => "TXT".into(),
-        RecordType::Null => "NULL".into(),
-        RecordType::Mx => "MX".into(),
-        RecordType::Srv => "SRV".into(),
-        RecordType::Ptr => "PTR".into(),
-        RecordType::Any => "ANY".into(),
-        RecordType::Other(n) => format!("TYPE{n}"),
     }
 }
 
@@ -1012,9 +1005,11 @@ mod tests {
             resolver,
             &v,
             "leak.attacker.example.",
-            RecordType::A,
+            RecordType::Aaaa,
         );
         let j: serde_json::Value = serde_json::from_str(&e.to_json_line()).unwrap();
+        // The record's spelling, not Rust's `Aaaa`.
+        assert_eq!(j["details"]["qtype"], "AAAA");
         assert_eq!(j["kind"], "violation");
         assert_eq!(j["action"], "blocked");
         assert_eq!(j["rule"], NAME_NOT_IN_POLICY);
@@ -1045,19 +1040,42 @@ mod tests {
         let nx = Refusal::NameNotInPolicy
             .answer(&query("Leak.Attacker.Example", 28))
             .unwrap();
-        let q = query_info("Leak.Attacker.Example.", RecordType::Aaaa, Some(&nx), true);
+        let q = query_info(
+            "Leak.Attacker.Example.",
+            RecordType::Aaaa,
+            false,
+            Some(&nx),
+            true,
+        );
         assert_eq!(q.name, "leak.attacker.example");
         assert_eq!(
             (q.qtype.as_str(), q.rcode.as_deref(), q.reported),
             ("AAAA", Some("NXDOMAIN"), true)
         );
-        let q = query_info("api.example", RecordType::A, Some(&response()), false);
+        let q = query_info(
+            "api.example",
+            RecordType::A,
+            false,
+            Some(&response()),
+            false,
+        );
         assert_eq!(q.rcode.as_deref(), Some("NOERROR"));
-        let q = query_info("api.example", RecordType::Other(65), None, false);
+        let q = query_info("api.example", RecordType::Other(65), false, None, false);
         assert_eq!((q.qtype.as_str(), q.rcode), ("TYPE65", None));
         // The data a tunnelling query carries does not reach the flow log.
-        let q = query_info(TUNNEL, RecordType::Txt, None, false);
+        let q = query_info(TUNNEL, RecordType::Txt, true, None, false);
         assert_eq!(q.name, "***.t.example");
+    }
+
+    #[test]
+    fn plan_says_whether_the_question_is_tunnelling_shaped() {
+        let up = ["192.0.2.53:53".parse().unwrap()];
+        // Without a policy (learning) the default thresholds decide.
+        let plan = plan_query(None, &up, &query(TUNNEL, 16));
+        assert!(plan.suspicious);
+        assert!(plan.refuse.is_none());
+        let plan = plan_query(None, &up, &query("api.example", 1));
+        assert!(!plan.suspicious);
     }
 
     #[test]

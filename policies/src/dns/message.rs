@@ -40,6 +40,29 @@ impl RecordType {
             other => RecordType::Other(other),
         }
     }
+
+    /// The type's mnemonic as DNS tools print it (RFC 3597 `TYPEn` for the
+    /// others): one spelling in flow records, events and logs.
+    pub fn mnemonic(self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+            RecordType::Cname => "CNAME",
+            RecordType::Txt => "TXT",
+            RecordType::Null => "NULL",
+            RecordType::Mx => "MX",
+            RecordType::Srv => "SRV",
+            RecordType::Ptr => "PTR",
+            RecordType::Any => "ANY",
+            RecordType::Other(n) => return std::borrow::Cow::Owned(format!("TYPE{n}")),
+        })
+    }
+}
+
+impl std::fmt::Display for RecordType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.mnemonic())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
