@@ -432,6 +432,27 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// The stub resolver's search list from resolv.conf text: the last
+/// `search` or `domain` line wins, as in glibc and musl; lower-case,
+/// without trailing dots.
+pub fn resolv_conf_search(text: &str) -> Vec<String> {
+    let mut search = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let keyword = words.next();
+        if matches!(keyword, Some("search" | "domain")) {
+            search = words
+                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect();
+            if keyword == Some("domain") {
+                search.truncate(1);
+            }
+        }
+    }
+    search
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +514,20 @@ mod tests {
                 "[fe80::1]:53".parse().unwrap()
             ]
         );
+        let k8s = "nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local Cluster.Local.\noptions ndots:5\n";
+        assert_eq!(
+            resolv_conf_search(k8s),
+            [
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
+        assert_eq!(
+            resolv_conf_search("search a.example\ndomain b.example c\n"),
+            ["b.example"]
+        );
+        assert!(resolv_conf_search("nameserver 192.0.2.1\n").is_empty());
     }
 
     #[test]

@@ -259,12 +259,20 @@ pub struct QueryPlan {
     /// Set when the name is not in the policy and the mode cares (protect
     /// answers NXDOMAIN, monitor forwards and reports).
     pub name: Option<DnsNameVerdict>,
+    /// The name is a listed name with one of the pod's search domains
+    /// appended: the stub resolver's own try (`ndots:5` makes every name
+    /// go through the search list first), answered as the name policy says
+    /// but not reported — one lookup would otherwise raise an event per
+    /// search domain. Only exact expansions of a listed name qualify, so
+    /// they carry no data.
+    pub search_expansion: bool,
     pub mode: Mode,
 }
 
 pub fn plan_query(
     policy: Option<&CompiledPolicy>,
     upstreams: &[SocketAddr],
+    search: &[String],
     query: &[u8],
 ) -> QueryPlan {
     let mode = policy.map_or(Mode::Learn, CompiledPolicy::mode);
@@ -281,6 +289,7 @@ pub fn plan_query(
         tunnel: None,
         suspicious: false,
         name: None,
+        search_expansion: false,
         mode,
     };
     let Some(policy) = policy else {
@@ -308,7 +317,10 @@ pub fn plan_query(
     let names = policy.judge_dns_name(name, *qtype);
     if names.deny || names.would_deny {
         let deny = names.deny;
-        plan.name = Some(names);
+        plan.search_expansion = is_search_expansion(policy, name, search);
+        if !plan.search_expansion {
+            plan.name = Some(names);
+        }
         if deny {
             plan.refuse = Some(Refusal::NameNotInPolicy);
             return plan;
@@ -338,6 +350,16 @@ pub fn plan_query(
     plan
 }
 
+/// `name` is a name the policy lists followed by one of `search`.
+fn is_search_expansion(policy: &CompiledPolicy, name: &str, search: &[String]) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    search.iter().any(|domain| {
+        name.strip_suffix(domain.as_str())
+            .and_then(|head| head.strip_suffix('.'))
+            .is_some_and(|head| !head.is_empty() && policy.lists_dns_name(head))
+    })
+}
+
 /// A query that is not forwarded: the flow and decision to record.
 type Denied = Box<(Flow, Decision)>;
 
@@ -345,6 +367,8 @@ type Denied = Box<(Flow, Decision)>;
 struct Ctx {
     shared: Arc<Shared>,
     upstreams: Vec<SocketAddr>,
+    /// The pod's search domains (resolv.conf).
+    search: Vec<String>,
     policy: Option<PolicyWatch>,
     events: Option<EventBus>,
     workload: String,
@@ -357,6 +381,7 @@ impl Ctx {
         plan_query(
             policy.as_ref().and_then(|p| p.as_deref()),
             &self.upstreams,
+            &self.search,
             query,
         )
     }
@@ -578,15 +603,17 @@ pub async fn start(
     listen: SocketAddr,
     upstreams: Vec<SocketAddr>,
 ) -> std::io::Result<SocketAddr> {
-    start_with_policy(shared, listen, upstreams, None).await
+    start_with_policy(shared, listen, upstreams, Vec::new(), None).await
 }
 
 /// [`start`], with the DNS settings of the policy `policy` keeps in force
-/// (allowed resolvers, tunnelling) and its event bus for `dns_tunneling`.
+/// (allowed resolvers, tunnelling) and its event bus for `dns_tunneling`;
+/// `search` is the pod's search list (see [`QueryPlan::search_expansion`]).
 pub async fn start_with_policy(
     shared: Arc<Shared>,
     listen: SocketAddr,
     upstreams: Vec<SocketAddr>,
+    search: Vec<String>,
     policy: Option<Arc<PolicyReloader>>,
 ) -> std::io::Result<SocketAddr> {
     let udp = Arc::new(match bind_udp(listen) {
@@ -608,6 +635,7 @@ pub async fn start_with_policy(
     let ctx = Arc::new(Ctx {
         shared,
         upstreams,
+        search,
         policy: policy.as_ref().map(|p| p.watch()),
         events: policy.as_ref().and_then(|p| p.events()),
         workload,
@@ -906,36 +934,36 @@ mod tests {
         let q = query("api.example", 1);
 
         // No policy: everything forwarded as configured.
-        let p = plan_query(None, &ups, &q);
+        let p = plan_query(None, &ups, &[], &q);
         assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
 
         let protect = policy("protect", dns);
-        let p = plan_query(Some(&protect), &ups, &q);
+        let p = plan_query(Some(&protect), &ups, &[], &q);
         assert_eq!(p.refuse, None);
         assert_eq!(p.upstreams, vec![good], "only the policy's resolver");
         assert_eq!(p.question, Some(("api.example".into(), RecordType::A)));
-        let p = plan_query(Some(&protect), &[other], &q);
+        let p = plan_query(Some(&protect), &[other], &[], &q);
         assert_eq!(p.refuse, Some(Refusal::ResolverNotAllowed));
-        let p = plan_query(Some(&protect), &ups, &query(TUNNEL, 16));
+        let p = plan_query(Some(&protect), &ups, &[], &query(TUNNEL, 16));
         assert_eq!(p.refuse, Some(Refusal::Tunnelling));
         assert!(p.tunnel.as_ref().unwrap().refuse);
-        let p = plan_query(Some(&protect), &ups, &q[..7]);
+        let p = plan_query(Some(&protect), &ups, &[], &q[..7]);
         assert_eq!(p.refuse, Some(Refusal::Malformed));
 
         let monitor = policy("monitor", dns);
-        let p = plan_query(Some(&monitor), &ups, &query(TUNNEL, 16));
+        let p = plan_query(Some(&monitor), &ups, &[], &query(TUNNEL, 16));
         assert_eq!(p.refuse, None);
         assert!(p.tunnel.as_ref().unwrap().would_refuse);
         assert_eq!(p.upstreams, vec![good, other]);
         assert_eq!(p.would_deny, vec![other]);
 
         let learn = policy("learn", dns);
-        let p = plan_query(Some(&learn), &ups, &query(TUNNEL, 16));
+        let p = plan_query(Some(&learn), &ups, &[], &query(TUNNEL, 16));
         assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
 
         // blockTunneling off: protect forwards it (to the allowed resolver).
         let lax = policy("protect", r#"{ blockTunneling: false }"#);
-        let p = plan_query(Some(&lax), &ups, &query(TUNNEL, 16));
+        let p = plan_query(Some(&lax), &ups, &[], &query(TUNNEL, 16));
         assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
     }
 
@@ -952,7 +980,7 @@ mod tests {
         let leak = query("mzxw6ytboi.attacker.example", 1);
 
         let protect = with_rules("protect", dns);
-        let p = plan_query(Some(&protect), &ups, &leak);
+        let p = plan_query(Some(&protect), &ups, &[], &leak);
         assert_eq!(p.refuse, Some(Refusal::NameNotInPolicy));
         assert!(p.name.as_ref().unwrap().deny);
         let r = Refusal::NameNotInPolicy.answer(&leak).unwrap();
@@ -963,22 +991,22 @@ mod tests {
             "_http._tcp.api.example",
             "kube-dns.kube-system.svc.cluster.local",
         ] {
-            let p = plan_query(Some(&protect), &ups, &query(ok, 1));
+            let p = plan_query(Some(&protect), &ups, &[], &query(ok, 1));
             assert_eq!((p.refuse, p.name.is_none()), (None, true), "{ok}");
         }
 
         let monitor = with_rules("monitor", dns);
-        let p = plan_query(Some(&monitor), &ups, &leak);
+        let p = plan_query(Some(&monitor), &ups, &[], &leak);
         assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
         assert!(p.name.as_ref().unwrap().would_deny);
 
         let learn = with_rules("learn", dns);
-        let p = plan_query(Some(&learn), &ups, &leak);
+        let p = plan_query(Some(&learn), &ups, &[], &leak);
         assert_eq!((p.refuse, p.name.is_none()), (None, true));
 
         // The default: names are not judged.
         let any = with_rules("protect", "{}");
-        let p = plan_query(Some(&any), &ups, &leak);
+        let p = plan_query(Some(&any), &ups, &[], &leak);
         assert_eq!((p.refuse, p.name.is_none()), (None, true));
 
         // Tunnelling is judged first and keeps its REFUSED.
@@ -986,10 +1014,62 @@ mod tests {
             "protect",
             r#"{ allowedNames: listed, blockTunneling: true }"#,
         );
-        let p = plan_query(Some(&both), &ups, &query(TUNNEL, 16));
+        let p = plan_query(Some(&both), &ups, &[], &query(TUNNEL, 16));
         assert_eq!(p.refuse, Some(Refusal::Tunnelling));
         let r = Refusal::Tunnelling.answer(&query(TUNNEL, 16)).unwrap();
         assert_eq!(r[3] & 0x0F, 5, "REFUSED");
+    }
+
+    #[test]
+    fn search_path_tries_of_listed_names_are_answered_but_not_reported() {
+        let ups: [SocketAddr; 1] = ["198.51.100.53:53".parse().unwrap()];
+        let search: Vec<String> = [
+            "shop.svc.cluster.local",
+            "svc.cluster.local",
+            "cluster.local",
+        ]
+        .map(String::from)
+        .to_vec();
+        let policy = |mode: &str| {
+            let y = format!(
+                "apiVersion: podwarden.io/v1alpha1\nkind: WorkloadPolicy\nmetadata: {{ workload: a/b }}\nspec:\n  mode: {mode}\n  dns: {{ allowedNames: listed }}\n  rules: [ {{ id: api, direction: outbound, peer: {{ fqdn: api.example }} }} ]\n"
+            );
+            CompiledPolicy::compile(&load_policy_str(&y, "t").unwrap()).unwrap()
+        };
+        let protect = policy("protect");
+        for tried in [
+            "api.example.shop.svc.cluster.local",
+            "API.Example.svc.cluster.local",
+            "api.example.cluster.local",
+        ] {
+            let p = plan_query(Some(&protect), &ups, &search, &query(tried, 1));
+            // NXDOMAIN as the cluster resolver would say, never forwarded…
+            assert_eq!(p.refuse, Some(Refusal::NameNotInPolicy), "{tried}");
+            // …and no event for the stub's own try.
+            assert!(p.search_expansion && p.name.is_none(), "{tried}");
+        }
+        // Not expansions: an unlisted head, a bare search domain, a name
+        // merely ending like one, or no search list.
+        for (name, search) in [
+            ("leak.attacker.example.shop.svc.cluster.local", &search[..]),
+            ("svc.cluster.local", &search[..]),
+            ("xapi.example.cluster.local", &search[..]),
+            ("api.example.cluster.local", &[][..]),
+        ] {
+            let p = plan_query(Some(&protect), &ups, search, &query(name, 1));
+            assert_eq!(p.refuse, Some(Refusal::NameNotInPolicy), "{name}");
+            assert!(!p.search_expansion && p.name.is_some(), "{name}");
+        }
+        // Monitor forwards the try, also without a report.
+        let monitor = policy("monitor");
+        let p = plan_query(
+            Some(&monitor),
+            &ups,
+            &search,
+            &query("api.example.svc.cluster.local", 1),
+        );
+        assert_eq!((p.refuse, p.upstreams.clone()), (None, ups.to_vec()));
+        assert!(p.search_expansion && p.name.is_none());
     }
 
     #[test]
@@ -1071,10 +1151,10 @@ mod tests {
     fn plan_says_whether_the_question_is_tunnelling_shaped() {
         let up = ["192.0.2.53:53".parse().unwrap()];
         // Without a policy (learning) the default thresholds decide.
-        let plan = plan_query(None, &up, &query(TUNNEL, 16));
+        let plan = plan_query(None, &up, &[], &query(TUNNEL, 16));
         assert!(plan.suspicious);
         assert!(plan.refuse.is_none());
-        let plan = plan_query(None, &up, &query("api.example", 1));
+        let plan = plan_query(None, &up, &[], &query("api.example", 1));
         assert!(!plan.suspicious);
     }
 

@@ -67,8 +67,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let waf_rules_dir = config.waf_rules_dir.clone();
     let (workload, pod) = (config.workload.clone(), config.pod.clone());
     let dns_port = config.dns_port;
+    let (pod_resolvers, dns_search) = pod_resolv_conf();
     let dns_upstreams = if config.dns_upstreams.is_empty() {
-        resolv_conf_nameservers()
+        pod_resolvers
     } else {
         config.dns_upstreams.clone()
     };
@@ -113,7 +114,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         let _running = proxy.start().await?;
         if dns_port != 0 {
-            start_dns(shared, dns_port, dns_upstreams, policy.clone()).await?;
+            start_dns(shared, dns_port, dns_upstreams, dns_search, policy.clone()).await?;
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -279,6 +280,7 @@ async fn start_dns(
     shared: std::sync::Arc<podwarden_proxy::Shared>,
     port: u16,
     upstreams: Vec<std::net::SocketAddr>,
+    search: Vec<String>,
     policy: Option<std::sync::Arc<PolicyReloader>>,
 ) -> anyhow::Result<()> {
     if upstreams.is_empty() {
@@ -289,29 +291,40 @@ async fn start_dns(
         return Ok(());
     }
     let v4 = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
-    podwarden_proxy::dns::start_with_policy(shared.clone(), v4, upstreams.clone(), policy.clone())
-        .await
-        .with_context(|| format!("binding the DNS listener on {v4}"))?;
+    podwarden_proxy::dns::start_with_policy(
+        shared.clone(),
+        v4,
+        upstreams.clone(),
+        search.clone(),
+        policy.clone(),
+    )
+    .await
+    .with_context(|| format!("binding the DNS listener on {v4}"))?;
     let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
-    if let Err(e) =
-        podwarden_proxy::dns::start_with_policy(shared, v6, upstreams.clone(), policy).await
+    if let Err(e) = podwarden_proxy::dns::start_with_policy(
+        shared,
+        v6,
+        upstreams.clone(),
+        search.clone(),
+        policy,
+    )
+    .await
     {
         // Pods without IPv6 have no ::1; IPv4 DNS still works.
         tracing::warn!(error = %e, "DNS listener on [::1] not started");
     }
-    tracing::info!(port, ?upstreams, "DNS listener on loopback");
+    tracing::info!(port, ?upstreams, ?search, "DNS listener on loopback");
     Ok(())
 }
 
-/// The pod's resolvers: the proxy's UID is exempt from the redirect, so it
-/// reaches the real servers the app was configured with.
-fn resolv_conf_nameservers() -> Vec<std::net::SocketAddr> {
-    std::fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
-        .filter(|ip| !ip.is_loopback())
-        .map(|ip| std::net::SocketAddr::new(ip, 53))
-        .collect()
+/// The pod's resolv.conf: its resolvers (the proxy's UID is exempt from
+/// the redirect, so it reaches the real servers the app was configured
+/// with) and its search list. Unreadable: none of either.
+fn pod_resolv_conf() -> (Vec<std::net::SocketAddr>, Vec<String>) {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers = podwarden_proxy::config::resolv_conf_nameservers(&text)
+        .into_iter()
+        .filter(|s| !s.ip().is_loopback())
+        .collect();
+    (servers, podwarden_proxy::config::resolv_conf_search(&text))
 }

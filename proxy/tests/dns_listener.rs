@@ -188,6 +188,7 @@ async fn unlisted_names_never_reach_the_upstream_in_protect() {
             proxy.shared().clone(),
             listen,
             vec![up],
+            Vec::new(),
             Some(reloader.clone()),
         )
         .await

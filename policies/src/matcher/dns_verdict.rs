@@ -64,6 +64,12 @@ impl CompiledPolicy {
         }
     }
 
+    /// Whether the policy lets the pod resolve `name` (a rule's FQDN, an
+    /// `allowNames` pattern, a covered reverse name, or `allowedNames: any`).
+    pub fn lists_dns_name(&self, name: &str) -> bool {
+        self.name_listing(name).is_some()
+    }
+
     fn name_listing(&self, name: &str) -> Option<NameListing> {
         if self.dns.allowed_names == AllowedNames::Any {
             return Some(NameListing::AnyName);
