@@ -50,15 +50,15 @@ pub async fn approve(
     let name = resolve::<WorkloadBaseline>(&client, t).await?;
     let review = Review::new(client, FIELD_MANAGER);
     let now = super::now();
-    let p = match what {
+    let (p, warnings) = match what {
         Approval::All => {
             review
-                .approve(&t.namespace, &name, None, mode, by, &now)
+                .approve_with_warnings(&t.namespace, &name, None, mode, by, &now)
                 .await?
         }
         Approval::Ids(ids) => {
             review
-                .approve(&t.namespace, &name, Some(&ids), mode, by, &now)
+                .approve_with_warnings(&t.namespace, &name, Some(&ids), mode, by, &now)
                 .await?
         }
         Approval::ModeOnly => {
@@ -86,9 +86,13 @@ pub async fn approve(
                 )?;
                 return Ok(0);
             }
-            p
+            (p, Vec::new())
         }
     };
+    // As the local verb says them: a reviewer reads them with the outcome.
+    for w in warnings {
+        writeln!(out, "! warning: {w}")?;
+    }
     writeln!(
         out,
         "approved by {by}: {}/{} ({}) version {} ({} rules, {} processes, mode {}): {}",

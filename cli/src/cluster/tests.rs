@@ -163,10 +163,14 @@ async fn baseline_diff_reject_and_approve_work_on_the_crs() {
         "alice",
         None
     ));
+    // The diff's warning (no DNS names learned) is said here too, as the
+    // local verb says it.
     assert_eq!(
         out,
-        "approved by alice: shop/checkout (Deployment) version 1 (1 rules, 0 processes, mode learn): approved 1 baseline entries\n\
-         WorkloadPolicy shop/deployment-checkout written; the operator pushes it to the workload's sidecars\n"
+        format!("! warning: {}\n\
+         approved by alice: shop/checkout (Deployment) version 1 (1 rules, 0 processes, mode learn): approved 1 baseline entries\n\
+         WorkloadPolicy shop/deployment-checkout written; the operator pushes it to the workload's sidecars\n",
+         podwarden_learner::diff::NO_NAMES_WARNING)
     );
     let log = calls(&api);
     assert_eq!(log.last().unwrap(), &format!("POST {NS}/workloadpolicies"));

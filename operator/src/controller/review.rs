@@ -78,17 +78,36 @@ impl Review {
         approver: &str,
         now: &str,
     ) -> Result<WorkloadPolicy, ControllerError> {
+        self.approve_with_warnings(namespace, name, select, mode, approver, now)
+            .await
+            .map(|(p, _)| p)
+    }
+
+    /// [`Review::approve`], also returning the review's warnings (the diff's,
+    /// e.g. a baseline without DNS names) from the same reads, for a person
+    /// approving from the CLI.
+    pub async fn approve_with_warnings(
+        &self,
+        namespace: &str,
+        name: &str,
+        select: Option<&[String]>,
+        mode: Option<Mode>,
+        approver: &str,
+        now: &str,
+    ) -> Result<(WorkloadPolicy, Vec<String>), ControllerError> {
         let baseline = self.baseline(namespace, name).await?;
         let current = self.policy(namespace, name).await?;
+        let warnings = review_diff(&baseline, current.as_ref())?.warnings;
         let mut next = approve(&baseline, current.as_ref(), select, approver, now)?;
         if let Some(m) = mode {
             next = with_mode(next, m);
         }
         let api: Api<WorkloadPolicy> = Api::namespaced(self.client.clone(), namespace);
-        Ok(match current {
+        let written = match current {
             None => api.create(&self.post_params(), &next).await?,
             Some(_) => api.replace(name, &self.post_params(), &next).await?,
-        })
+        };
+        Ok((written, warnings))
     }
 
     /// Records rejected proposals in the baseline (a merge patch of
