@@ -31,18 +31,27 @@ const MAX_RX_LITERALS: usize = 400;
 /// so one index serves every chain (and a value that several chains
 /// leave unchanged is scanned once).
 ///
-/// Literals of one or two bytes (`=`, `/`, `on`, …) occur in almost every
-/// value: reported one by one by an automaton they cost more than the
-/// bytes themselves. They are looked up in byte and byte-pair tables in one
-/// pass instead.
+/// The scan keeps the last bytes of the value in one rolling word and does
+/// three table lookups per byte; only the pair lookup branches, and it
+/// rarely hits:
 ///
-/// Longer literals are indexed by their first three (case-folded) bytes:
-/// at each position of a value a 64 Kibit filter over a hash of the three
-/// bytes there rejects almost every position, and the few left compare the
-/// literals of their bucket. On request values this costs a fraction of an
-/// overlapping Aho-Corasick search (which stops at each of the frequent
-/// matches and follows failure links), and it finds every occurrence of
-/// every literal: a literal starting at `i` has its bucket checked at `i`.
+/// - literals of one byte (`=`, `/`, `p`, …) are bits of a word that the
+///   byte's table entry is OR-ed into (branch-free: a quarter of the bytes
+///   of a request are such literals);
+/// - literals of two bytes (`on`, `/*`, …) are looked up by the last two
+///   bytes in a pair table;
+/// - longer literals are indexed by their first three bytes: a 64 Kibit
+///   filter over a hash of the last three bytes rejects almost every
+///   position, and the few left compare the literals of their bucket. This
+///   costs a fraction of an overlapping Aho-Corasick search (which stops at
+///   each of the frequent matches and follows failure links), and it finds
+///   every occurrence of every literal: a literal starting at `i` has its
+///   bucket checked once the scan has passed `i + 2`.
+///
+/// The tables take every ASCII case of their bytes, and the hash is of the
+/// three bytes with bit 5 set in each (`A` and `a` hash alike; so do `@`
+/// and `` ` ``, which the bucket's exact comparison then tells apart), so
+/// the loop needs no case folding.
 #[derive(Debug)]
 pub struct ChainFilter {
     /// Bit `hash3(k)` set for the first three bytes `k` of each long literal.
@@ -51,25 +60,37 @@ pub struct ChainFilter {
     starts: Vec<u32>,
     /// Long literals by bucket.
     long: Vec<LongLit>,
-    /// Long literal (lower-case) and its index in `lit_slots`.
-    long_lits: Vec<(Box<[u8]>, u32)>,
-    /// Byte → 1 + index in `short_lits` (0: no literal); both ASCII cases
-    /// of a letter have the entry, so the scan needs no case folding.
-    byte1: Box<[u16; 256]>,
-    /// Byte pair `(a << 8) | b` → 1 + index in `short_lits`, every case
-    /// combination filled; 256 extra zero entries past the end serve as the
-    /// "no previous byte" row for a value's first byte.
-    byte2: Vec<u16>,
-    /// Short literal → index in `lit_slots` (at most `MAX_SHORT`).
-    short_lits: Vec<u32>,
+    /// Per entry of `long`: the literal's bytes past the eighth
+    /// (lower-case; empty for literals of up to eight bytes).
+    tails: Vec<Box<[u8]>>,
+    /// Byte → the bit of its one-byte literal in the scan's `seen1` word:
+    /// bits 0..63 for the first 63 such literals, bit 63 for any further
+    /// one (looked up in `over1` after the scan).
+    byte1: Box<[u64; 256]>,
+    /// Literal of bit `b` of `seen1` (`b` < 63).
+    bit_lits: Vec<u32>,
+    /// Byte → 1 + its one-byte literal past the 63rd (0: none).
+    over1: Box<[u32; 256]>,
+    /// Byte pair `(a << 8) | b` → its two-byte literal's bit in the scan's
+    /// seen-set (0: no literal, `PAIR_OVER`: a literal past the
+    /// `PAIR_OVER - 1`th, looked up in `over2`).
+    byte2: Box<[u16; 1 << 16]>,
+    /// Bit `b` of the seen-set → its two-byte literal (`b` in `1..PAIR_OVER`).
+    pair_lits: Vec<u32>,
+    /// Lower-cased pair → its literal, for pairs past the `PAIR_OVER - 1`th.
+    over2: HashMap<u16, u32>,
     /// For each literal, the slots it enables.
     lit_slots: Vec<Vec<u32>>,
     slots: u32,
 }
 
-/// Short literals tracked in the scan's on-stack seen-set (16 words); the
-/// slots of any further ones are set at each occurrence.
-const MAX_SHORT: usize = 1024;
+/// Bits of the scan's on-stack seen-set of two-byte literals (16 words):
+/// bit 0 is unused, bits `1..PAIR_OVER` stand for one literal each, bit
+/// `PAIR_OVER` for all the others (found again after the scan).
+const PAIR_OVER: u16 = 1023;
+
+/// The `seen1` bit standing for every one-byte literal past the 63rd.
+const OVER1: u64 = 1 << 63;
 
 /// A long literal in its bucket: its first (up to) eight bytes as a word,
 /// compared with the value's folded next eight bytes under `mask`.
@@ -78,13 +99,16 @@ struct LongLit {
     head: u64,
     mask: u64,
     len: u32,
-    /// Index in `ChainFilter::long_lits`.
-    lit: u32,
+    /// Index in `ChainFilter::lit_slots`.
+    id: u32,
 }
 
 /// Up to eight bytes of `v`, ASCII lower-cased, little-endian (missing
 /// bytes are zero).
 fn head8(v: &[u8]) -> u64 {
+    if let Some(w) = v.first_chunk::<8>() {
+        return fold8(u64::from_le_bytes(*w));
+    }
     let mut w = [0u8; 8];
     for (d, &c) in w.iter_mut().zip(v) {
         *d = LOWER[c as usize];
@@ -92,20 +116,31 @@ fn head8(v: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// ASCII lower-casing of the eight bytes of `x` at once: bit 5 is set in
+/// each byte in `A..=Z` (bytes ≥ 0x80 and the rest stay as they are).
+fn fold8(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Without the high bits no byte carries into the next one.
+    let h = x & (0x7f * ONES);
+    let upper = (h + 0x3f * ONES) & !(h + 0x25 * ONES) & !x & (0x80 * ONES);
+    x | (upper >> 2)
+}
+
 const FILTER3_WORDS: usize = 1024;
 /// 16-bit hash → 4096 buckets.
 const BUCKET_SHIFT: u32 = 4;
 
-/// Hash (16 bits) of three folded bytes `k` (`a | b << 8 | c << 16`).
-fn hash3(k: u32) -> u32 {
-    k.wrapping_mul(0x9E37_79B1) >> 16
+/// Hash (16 bits) of the three bytes in the low 24 bits of `k` (`a << 16
+/// | b << 8 | c` for the bytes `a b c`; higher bits ignored), bit 5 of
+/// each set first: ASCII case does not change it.
+#[inline(always)]
+fn hash3(k: u64) -> u32 {
+    (((k | 0x20_2020) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u32
 }
 
-/// Three bytes, ASCII lower-cased, as `a | b << 8 | c << 16`.
-fn key3(a: u8, b: u8, c: u8) -> u32 {
-    a.to_ascii_lowercase() as u32
-        | (b.to_ascii_lowercase() as u32) << 8
-        | (c.to_ascii_lowercase() as u32) << 16
+/// Three bytes as the scan's rolling word holds them.
+fn key3(a: u8, b: u8, c: u8) -> u64 {
+    (a as u64) << 16 | (b as u64) << 8 | c as u64
 }
 
 /// The byte and its other ASCII case, if it has one.
@@ -122,62 +157,98 @@ impl ChainFilter {
     /// Builds the filter over `lits` (lower-case, non-empty, distinct), the
     /// slots of literal `i` being `lit_slots[i]`.
     fn new(lits: &[Vec<u8>], lit_slots: Vec<Vec<u32>>, slots: u32) -> Option<ChainFilter> {
-        let mut byte1 = Box::new([0u16; 256]);
-        let mut byte2 = vec![0u16; (1 << 16) + 256];
-        let mut short_lits = Vec::new();
-        let mut long_lits: Vec<(Box<[u8]>, u32)> = Vec::new();
+        let mut byte1 = Box::new([0u64; 256]);
+        let mut bit_lits = Vec::new();
+        let mut over1 = Box::new([0u32; 256]);
+        let mut byte2: Box<[u16; 1 << 16]> =
+            vec![0u16; 1 << 16].into_boxed_slice().try_into().ok()?;
+        // Bit 0 of the pair seen-set is never set.
+        let mut pair_lits = vec![u32::MAX];
+        let mut over2 = HashMap::new();
+        let mut long_lits: Vec<(Vec<u8>, u32)> = Vec::new();
         for (i, l) in lits.iter().enumerate() {
             let id = i as u32;
             match l.as_slice() {
                 [a] => {
-                    short_lits.push(id);
-                    for x in cases(*a) {
-                        byte1[x as usize] = short_lits.len() as u16;
+                    let a = a.to_ascii_lowercase();
+                    // Distinct lower-case literals never share a byte; if
+                    // they did, no filter is safer than a lost literal.
+                    if over1[a as usize] != 0 {
+                        return None;
+                    }
+                    let bit = if bit_lits.len() < 63 {
+                        bit_lits.push(id);
+                        1 << (bit_lits.len() - 1)
+                    } else {
+                        over1[a as usize] = id.checked_add(1)?;
+                        OVER1
+                    };
+                    for x in cases(a) {
+                        byte1[x as usize] |= bit;
                     }
                 }
                 [a, b] => {
-                    short_lits.push(id);
-                    for x in cases(*a) {
-                        for y in cases(*b) {
-                            byte2[(x as usize) << 8 | y as usize] = short_lits.len() as u16;
+                    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+                    let bit = if pair_lits.len() < PAIR_OVER as usize {
+                        pair_lits.push(id);
+                        (pair_lits.len() - 1) as u16
+                    } else {
+                        if over2.insert(u16::from(a) << 8 | u16::from(b), id).is_some() {
+                            return None;
+                        }
+                        PAIR_OVER
+                    };
+                    for x in cases(a) {
+                        for y in cases(b) {
+                            let e = &mut byte2[(x as usize) << 8 | y as usize];
+                            if *e != 0 {
+                                return None;
+                            }
+                            *e = bit;
                         }
                     }
                 }
                 [] => return None,
-                _ => long_lits.push((l.to_ascii_lowercase().into_boxed_slice(), id)),
+                _ => long_lits.push((l.to_ascii_lowercase(), id)),
             }
         }
-        // At most 256 + 256² distinct short literals: u16 entries suffice.
-        u16::try_from(short_lits.len()).ok()?;
         let mut filter3 = Box::new([0u64; FILTER3_WORDS]);
         let nbuckets = 1usize << (16 - BUCKET_SHIFT);
-        let mut by_bucket: Vec<Vec<LongLit>> = vec![Vec::new(); nbuckets];
-        for (li, (l, _)) in long_lits.iter().enumerate() {
+        let mut by_bucket: Vec<Vec<(LongLit, Box<[u8]>)>> = vec![Vec::new(); nbuckets];
+        for (l, id) in long_lits {
             let h = hash3(key3(l[0], l[1], l[2]));
             filter3[h as usize / 64] |= 1 << (h % 64);
             let n = l.len().min(8);
-            by_bucket[(h >> BUCKET_SHIFT) as usize].push(LongLit {
-                head: head8(l),
+            let lit = LongLit {
+                head: head8(&l),
                 mask: u64::MAX >> (64 - 8 * n),
                 len: u32::try_from(l.len()).ok()?,
-                lit: li as u32,
-            });
+                id,
+            };
+            by_bucket[(h >> BUCKET_SHIFT) as usize].push((lit, l[n..].into()));
         }
         let mut starts = Vec::with_capacity(nbuckets + 1);
-        let mut long = Vec::with_capacity(long_lits.len());
+        let mut long = Vec::new();
+        let mut tails = Vec::new();
         for b in by_bucket {
-            starts.push(long.len() as u32);
-            long.extend(b);
+            starts.push(u32::try_from(long.len()).ok()?);
+            for (lit, tail) in b {
+                long.push(lit);
+                tails.push(tail);
+            }
         }
-        starts.push(long.len() as u32);
+        starts.push(u32::try_from(long.len()).ok()?);
         Some(ChainFilter {
             filter3,
             starts,
             long,
-            long_lits,
+            tails,
             byte1,
+            bit_lits,
+            over1,
             byte2,
-            short_lits,
+            pair_lits,
+            over2,
             lit_slots,
             slots,
         })
@@ -197,65 +268,135 @@ impl ChainFilter {
     /// Sets, in `bits` (of `words()` length, zeroed), the slots whose
     /// literals occur in `value`.
     pub fn scan(&self, value: &[u8], bits: &mut [u64]) {
-        // One pass: short literals are noted in `seen`, then their slots set
+        let Some((&first, rest)) = value.split_first() else {
+            return;
+        };
+        // Short literals are noted in `seen1`/`seen2`, then their slots set
         // once each (a literal repeats in a value far more often than it is
-        // distinct); long ones are checked where their first three bytes
-        // pass the filter.
-        let mut seen = [0u64; MAX_SHORT / 64];
-        let mut prev = 256usize;
-        let long = !self.long.is_empty();
-        // The folded last three bytes, `value[i - 2] | .. << 8 | value[i] << 16`.
-        let mut k = 0u32;
-        for (i, &c) in value.iter().enumerate() {
-            let c = c as usize;
-            let e = self.byte1[c] as usize;
-            let e2 = self.byte2[prev << 8 | c] as usize;
-            if e | e2 != 0 {
-                for e in [e, e2] {
-                    if e != 0 {
-                        let j = e - 1;
-                        if j < MAX_SHORT {
-                            seen[j / 64] |= 1 << (j % 64);
-                        } else {
-                            self.set_slots(self.short_lits[j], bits);
-                        }
-                    }
+        // distinct). Positions passing the long-literal filter are listed
+        // per 64 bytes and checked after each chunk: without a call or a
+        // hard-to-predict branch in it, the loop keeps its state in
+        // registers.
+        let mut seen2 = [0u64; (PAIR_OVER as usize + 1) / 64];
+        // The last bytes of the value, the newest lowest.
+        let mut k = first as u64;
+        let mut seen1 = self.byte1[first as usize];
+        let (filter3, byte1, byte2) = (&*self.filter3, &*self.byte1, &*self.byte2);
+        let mut hits = [0u8; 64];
+        for (n, chunk) in rest.chunks(64).enumerate() {
+            let mut nh = 0usize;
+            for (j, &c) in chunk.iter().enumerate() {
+                k = k << 8 | c as u64;
+                seen1 |= byte1[c as usize];
+                let e = byte2[(k & 0xffff) as usize] as usize;
+                if e != 0 {
+                    seen2[(e / 64) % seen2.len()] |= 1 << (e % 64);
                 }
+                let h = hash3(k) as usize;
+                hits[nh % 64] = j as u8;
+                nh += (filter3[h / 64] >> (h % 64)) as usize & 1;
             }
-            prev = c;
-            k = (k >> 8) | (LOWER[c] as u32) << 16;
-            if i < 2 || !long {
-                continue;
-            }
-            let h = hash3(k);
-            if self.filter3[h as usize / 64] & (1 << (h % 64)) != 0 {
-                self.check_bucket(value, i - 2, h, bits);
+            if nh != 0 {
+                self.check_hits(value, 1 + 64 * n, &hits[..nh.min(64)], bits);
             }
         }
-        for (w, &word) in seen.iter().enumerate() {
+        self.finish_short(value, seen1, &seen2, bits);
+    }
+
+    /// Sets the slots of the short literals a scan noted.
+    fn finish_short(&self, value: &[u8], seen1: u64, seen2: &[u64], bits: &mut [u64]) {
+        let mut word = seen1 & !OVER1;
+        while word != 0 {
+            let b = word.trailing_zeros() as usize;
+            word &= word - 1;
+            self.set_slots(self.bit_lits[b], bits);
+        }
+        if seen1 & OVER1 != 0 {
+            self.finish_over1(value, bits);
+        }
+        let used = self.pair_lits.len().div_ceil(64);
+        for (w, &word) in seen2.iter().enumerate().take(used) {
             let mut word = word;
             while word != 0 {
-                let b = word.trailing_zeros() as usize;
+                let b = w * 64 + word.trailing_zeros() as usize;
                 word &= word - 1;
-                self.set_slots(self.short_lits[w * 64 + b], bits);
+                if let Some(&lit) = self.pair_lits.get(b) {
+                    self.set_slots(lit, bits);
+                }
+            }
+        }
+        if seen2[PAIR_OVER as usize / 64] & 1 << (PAIR_OVER % 64) != 0 {
+            self.finish_over2(value, bits);
+        }
+    }
+
+    /// Sets the slots of the one-byte literals past the 63rd in `value`.
+    #[cold]
+    #[inline(never)]
+    fn finish_over1(&self, value: &[u8], bits: &mut [u64]) {
+        let mut done = [false; 256];
+        for &c in value {
+            let c = c.to_ascii_lowercase() as usize;
+            let e = self.over1[c];
+            if e != 0 && !done[c] {
+                done[c] = true;
+                self.set_slots(e - 1, bits);
             }
         }
     }
 
-    /// Sets the slots of the long literals of hash bucket `h` that occur
-    /// at `value[at..]`.
-    fn check_bucket(&self, value: &[u8], at: usize, h: u32, bits: &mut [u64]) {
+    /// Sets the slots of the two-byte literals past the `PAIR_OVER - 1`th in
+    /// `value`.
+    #[cold]
+    #[inline(never)]
+    fn finish_over2(&self, value: &[u8], bits: &mut [u64]) {
+        for w in value.windows(2) {
+            let pair =
+                u16::from(w[0].to_ascii_lowercase()) << 8 | u16::from(w[1].to_ascii_lowercase());
+            if let Some(&lit) = self.over2.get(&pair) {
+                self.set_slots(lit, bits);
+            }
+        }
+    }
+
+    /// `check_long` at each of a chunk's positions that passed the filter
+    /// (offsets `hits` from `base`): out of line, so that neither loop
+    /// keeps the other's state in its registers.
+    #[inline(never)]
+    fn check_hits(&self, value: &[u8], base: usize, hits: &[u8], bits: &mut [u64]) {
+        for &j in hits {
+            // The byte at `j` of the chunk is the value's `base + j`: the
+            // three bytes hashed end there.
+            self.check_long(value, base + j as usize, bits);
+        }
+    }
+
+    /// Sets the slots of the long literals that occur at `value[end - 2..]`
+    /// (nothing when `end < 2`: the rolling word's bytes before the value's
+    /// first are not the value's).
+    #[inline(always)]
+    fn check_long(&self, value: &[u8], end: usize, bits: &mut [u64]) {
+        let (Some(at), Some(&c)) = (end.checked_sub(2), value.get(end)) else {
+            return;
+        };
+        let h = hash3(key3(value[at], value[at + 1], c));
         let b = (h >> BUCKET_SHIFT) as usize;
-        let (from, to) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        let (Some(&from), Some(&to)) = (self.starts.get(b), self.starts.get(b + 1)) else {
+            return;
+        };
+        let range = from as usize..to as usize;
+        let (Some(long), Some(tails)) = (self.long.get(range.clone()), self.tails.get(range))
+        else {
+            return;
+        };
         let rest = &value[at..];
         let head = head8(rest);
-        for l in &self.long[from..to] {
-            if l.len as usize > rest.len() || head & l.mask != l.head {
+        for (l, tail) in long.iter().zip(tails) {
+            if head & l.mask != l.head || l.len as usize > rest.len() {
                 continue;
             }
-            let (lit, id) = &self.long_lits[l.lit as usize];
-            if lit.len() <= 8 || rest[8..lit.len()].eq_ignore_ascii_case(&lit[8..]) {
-                self.set_slots(*id, bits);
+            if tail.is_empty() || rest[8..l.len as usize].eq_ignore_ascii_case(tail) {
+                self.set_slots(l.id, bits);
             }
         }
     }
@@ -562,6 +703,7 @@ fn necessary_in(h: &Hir, ex: &Extractor, depth: usize) -> Option<Vec<Vec<u8>>> {
 mod tests {
     use super::*;
     use aho_corasick::AhoCorasick;
+    use proptest::prelude::*;
 
     fn lits(p: &str) -> Option<Vec<String>> {
         let r = CompiledRegex::new(p).unwrap();
@@ -725,6 +867,87 @@ mod tests {
                     .map(|_| values_alphabet[(next() % values_alphabet.len() as u64) as usize])
                     .collect();
                 assert_scan_exact(&cf, &lits, &lit_slots, &v);
+            }
+        }
+    }
+
+    /// Bytes the property tests draw literals and values from: letters in
+    /// both cases, the bytes bit 5 folds onto them (`@`, `[`, control
+    /// bytes), NUL and non-ASCII.
+    const PROP_ALPHABET: &[u8] = b"aAbBzZ@`[{\t)\x00 \xff\xbc-/";
+
+    fn prop_lits() -> impl Strategy<Value = (Vec<Vec<u8>>, bool, bool)> {
+        (
+            proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(PROP_ALPHABET), 1..14),
+                1..40,
+            ),
+            any::<bool>(),
+            any::<bool>(),
+        )
+    }
+
+    /// The literal set of a property case: the drawn literals, plus (when
+    /// asked) every one-byte literal (more than the scan's `seen1` word
+    /// holds) and every pair over 40 bytes (more than its pair seen-set
+    /// holds), so that the overflow paths run too.
+    fn literal_set(drawn: &[Vec<u8>], all1: bool, all2: bool) -> Vec<Vec<u8>> {
+        let mut set: std::collections::BTreeSet<Vec<u8>> =
+            drawn.iter().map(|l| l.to_ascii_lowercase()).collect();
+        if all1 {
+            set.extend((0..=255u8).map(|b| vec![b.to_ascii_lowercase()]));
+        }
+        if all2 {
+            for a in 0u8..40 {
+                set.extend((0u8..40).map(|b| vec![a, b]));
+            }
+        }
+        set.into_iter().collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The scan against the naive search on values up to three 64-byte
+        /// chunks long, with drawn literals planted (in random case) at the
+        /// value's start and end and across the chunk boundaries.
+        #[test]
+        fn scan_finds_every_literal_occurrence(
+            (drawn, all1, all2) in prop_lits(),
+            body in proptest::collection::vec(proptest::sample::select(PROP_ALPHABET), 0..200),
+            plant in proptest::collection::vec((any::<proptest::sample::Index>(), any::<proptest::sample::Index>(), any::<u64>()), 0..6),
+        ) {
+            let lits = literal_set(&drawn, all1, all2);
+            let n = lits.len() as u32;
+            let slots = n.min(150);
+            let lit_slots: Vec<Vec<u32>> = (0..n).map(|i| vec![i % slots, (i * 7 + 3) % slots]).collect();
+            let cf = ChainFilter::new(&lits, lit_slots.clone(), slots).unwrap();
+            let mut v = body;
+            let len = v.len();
+            // Planting spots: the start, the end, and around each chunk
+            // boundary (the scan's chunks start at byte 1 of the value).
+            let spots = [0usize, len, 63, 64, 65, 127, 128, 129];
+            for (which, spot, case) in plant {
+                let lit = &drawn[which.index(drawn.len())];
+                let at = spots[spot.index(spots.len())].min(v.len());
+                let at = if at == len && at >= lit.len() { at - lit.len() } else { at };
+                let cased: Vec<u8> = lit
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| if case >> (i % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c })
+                    .collect();
+                let end = (at + cased.len()).min(v.len());
+                v.splice(at..end, cased);
+            }
+            assert_scan_exact(&cf, &lits, &lit_slots, &v);
+        }
+
+        /// `fold8` is `to_ascii_lowercase` on each of the eight bytes.
+        #[test]
+        fn fold8_lower_cases_each_byte(x in any::<u64>(), ascii in any::<[u8; 8]>()) {
+            for w in [x, u64::from_le_bytes(ascii.map(|b| b & 0x7f))] {
+                let want = u64::from_le_bytes(w.to_le_bytes().map(|b| b.to_ascii_lowercase()));
+                prop_assert_eq!(fold8(w), want);
             }
         }
     }

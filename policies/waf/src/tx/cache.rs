@@ -196,13 +196,15 @@ impl ValueCache {
                 cur = Cow::Owned(n);
             }
         }
-        let v = match cur {
-            Cow::Borrowed(_) => None,
-            Cow::Owned(v) => Some(v),
+        let (v, bits) = match cur {
+            // A value the chain left unchanged shares the raw value's scan,
+            // if there is one already (saves `scan_bits` a call per entry).
+            Cow::Borrowed(_) => (None, self.vbits[vid as usize]),
+            Cow::Owned(v) => (Some(v), None),
         };
         self.entries.push(TEntry {
             value: v,
-            bits: None,
+            bits,
             vid,
         });
         self.entries.len() - 1
