@@ -20,6 +20,8 @@
 #      CONNS (wrk/redis connections, default 16), PROXY_THREADS (default 1, the
 #      proxy's default; haproxy gets the same nbthread),
 #      PODWARDEN_PROXY_BIN (use this binary instead of building one),
+#      PODWARDEN_PROXY_ARGS (extra flags for `podwarden-proxy run`, split on
+#      spaces, e.g. "--busy-poll-us 50"; printed with the tables),
 #      CPU_LAYOUT (which CPU placements to measure, in this order; default
 #      "sidecar shared", both in one run, one table each):
 #        sidecar  the load generator and the servers on APP_CPU (default 0),
@@ -129,7 +131,8 @@ EOF
 # "direct" is the load generator running as the proxy's UID, which the rules
 # exempt; haproxy also runs as that UID so its upstream legs go straight out.
 [ "$OPAQUE_OFFLOAD" = off ] || bg_caps=(--inh-caps +bpf,+net_admin --ambient-caps +bpf,+net_admin)
-bg proxy pod 1337 env PODWARDEN_LOG=warn PODWARDEN_OPAQUE_OFFLOAD="$OPAQUE_OFFLOAD" "$BIN" run --admin-addr 127.0.0.1:15000 --worker-threads "$PROXY_THREADS"
+read -r -a proxy_args <<<"${PODWARDEN_PROXY_ARGS:-}"
+bg proxy pod 1337 env PODWARDEN_LOG=warn PODWARDEN_OPAQUE_OFFLOAD="$OPAQUE_OFFLOAD" "$BIN" run --admin-addr 127.0.0.1:15000 --worker-threads "$PROXY_THREADS" "${proxy_args[@]}"
 proxy_group=$last_pid
 bg_caps=()
 bg haproxy pod 1337 haproxy -f "$work/haproxy.cfg" -db
@@ -263,6 +266,7 @@ for L in "${layouts[@]}"; do
   echo
   echo "podwarden data-path benchmark, $where"
   echo "  ${DURATION}s per run, median of $ROUNDS round(s), $CONNS connections, $ncpu CPUs, proxy threads $PROXY_THREADS, load average at the end of this layout ${LOAD[$L]}"
+  [ "${#proxy_args[@]}" -eq 0 ] || echo "  podwarden-proxy run flags: ${proxy_args[*]}"
   printf "%-30s %12s %12s %7s %12s %7s   %s\n" "" "direct" "podwarden" "ratio" "haproxy" "ratio" "target (podwarden/direct)"
   row "HTTP/1.1 rps (wrk → nginx)" http_rps ">= 0.60"
   row "HTTP p50 latency ms" http_p50
