@@ -18,6 +18,7 @@ pub mod ruleset;
 pub mod transform;
 pub mod transform_decode;
 pub mod tx;
+pub mod txnames;
 
 pub use error::{LoadError, LoadErrors};
 pub use ruleset::RuleSet;

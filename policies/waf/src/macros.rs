@@ -1,6 +1,6 @@
 //! `%{collection.key}` macro strings in setvar, msg, logdata and operator arguments.
 
-use crate::model::{MacroPart, MacroString, VarKind};
+use crate::model::{MacroPart, MacroString, VarKind, NO_SLOT};
 
 pub fn parse_macro(s: &str) -> Result<MacroString, String> {
     let mut parts = Vec::new();
@@ -24,7 +24,7 @@ pub fn parse_macro(s: &str) -> Result<MacroString, String> {
         if !lit.is_empty() {
             parts.push(MacroPart::Lit(std::mem::take(&mut lit)));
         }
-        parts.push(MacroPart::Var(kind, key));
+        parts.push(MacroPart::Var(kind, key, NO_SLOT));
         rest = &after[end + 1..];
     }
     lit.push_str(rest);
@@ -44,7 +44,7 @@ mod tests {
         assert_eq!(m.parts.len(), 4);
         assert_eq!(
             m.parts[1],
-            MacroPart::Var(VarKind::Tx, Some("critical_anomaly_score".into()))
+            MacroPart::Var(VarKind::Tx, Some("critical_anomaly_score".into()), NO_SLOT)
         );
         assert_eq!(parse_macro("plain").unwrap().literal(), Some("plain"));
         assert!(parse_macro("%{nope.x}").is_err());

@@ -160,13 +160,21 @@ pub struct Target {
     pub count: bool,
     /// `!VAR:key`: removes entries from the rule's other targets.
     pub exclude: bool,
+    /// For `TX:name`: the name's TX slot, assigned when the rule set is
+    /// built ([`crate::ruleset::TxNames`]); [`NO_SLOT`] otherwise.
+    pub slot: u32,
 }
+
+/// No TX slot: the variable is found by name.
+pub const NO_SLOT: u32 = u32::MAX;
 
 /// A string with `%{collection.key}` macros, expanded per transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MacroPart {
     Lit(String),
-    Var(VarKind, Option<String>),
+    /// A variable, its lower-cased key and, for `%{tx.name}`, the name's TX
+    /// slot ([`NO_SLOT`] until the rule set assigns one).
+    Var(VarKind, Option<String>, u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +222,8 @@ pub enum SetVarOp {
 pub struct SetVar {
     pub collection: VarKind,
     pub key: MacroString,
+    /// The TX slot of a literal key ([`NO_SLOT`]: found by name).
+    pub key_slot: u32,
     pub op: SetVarOp,
     pub value: MacroString,
 }

@@ -3,6 +3,7 @@
 
 use crate::model::{EngineMode, Item};
 use crate::prefilter::Prefilter;
+use crate::txnames::TxNames;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -66,10 +67,13 @@ pub struct RuleSet {
     pub rule_count: usize,
     /// Literal gates in front of the operators (see [`crate::prefilter`]).
     pub prefilter: Prefilter,
+    /// TX names written literally in the rules, by slot.
+    pub tx_names: TxNames,
 }
 
 impl RuleSet {
     pub fn new(config: Config, mut phases: [Vec<Item>; 5]) -> RuleSet {
+        let tx_names = TxNames::assign(&mut phases);
         let prefilter = Prefilter::build(&mut phases);
         let mut rule_count = 0;
         let phases = phases.map(|items| {
@@ -105,6 +109,7 @@ impl RuleSet {
             phases,
             rule_count,
             prefilter,
+            tx_names,
         }
     }
 

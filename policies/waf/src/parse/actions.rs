@@ -3,7 +3,7 @@
 use crate::macros::parse_macro;
 use crate::model::{
     AllowScope, BodyProcessor, Ctl, Disruptive, EngineMode, MacroString, RunAction, SetVar,
-    SetVarOp, VarKind,
+    SetVarOp, VarKind, NO_SLOT,
 };
 use crate::transform::{self, TransformName};
 
@@ -278,6 +278,7 @@ pub fn parse_setvar(s: &str) -> Result<SetVar, String> {
     Ok(SetVar {
         collection,
         key,
+        key_slot: NO_SLOT,
         op,
         value: parse_macro(&value)?,
     })

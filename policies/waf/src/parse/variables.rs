@@ -1,6 +1,6 @@
 //! Parses a rule's target list: `ARGS|!ARGS:foo|&TX:x|REQUEST_COOKIES:/re/|XML:/*`.
 
-use crate::model::{Selector, Target, VarKind};
+use crate::model::{Selector, Target, VarKind, NO_SLOT};
 
 /// Splits on `|` outside `/regex/` and quoted keys, then parses each target.
 pub fn parse_targets(s: &str) -> Result<Vec<Target>, String> {
@@ -105,6 +105,7 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
         selector,
         count,
         exclude,
+        slot: NO_SLOT,
     })
 }
 

@@ -160,6 +160,23 @@ fn map<'a>(
     }
 }
 
+/// Appends the values target `t` denotes (its exclusion and count flags
+/// aside): [`collect`], a `TX:name` with a slot found through it.
+pub fn collect_target<'a>(req: &'a ReqVars, st: &TxState, t: &Target, out: &mut Vec<Val<'a>>) {
+    if let (VarKind::Tx, Selector::Key(k)) = (t.kind, &t.selector) {
+        if let Some(v) = st.tx.get_at(k, t.slot) {
+            out.push(Val {
+                kind: VarKind::Tx,
+                key: Cow::Owned(k.clone()),
+                value: Cow::Owned(v.clone()),
+                pos: NO_POS,
+            });
+        }
+        return;
+    }
+    collect(req, st, t.kind, &t.selector, out)
+}
+
 /// Appends the values `kind`/`sel` denote.
 pub fn collect<'a>(
     req: &'a ReqVars,
@@ -500,10 +517,10 @@ pub fn expand_into(m: &MacroString, req: &ReqVars, st: &TxState, o: &mut Vec<u8>
     for p in &m.parts {
         match p {
             MacroPart::Lit(s) => o.extend_from_slice(s.as_bytes()),
-            MacroPart::Var(kind, key) => {
+            MacroPart::Var(kind, key, slot) => {
                 if *kind == VarKind::Tx {
                     if let Some(k) = key {
-                        if let Some(v) = st.tx.get(k) {
+                        if let Some(v) = st.tx.get_at(k, *slot) {
                             o.extend_from_slice(v);
                         }
                         continue;

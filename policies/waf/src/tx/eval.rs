@@ -1,11 +1,11 @@
 //! Rule evaluation with ModSecurity's semantics: per-match actions on each
 //! chain link, whole-chain match for logging and disruption, skipAfter.
 
-use super::collect::{collect, excluded, expand, expand_into, Val, NO_POS};
+use super::collect::{collect, collect_target, excluded, expand, expand_into, Val, NO_POS};
 use super::{Interruption, MatchedRule, ReqVars, Transaction, TxState};
 use crate::model::{
     AllowScope, Ctl, Disruptive, EngineMode, Item, Link, MacroPart, MacroString, Rule, RunAction,
-    Selector, SetVarOp, Target, VarKind,
+    Selector, SetVarOp, Target, VarKind, NO_SLOT,
 };
 use crate::operator::{atoi, contains_word, find, invalid_url_encoding, ip_match, OpKind};
 use crate::transform;
@@ -152,8 +152,8 @@ impl Transaction<'_> {
             self.run_actions(req, link);
             return true;
         }
-        if let Some((key, count)) = self.single_tx_key(rule, link) {
-            return self.eval_tx_link(req, link, key, count);
+        if let Some((key, slot, count)) = self.single_tx_key(rule, link) {
+            return self.eval_tx_link(req, link, key, slot, count);
         }
         if !self.link_may_match(req, link) {
             return false;
@@ -164,7 +164,7 @@ impl Transaction<'_> {
             self.runtime_exclusions(rule, &mut excl);
             for t in link.targets.iter().filter(|t| !t.exclude) {
                 let start = values.len();
-                collect(req, &self.st, t.kind, &t.selector, &mut values);
+                collect_target(req, &self.st, t, &mut values);
                 if !excl.is_empty() {
                     let mut k = 0;
                     values.retain(|v| {
@@ -215,8 +215,9 @@ impl Transaction<'_> {
         if link.capture {
             if let Some(c) = caps {
                 for (i, g) in c.into_iter().enumerate() {
+                    // TX:0-9 hold slots 0-9 (`txnames::CAPTURE_SLOTS`).
                     match CAPTURE_KEYS.get(i) {
-                        Some(k) => self.st.tx.insert(k, g),
+                        Some(k) => self.st.tx.insert_at(k, i as u32, g),
                         None => self.st.tx.insert(&i.to_string(), g),
                     }
                 }
@@ -232,14 +233,15 @@ impl Transaction<'_> {
     /// value list. (CRS 941010 removes REQUEST_FILENAME from some rules on
     /// nearly every request: exclusions of other collections cannot remove
     /// a TX value.)
-    fn single_tx_key<'l>(&self, rule: &Rule, link: &'l Link) -> Option<(&'l str, bool)> {
+    fn single_tx_key<'l>(&self, rule: &Rule, link: &'l Link) -> Option<(&'l str, u32, bool)> {
         match link.targets.as_slice() {
             [Target {
                 kind: VarKind::Tx,
                 selector: Selector::Key(k),
                 count,
                 exclude: false,
-            }] if !self.excludes_tx(rule) => Some((k, *count)),
+                slot,
+            }] if !self.excludes_tx(rule) => Some((k, *slot, *count)),
             _ => None,
         }
     }
@@ -261,8 +263,15 @@ impl Transaction<'_> {
     /// [`Self::eval_link`] for a single TX target: the same steps as the
     /// general path takes for a value not borrowed from the request, on the
     /// stored value itself instead of a copy.
-    fn eval_tx_link(&mut self, req: &ReqVars, link: &Link, key: &str, count: bool) -> bool {
-        let stored = self.st.tx.get(key);
+    fn eval_tx_link(
+        &mut self,
+        req: &ReqVars,
+        link: &Link,
+        key: &str,
+        slot: u32,
+        count: bool,
+    ) -> bool {
+        let stored = self.st.tx.get_at(key, slot);
         let raw: &[u8] = match (stored, count) {
             (None, false) => return false,
             (Some(v), false) => v,
@@ -441,11 +450,12 @@ impl Transaction<'_> {
                     };
                     match sv.key.literal() {
                         // Lower-cased at load (`parse_setvar`).
-                        Some(k) => set_tx(&mut self.st.tx, k, sv.op, &arg),
+                        Some(k) => set_tx(&mut self.st.tx, k, sv.key_slot, sv.op, &arg),
                         None => {
                             kb.clear();
                             expand_into(&sv.key, req, &self.st, &mut kb);
-                            set_tx(&mut self.st.tx, &lower_key(&kb), sv.op, &arg);
+                            let k = lower_key(&kb);
+                            set_tx(&mut self.st.tx, &k, NO_SLOT, sv.op, &arg);
                         }
                     }
                     self.xbuf = vb;
@@ -523,12 +533,12 @@ const CAPTURE_KEYS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "
 
 /// `setvar` on TX with the same results as [`setvar_value`], writing into
 /// the variable's buffer.
-fn set_tx(map: &mut super::txmap::TxMap, key: &str, op: SetVarOp, val: &SetArg<'_>) {
+fn set_tx(map: &mut super::txmap::TxMap, key: &str, key_slot: u32, op: SetVarOp, val: &SetArg<'_>) {
     if op == SetVarOp::Delete {
-        map.remove(key);
+        map.remove_at(key, key_slot);
         return;
     }
-    let (slot, had) = map.slot(key);
+    let (slot, had) = map.slot_at(key, key_slot);
     let cur = |slot: &[u8]| if had { atoi(slot) } else { 0 };
     let arg = |v: &SetArg<'_>| match v {
         SetArg::Int(n) => *n,
@@ -645,8 +655,8 @@ fn check_multi(
 /// %{tx.inbound_anomaly_score_threshold}`, and `+%{tx.x}` setvar values): an
 /// absent variable expands to nothing, as in `expand`.
 fn expand_ref<'a>(m: &'a MacroString, req: &ReqVars, st: &'a TxState) -> Cow<'a, [u8]> {
-    if let [MacroPart::Var(VarKind::Tx, Some(k))] = m.parts.as_slice() {
-        return Cow::Borrowed(st.tx.get(k).map_or(&[][..], |v| &v[..]));
+    if let [MacroPart::Var(VarKind::Tx, Some(k), slot)] = m.parts.as_slice() {
+        return Cow::Borrowed(st.tx.get_at(k, *slot).map_or(&[][..], |v| &v[..]));
     }
     expand(m, req, st)
 }

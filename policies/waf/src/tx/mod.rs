@@ -237,7 +237,7 @@ impl<'r> Transaction<'r> {
             kbuf,
             matched_hint,
         } = *scratch;
-        tx.reset();
+        tx.reset(&rs.tx_names);
         matched_vars.clear();
         matched_var.clear();
         Transaction {

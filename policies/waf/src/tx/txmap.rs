@@ -6,8 +6,13 @@
 //! transactions: a cleared entry is only marked absent. Absent entries are
 //! invisible to every accessor, so the collection behaves exactly like a
 //! fresh map.
+//!
+//! The first entries are the rule set's literal TX names in slot order
+//! ([`crate::txnames::TxNames`]): an access that carries a slot indexes
+//! `vals` directly; every other access finds the same entries by name.
 
 use super::BuildFx;
+use crate::txnames::TxNames;
 use std::collections::HashMap;
 
 /// Entries beyond this (names derived from request data, say) are not kept
@@ -20,19 +25,64 @@ pub(crate) struct TxMap {
     idx: HashMap<String, u32, BuildFx>,
     /// (present, value); an absent entry keeps its buffer.
     vals: Vec<(bool, Vec<u8>)>,
+    /// The [`TxNames::id`] whose names fill the first `seeded` entries.
+    owner: u64,
+    seeded: usize,
 }
 
 impl TxMap {
-    /// Empties the collection for a new transaction.
-    pub fn reset(&mut self) {
-        if self.vals.len() > MAX_KEPT {
+    /// Empties the collection for a new transaction of the rule set whose
+    /// names are `names`.
+    pub fn reset(&mut self, names: &TxNames) {
+        if self.owner != names.id || self.vals.len() > self.seeded + MAX_KEPT {
             *self = TxMap::default();
+            for n in &names.names {
+                // Absent until written, like every entry after a reset.
+                self.idx.insert(n.clone(), self.vals.len() as u32);
+                self.vals.push((false, Vec::new()));
+            }
+            self.owner = names.id;
+            self.seeded = self.vals.len();
             return;
         }
         for (present, v) in &mut self.vals {
             *present = false;
             v.clear();
         }
+    }
+
+    /// [`Self::get`] through `slot` when the rule set assigned one.
+    #[inline]
+    pub fn get_at(&self, key: &str, slot: u32) -> Option<&Vec<u8>> {
+        match self.vals.get(slot as usize) {
+            Some((present, v)) if (slot as usize) < self.seeded => present.then_some(v),
+            _ => self.get(key),
+        }
+    }
+
+    /// [`Self::slot`] through `slot` when the rule set assigned one.
+    #[inline]
+    pub fn slot_at(&mut self, key: &str, slot: u32) -> (&mut Vec<u8>, bool) {
+        let i = slot as usize;
+        // `seeded <= vals.len()` always; the second test only spares a panic path.
+        if i < self.seeded && i < self.vals.len() {
+            let (present, v) = &mut self.vals[i];
+            let had = std::mem::replace(present, true);
+            return (v, had);
+        }
+        self.slot(key)
+    }
+
+    /// [`Self::remove`] through `slot` when the rule set assigned one.
+    pub fn remove_at(&mut self, key: &str, slot: u32) {
+        if (slot as usize) < self.seeded {
+            if let Some((present, v)) = self.vals.get_mut(slot as usize) {
+                *present = false;
+                v.clear();
+                return;
+            }
+        }
+        self.remove(key)
     }
 
     pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
@@ -56,6 +106,12 @@ impl TxMap {
         let (present, v) = &mut self.vals[i];
         let had = std::mem::replace(present, true);
         (v, had)
+    }
+
+    /// [`Self::insert`] through `slot` when the rule set assigned one.
+    pub fn insert_at(&mut self, key: &str, slot: u32, value: Vec<u8>) {
+        let (v, _) = self.slot_at(key, slot);
+        *v = value;
     }
 
     pub fn insert(&mut self, key: &str, value: Vec<u8>) {
@@ -88,6 +144,7 @@ impl TxMap {
 #[cfg(test)]
 mod tests {
     use super::TxMap;
+    use crate::txnames::TxNames;
 
     #[test]
     fn behaves_like_a_fresh_map_after_reset() {
@@ -103,11 +160,56 @@ mod tests {
         m.remove("a");
         assert_eq!(m.get("a"), None);
         assert_eq!(m.iter().count(), 1);
-        m.reset();
+        m.reset(&TxNames {
+            id: 0,
+            names: Vec::new(),
+        });
         assert_eq!(m.get("b"), None);
         assert_eq!(m.iter().count(), 0);
         let (v, had) = m.slot("b");
         assert!(!had);
         assert!(v.is_empty());
+    }
+
+    fn names(id: u64, n: &[&str]) -> TxNames {
+        TxNames {
+            id,
+            names: n.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn slots_and_names_are_one_collection() {
+        let mut m = TxMap::default();
+        let a = names(7, &["x", "y"]);
+        m.reset(&a);
+        // Seeded entries start absent.
+        assert_eq!(m.get_at("x", 0), None);
+        assert_eq!(m.get("y"), None);
+        assert_eq!(m.iter().count(), 0);
+        let (v, had) = m.slot_at("y", 1);
+        assert!(!had);
+        v.extend_from_slice(b"5");
+        assert_eq!(m.get("y").map(|v| &v[..]), Some(&b"5"[..]));
+        m.insert("x", b"1".to_vec());
+        assert_eq!(m.get_at("x", 0).map(|v| &v[..]), Some(&b"1"[..]));
+        // A name outside the seeded set, and a slot beyond it, go by name.
+        m.insert_at("z", crate::model::NO_SLOT, b"2".to_vec());
+        assert_eq!(m.get_at("z", 9).map(|v| &v[..]), Some(&b"2"[..]));
+        let mut keys: Vec<&String> = m.iter().map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(keys, ["x", "y", "z"]);
+        m.remove_at("y", 1);
+        assert_eq!(m.get("y"), None);
+        m.remove("x");
+        assert_eq!(m.get_at("x", 0), None);
+        // Another rule set lays the names out again, all absent.
+        let b = names(8, &["y", "x"]);
+        m.insert("x", b"1".to_vec());
+        m.reset(&b);
+        assert_eq!(m.iter().count(), 0);
+        m.insert_at("x", 1, b"3".to_vec());
+        assert_eq!(m.get("x").map(|v| &v[..]), Some(&b"3"[..]));
+        assert_eq!(m.get_at("y", 0), None);
     }
 }
