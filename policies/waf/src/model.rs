@@ -160,8 +160,9 @@ pub struct Target {
     pub count: bool,
     /// `!VAR:key`: removes entries from the rule's other targets.
     pub exclude: bool,
-    /// For `TX:name`: the name's TX slot, assigned when the rule set is
-    /// built ([`crate::ruleset::TxNames`]); [`NO_SLOT`] otherwise.
+    /// For `TX:name`: the name's TX slot; for `TX:/regex/`: the index of
+    /// its selection in [`crate::txnames::TxNames::selections`]. Assigned
+    /// when the rule set is built; [`NO_SLOT`] otherwise.
     pub slot: u32,
 }
 

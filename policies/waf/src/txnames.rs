@@ -26,6 +26,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct TxNames {
     pub id: u64,
     pub names: Vec<String>,
+    /// For each `TX:/regex/` target (its `slot` indexes this list): the
+    /// slots of the names above that the regex matches, so a selection
+    /// runs the regex only on names made at run time.
+    pub selections: Vec<Vec<u32>>,
 }
 
 impl TxNames {
@@ -66,9 +70,28 @@ impl TxNames {
                 }
             }
         }
+        // Every name has its slot now: resolve the regex selectors.
+        let mut selections = Vec::new();
+        for items in phases.iter_mut() {
+            for it in items.iter_mut() {
+                let Item::Rule(r) = it else { continue };
+                for t in r.links.iter_mut().flat_map(|l| l.targets.iter_mut()) {
+                    if let (VarKind::Tx, Selector::Regex(re), false) =
+                        (t.kind, &t.selector, t.exclude)
+                    {
+                        let pre = (0..a.names.len() as u32)
+                            .filter(|&s| re.is_match(&a.names[s as usize]))
+                            .collect();
+                        t.slot = selections.len() as u32;
+                        selections.push(pre);
+                    }
+                }
+            }
+        }
         TxNames {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             names: a.names,
+            selections,
         }
     }
 }

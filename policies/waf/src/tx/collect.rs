@@ -4,6 +4,7 @@ use super::request::ReqVars;
 use super::TxState;
 use crate::body::Pair;
 use crate::model::{MacroPart, MacroString, Selector, Target, VarKind};
+use crate::txnames::TxNames;
 use std::borrow::Cow;
 
 /// One value a rule inspects: `ARGS:foo` → kind ARGS, key "foo".
@@ -161,20 +162,49 @@ fn map<'a>(
 }
 
 /// Appends the values target `t` denotes (its exclusion and count flags
-/// aside): [`collect`], a `TX:name` with a slot found through it.
-pub fn collect_target<'a>(req: &'a ReqVars, st: &TxState, t: &Target, out: &mut Vec<Val<'a>>) {
-    if let (VarKind::Tx, Selector::Key(k)) = (t.kind, &t.selector) {
-        if let Some(v) = st.tx.get_at(k, t.slot) {
-            out.push(Val {
-                kind: VarKind::Tx,
-                key: Cow::Owned(k.clone()),
-                value: Cow::Owned(v.clone()),
-                pos: NO_POS,
-            });
+/// aside): [`collect`], a `TX:name` with a slot found through it and a
+/// `TX:/regex/` with a selection resolved at load through that.
+pub fn collect_target<'a>(
+    req: &'a ReqVars,
+    st: &TxState,
+    names: &TxNames,
+    t: &Target,
+    out: &mut Vec<Val<'a>>,
+) {
+    match (t.kind, &t.selector) {
+        (VarKind::Tx, Selector::Key(k)) => {
+            if let Some(v) = st.tx.get_at(k, t.slot) {
+                out.push(Val {
+                    kind: VarKind::Tx,
+                    key: Cow::Owned(k.clone()),
+                    value: Cow::Owned(v.clone()),
+                    pos: NO_POS,
+                });
+            }
         }
-        return;
+        (VarKind::Tx, sel @ Selector::Regex(_)) => match names.selections.get(t.slot as usize) {
+            Some(pre) if st.tx.laid_out_for(names) => {
+                let mut kv = Vec::new();
+                st.tx.select(pre, sel, &mut kv);
+                push_sorted(kv, out);
+            }
+            _ => collect(req, st, t.kind, sel, out),
+        },
+        _ => collect(req, st, t.kind, &t.selector, out),
     }
-    collect(req, st, t.kind, &t.selector, out)
+}
+
+/// TX entries as values, sorted by name: the order an ordered map gives.
+fn push_sorted(mut kv: Vec<(&String, &Vec<u8>)>, out: &mut Vec<Val<'_>>) {
+    kv.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in kv {
+        out.push(Val {
+            kind: VarKind::Tx,
+            key: Cow::Owned(k.clone()),
+            value: Cow::Owned(v.clone()),
+            pos: NO_POS,
+        });
+    }
 }
 
 /// Appends the values `kind`/`sel` denote.
@@ -377,12 +407,9 @@ pub fn collect<'a>(
             }
             // Select, then sort what was selected by name: the order an
             // ordered map gives, without sorting the whole collection.
-            let mut sel_kv: Vec<(&String, &Vec<u8>)> =
+            let sel_kv: Vec<(&String, &Vec<u8>)> =
                 st.tx.iter().filter(|(k, _)| sel.matches(k)).collect();
-            sel_kv.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            let mut tmp = Vec::new();
-            map(kind, sel_kv.into_iter(), &Selector::All, &mut tmp);
-            out.extend(tmp);
+            push_sorted(sel_kv, out);
         }
         Env => {
             let mut tmp = Vec::new();

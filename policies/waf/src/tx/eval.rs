@@ -164,7 +164,7 @@ impl Transaction<'_> {
             self.runtime_exclusions(rule, &mut excl);
             for t in link.targets.iter().filter(|t| !t.exclude) {
                 let start = values.len();
-                collect_target(req, &self.st, t, &mut values);
+                collect_target(req, &self.st, &self.rs.tx_names, t, &mut values);
                 if !excl.is_empty() {
                     let mut k = 0;
                     values.retain(|v| {

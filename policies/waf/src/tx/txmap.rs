@@ -12,6 +12,7 @@
 //! `vals` directly; every other access finds the same entries by name.
 
 use super::BuildFx;
+use crate::model::Selector;
 use crate::txnames::TxNames;
 use std::collections::HashMap;
 
@@ -25,6 +26,8 @@ pub(crate) struct TxMap {
     idx: HashMap<String, u32, BuildFx>,
     /// (present, value); an absent entry keeps its buffer.
     vals: Vec<(bool, Vec<u8>)>,
+    /// The name of each entry of `vals`.
+    keys: Vec<String>,
     /// The [`TxNames::id`] whose names fill the first `seeded` entries.
     owner: u64,
     seeded: usize,
@@ -40,6 +43,7 @@ impl TxMap {
                 // Absent until written, like every entry after a reset.
                 self.idx.insert(n.clone(), self.vals.len() as u32);
                 self.vals.push((false, Vec::new()));
+                self.keys.push(n.clone());
             }
             self.owner = names.id;
             self.seeded = self.vals.len();
@@ -100,6 +104,7 @@ impl TxMap {
             None => {
                 self.idx.insert(key.to_string(), self.vals.len() as u32);
                 self.vals.push((false, Vec::new()));
+                self.keys.push(key.to_string());
                 self.vals.len() - 1
             }
         };
@@ -130,6 +135,36 @@ impl TxMap {
         }
     }
 
+    /// Whether the first entries are laid out in the slot order of `names`.
+    pub fn laid_out_for(&self, names: &TxNames) -> bool {
+        self.owner == names.id && self.seeded == names.names.len()
+    }
+
+    /// Appends the present entries a regex selector picks: among the
+    /// rule set's names, those of `pre` (the slots whose names the selector
+    /// matches, found at load); among the others, those `sel` matches.
+    /// Only valid when [`Self::laid_out_for`] the rule set of `pre`.
+    pub fn select<'a>(
+        &'a self,
+        pre: &[u32],
+        sel: &Selector,
+        out: &mut Vec<(&'a String, &'a Vec<u8>)>,
+    ) {
+        for &s in pre {
+            if let (Some((true, v)), Some(k)) =
+                (self.vals.get(s as usize), self.keys.get(s as usize))
+            {
+                out.push((k, v));
+            }
+        }
+        let rest = self.vals.iter().zip(&self.keys).skip(self.seeded);
+        for ((present, v), k) in rest {
+            if *present && sel.matches(k) {
+                out.push((k, v));
+            }
+        }
+    }
+
     /// Present entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<u8>)> {
         self.idx
@@ -144,6 +179,7 @@ impl TxMap {
 #[cfg(test)]
 mod tests {
     use super::TxMap;
+    use crate::model::Selector;
     use crate::txnames::TxNames;
 
     #[test]
@@ -163,6 +199,7 @@ mod tests {
         m.reset(&TxNames {
             id: 0,
             names: Vec::new(),
+            selections: Vec::new(),
         });
         assert_eq!(m.get("b"), None);
         assert_eq!(m.iter().count(), 0);
@@ -175,6 +212,7 @@ mod tests {
         TxNames {
             id,
             names: n.iter().map(|s| s.to_string()).collect(),
+            selections: Vec::new(),
         }
     }
 
@@ -211,5 +249,28 @@ mod tests {
         m.insert_at("x", 1, b"3".to_vec());
         assert_eq!(m.get("x").map(|v| &v[..]), Some(&b"3"[..]));
         assert_eq!(m.get_at("y", 0), None);
+    }
+
+    #[test]
+    fn select_takes_resolved_slots_and_matches_the_rest() {
+        let mut m = TxMap::default();
+        let a = names(9, &["p_1", "q", "p_2"]);
+        m.reset(&a);
+        assert!(m.laid_out_for(&a));
+        assert!(!m.laid_out_for(&names(10, &["p_1", "q", "p_2"])));
+        m.insert("p_1", b"1".to_vec());
+        m.insert("q", b"2".to_vec());
+        m.insert("p_run", b"3".to_vec());
+        m.insert("other", b"4".to_vec());
+        let sel = Selector::Regex(regex::Regex::new("^p_").unwrap());
+        let mut out = Vec::new();
+        // Slots 0 and 2 match the regex; slot 2 is absent.
+        m.select(&[0, 2], &sel, &mut out);
+        let mut got: Vec<(&str, &[u8])> = out.iter().map(|(k, v)| (k.as_str(), &v[..])).collect();
+        got.sort();
+        assert_eq!(got, [("p_1", &b"1"[..]), ("p_run", &b"3"[..])]);
+        let mut all: Vec<(&String, &Vec<u8>)> = m.iter().filter(|(k, _)| sel.matches(k)).collect();
+        all.sort();
+        assert_eq!(all.len(), got.len());
     }
 }
