@@ -12,6 +12,7 @@ pub mod macros;
 pub mod model;
 pub mod operator;
 pub mod parse;
+pub mod phrase;
 pub mod prefilter;
 pub mod regex_compat;
 pub mod ruleset;

@@ -2,8 +2,8 @@
 
 use crate::macros::parse_macro;
 use crate::model::MacroString;
+use crate::phrase::PhraseMatcher;
 use crate::regex_compat::CompiledRegex;
-use aho_corasick::AhoCorasick;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ pub struct Operator {
 #[derive(Debug, Clone)]
 pub enum OpKind {
     Rx(Arc<CompiledRegex>),
-    Pm(Arc<AhoCorasick>),
+    Pm(Arc<PhraseMatcher>),
     Streq(MacroString),
     Contains(MacroString),
     ContainsWord(MacroString),
@@ -117,14 +117,8 @@ pub fn parse_operator(s: &str, dir: &Path) -> Result<Operator, String> {
     })
 }
 
-fn build_pm(words: Vec<String>) -> Result<AhoCorasick, String> {
-    if words.is_empty() {
-        return Err("@pm needs at least one phrase".into());
-    }
-    AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        .build(&words)
-        .map_err(|e| format!("cannot build phrase matcher: {e}"))
+fn build_pm(words: Vec<String>) -> Result<PhraseMatcher, String> {
+    PhraseMatcher::new(&words)
 }
 
 fn read_pm_files(param: &str, dir: &Path) -> Result<Vec<String>, String> {
