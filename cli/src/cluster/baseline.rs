@@ -53,12 +53,12 @@ pub async fn approve(
     let (p, warnings) = match what {
         Approval::All => {
             review
-                .approve_with_warnings(&t.namespace, &name, None, mode, by, &now)
+                .approve(&t.namespace, &name, None, mode, by, &now)
                 .await?
         }
         Approval::Ids(ids) => {
             review
-                .approve_with_warnings(&t.namespace, &name, Some(&ids), mode, by, &now)
+                .approve(&t.namespace, &name, Some(&ids), mode, by, &now)
                 .await?
         }
         Approval::ModeOnly => {

@@ -258,6 +258,7 @@ impl Controller {
         Review::new(self.client.clone(), FIELD_MANAGER)
             .approve(namespace, baseline_name, select, None, approver, now)
             .await
+            .map(|(p, _)| p)
     }
 
     /// Changes the workload's mode (a new policy version).

@@ -68,25 +68,10 @@ impl Review {
     /// `select`), optionally setting the mode in the same version: creates
     /// version 1 of its policy or replaces the current one with the next
     /// version (optimistic concurrency: a concurrent approval makes this
-    /// fail, not merge).
-    pub async fn approve(
-        &self,
-        namespace: &str,
-        name: &str,
-        select: Option<&[String]>,
-        mode: Option<Mode>,
-        approver: &str,
-        now: &str,
-    ) -> Result<WorkloadPolicy, ControllerError> {
-        self.approve_with_warnings(namespace, name, select, mode, approver, now)
-            .await
-            .map(|(p, _)| p)
-    }
-
-    /// [`Review::approve`], also returning the review's warnings (the diff's,
+    /// fail, not merge). Also returns the review's warnings (the diff's,
     /// e.g. a baseline without DNS names) from the same reads, for a person
     /// approving from the CLI.
-    pub async fn approve_with_warnings(
+    pub async fn approve(
         &self,
         namespace: &str,
         name: &str,
