@@ -20,6 +20,14 @@ fn kinds(d: &BaselineDiff) -> Vec<(ChangeKind, String)> {
     d.entries.iter().map(|e| (e.change, e.id.clone())).collect()
 }
 
+/// The DNS name entries only.
+fn dns_kinds(d: &BaselineDiff) -> Vec<(ChangeKind, String)> {
+    kinds(d)
+        .into_iter()
+        .filter(|(_, id)| id.starts_with("dns:"))
+        .collect()
+}
+
 #[test]
 fn nothing_approved_means_everything_is_added_with_risks() {
     let b = baseline(|l| {
@@ -241,10 +249,7 @@ fn learned_names_are_proposed_with_the_switch_to_listed() {
     let b = with_names();
     let d = diff(&b, None, &Rejections::default());
     assert!(d.warnings.is_empty(), "{:?}", d.warnings);
-    let names: Vec<(ChangeKind, String)> = kinds(&d)
-        .into_iter()
-        .filter(|(_, id)| id.starts_with("dns:"))
-        .collect();
+    let names = dns_kinds(&d);
     assert_eq!(
         names,
         vec![
@@ -305,10 +310,7 @@ fn names_added_and_removed_against_a_listed_policy() {
     p.spec.dns.allow_names = vec!["old.example.net".into()];
     p.spec.dns.learned_names.clear();
     let d = diff(&b, Some(&p), &Rejections::default());
-    let names: Vec<(ChangeKind, String)> = kinds(&d)
-        .into_iter()
-        .filter(|(_, id)| id.starts_with("dns:"))
-        .collect();
+    let names = dns_kinds(&d);
     assert_eq!(
         names,
         vec![

@@ -253,8 +253,8 @@ pub struct QueryPlan {
     pub question: Option<(String, RecordType)>,
     /// Set when the query looks like tunnelling (refused or not).
     pub tunnel: Option<DnsVerdict>,
-    /// The question looks like tunnelling (by the policy's thresholds, or
-    /// the defaults without a policy): its name is masked in the record.
+    /// The question looks like tunnelling (assessed once per query, with or
+    /// without a policy): its name is masked in the record.
     pub suspicious: bool,
     /// Set when the name is not in the policy and the mode cares (protect
     /// answers NXDOMAIN, monitor forwards and reports).
@@ -350,9 +350,9 @@ pub fn plan_query(
     plan
 }
 
-/// `name` is a name the policy lists followed by one of `search`.
+/// `name` (as parsed: lower-case, no trailing dot) is a name the policy
+/// lists followed by one of `search`.
 fn is_search_expansion(policy: &CompiledPolicy, name: &str, search: &[String]) -> bool {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
     search.iter().any(|domain| {
         name.strip_suffix(domain.as_str())
             .and_then(|head| head.strip_suffix('.'))
@@ -473,6 +473,28 @@ impl Ctx {
             kind: RecordKind::Connection,
             status: None,
         });
+    }
+
+    /// Records a query that is not forwarded and returns the answer the
+    /// pod gets instead (none when the query is too broken to answer).
+    fn refuse(
+        &self,
+        plan: &QueryPlan,
+        denied: Denied,
+        query: &[u8],
+        started: Instant,
+    ) -> Option<Vec<u8>> {
+        let (flow, decision) = *denied;
+        let answer = answer_refusal(plan, query);
+        self.record(
+            plan,
+            flow,
+            decision,
+            query.len() as u64,
+            answer.as_deref(),
+            started,
+        );
+        answer
     }
 
     /// Refuses per plan, or picks the first upstream the hook allows.
@@ -674,19 +696,9 @@ async fn udp_query(ctx: Arc<Ctx>, sock: Arc<UdpSocket>, client: SocketAddr, q: V
     let candidates = match ctx.choose(&plan, client) {
         Ok(c) => c,
         Err(denied) => {
-            let (flow, decision) = *denied;
-            let answer = answer_refusal(&plan, &q);
-            if let Some(r) = &answer {
-                let _ = sock.send_to(r, client).await;
+            if let Some(r) = ctx.refuse(&plan, denied, &q, started) {
+                let _ = sock.send_to(&r, client).await;
             }
-            ctx.record(
-                &plan,
-                flow,
-                decision,
-                q.len() as u64,
-                answer.as_deref(),
-                started,
-            );
             return;
         }
     };
@@ -769,22 +781,10 @@ async fn tcp_session(ctx: Arc<Ctx>, mut client: TcpStream, peer: SocketAddr) {
         let plan = ctx.plan(&q);
         let candidates = match ctx.choose(&plan, peer) {
             Ok(c) => c,
-            Err(denied) => {
-                let (flow, decision) = *denied;
-                let answer = answer_refusal(&plan, &q);
-                ctx.record(
-                    &plan,
-                    flow,
-                    decision,
-                    q.len() as u64,
-                    answer.as_deref(),
-                    started,
-                );
-                match answer {
-                    Some(r) if write_msg(&mut client, &r).await.is_ok() => continue,
-                    _ => return,
-                }
-            }
+            Err(denied) => match ctx.refuse(&plan, denied, &q, started) {
+                Some(r) if write_msg(&mut client, &r).await.is_ok() => continue,
+                _ => return,
+            },
         };
         let mut answered = false;
         for (up, decision) in candidates {

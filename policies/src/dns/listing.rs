@@ -54,7 +54,10 @@ pub struct DnsNameVerdict {
     /// Monitor: forwarded, but protect would answer NXDOMAIN (raise an event).
     pub would_deny: bool,
     /// The tunnelling heuristics on the same name, so a report can mask the
-    /// labels that look like carried data.
+    /// labels that look like carried data. Only run when the name is
+    /// reported (`deny` or `would_deny`); a listed name gets the empty
+    /// assessment here (the query's own verdict, `judge_dns_query`, has
+    /// already judged it for tunnelling).
     pub assessment: TunnelAssessment,
 }
 

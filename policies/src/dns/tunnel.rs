@@ -44,7 +44,7 @@ pub enum TunnelSign {
     PayloadRecordType { qtype: RecordType },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TunnelAssessment {
     pub suspicious: bool,
     pub signs: Vec<TunnelSign>,

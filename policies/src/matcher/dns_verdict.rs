@@ -56,11 +56,16 @@ impl CompiledPolicy {
     pub fn judge_dns_name(&self, name: &str, qtype: RecordType) -> DnsNameVerdict {
         let listed = self.name_listing(name);
         let d = Decision::new(self.mode(), listed.as_ref().map(|_| Arc::clone(&QUERY_OK)));
+        let reported = d.action == Action::Deny || d.would_deny;
         DnsNameVerdict {
             listed,
             deny: d.action == Action::Deny,
             would_deny: d.would_deny,
-            assessment: assess_query(name, qtype, &TunnelThresholds::default()),
+            assessment: if reported {
+                assess_query(name, qtype, &TunnelThresholds::default())
+            } else {
+                TunnelAssessment::default()
+            },
         }
     }
 
